@@ -1,0 +1,489 @@
+"""The ``tusd-trio`` command line: tusd's flag names and syntax."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ._logging import setup_logging
+from ._version import __version__
+from .config import Config
+from .protocol.core import (
+    DEFAULT_CORS_ALLOW_HEADERS,
+    DEFAULT_CORS_ALLOW_METHODS,
+    DEFAULT_CORS_EXPOSE_HEADERS,
+    CorsConfig,
+    ProtocolConfig,
+)
+from .protocol.headers import CHECKSUM_ALGORITHMS
+
+log = logging.getLogger("tusd_trio")
+
+
+class UsageError(Exception):
+    pass
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Go's duration syntax (``1h30m``, ``500ms``, ``0``); returns seconds."""
+    value = text.strip()
+    if value == "0":
+        return 0.0
+    if not value:
+        raise ValueError("empty duration")
+    position = 0
+    total = 0.0
+    while position < len(value):
+        match = _DURATION_PART.match(value, position)
+        if match is None:
+            raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 5m, 24h)")
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    if seconds == 0:
+        return "0s"
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h0m0s"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m0s"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds}s"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "t", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "f", "false", "no", "off"):
+        return False
+    raise ValueError(f"invalid boolean {text!r}")
+
+
+def _parse_uint(text: str) -> int:
+    if not re.fullmatch(r"\d+", text.strip()):
+        raise ValueError(f"invalid non-negative integer {text!r}")
+    return int(text)
+
+
+def _parse_octal(text: str) -> int:
+    stripped = text.strip()
+    if not re.fullmatch(r"0?[0-7]{1,4}", stripped):
+        raise ValueError(f"invalid octal permissions {text!r}")
+    return int(stripped, 8)
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    kind: str  # str, bool, uint, duration, octal
+    default: Any
+    help: str
+    group: str
+
+    def parse(self, text: str) -> Any:
+        if self.kind == "bool":
+            return _parse_bool(text)
+        if self.kind == "uint":
+            return _parse_uint(text)
+        if self.kind == "duration":
+            return parse_duration(text)
+        if self.kind == "octal":
+            return _parse_octal(text)
+        return text
+
+    def default_text(self) -> str:
+        if self.kind == "duration":
+            return format_duration(float(self.default))
+        if self.kind == "octal":
+            return f"0{self.default:o}"
+        if self.kind == "bool":
+            return "true" if self.default else "false"
+        return str(self.default) if self.default != "" else '""'
+
+
+FLAGS: list[Flag] = [
+    # Listening
+    Flag("host", "str", "127.0.0.1", "Host to bind the HTTP server to", "Listening"),
+    Flag("port", "str", "8080", "Port to bind the HTTP server to (0 = any free port)", "Listening"),
+    Flag("unix-sock", "str", "", "Listen on this UNIX socket instead of TCP", "Listening"),
+    Flag("base-path", "str", "/files/", "Basepath of the HTTP server", "Listening"),
+    Flag(
+        "behind-proxy",
+        "bool",
+        False,
+        "Respect X-Forwarded-* and Forwarded headers (only behind a trusted proxy)",
+        "Listening",
+    ),
+    Flag(
+        "relative-location",
+        "bool",
+        False,
+        "Answer upload creation with a relative Location URL",
+        "Listening",
+    ),
+    Flag(
+        "max-connections",
+        "uint",
+        0,
+        "Refuse new connections with 503 beyond this many (0 = no limit)",
+        "Listening",
+    ),
+    Flag(
+        "max-header-size",
+        "uint",
+        65536,
+        "Largest request line plus header block in bytes (431 beyond)",
+        "Listening",
+    ),
+    # Protocol
+    Flag(
+        "max-size",
+        "uint",
+        0,
+        "Maximum size of a single upload in bytes (0 = no limit)",
+        "Upload protocol",
+    ),
+    Flag(
+        "disable-download", "bool", False, "Disable the download endpoint (GET)", "Upload protocol"
+    ),
+    Flag(
+        "disable-termination",
+        "bool",
+        False,
+        "Disable the termination extension (DELETE)",
+        "Upload protocol",
+    ),
+    Flag(
+        "disable-concatenation",
+        "bool",
+        False,
+        "Disable the concatenation extension",
+        "Upload protocol",
+    ),
+    Flag(
+        "expiration",
+        "duration",
+        0.0,
+        "Unfinished uploads expire this long after their last change (0 = never)",
+        "Upload protocol",
+    ),
+    Flag(
+        "expiration-interval",
+        "duration",
+        0.0,
+        "How often the janitor removes expired uploads (0 = automatic)",
+        "Upload protocol",
+    ),
+    Flag(
+        "checksum-algorithms",
+        "str",
+        ",".join(CHECKSUM_ALGORITHMS),
+        "Checksum algorithms accepted in Upload-Checksum (empty = checksum extension off)",
+        "Upload protocol",
+    ),
+    Flag(
+        "show-greeting",
+        "bool",
+        True,
+        "Show the greeting message at non-tus paths",
+        "Upload protocol",
+    ),
+    # CORS
+    Flag("disable-cors", "bool", False, "Disable CORS headers", "CORS"),
+    Flag("cors-allow-origin", "str", ".*", "Regular expression of allowed origins", "CORS"),
+    Flag(
+        "cors-allow-credentials",
+        "bool",
+        False,
+        "Send Access-Control-Allow-Credentials: true",
+        "CORS",
+    ),
+    Flag("cors-allow-methods", "str", "", "Methods added to Access-Control-Allow-Methods", "CORS"),
+    Flag("cors-allow-headers", "str", "", "Headers added to Access-Control-Allow-Headers", "CORS"),
+    Flag("cors-max-age", "str", "86400", "Value of Access-Control-Max-Age", "CORS"),
+    Flag(
+        "cors-expose-headers", "str", "", "Headers added to Access-Control-Expose-Headers", "CORS"
+    ),
+    # File store
+    Flag("upload-dir", "str", "./data", "Directory to store uploads in", "File storage"),
+    Flag("dir-perms", "octal", 0o775, "Permissions of created directories", "File storage"),
+    Flag("file-perms", "octal", 0o664, "Permissions of created files", "File storage"),
+    Flag(
+        "fsync",
+        "bool",
+        False,
+        "fsync data (then info) before acknowledging every PATCH",
+        "File storage",
+    ),
+    Flag(
+        "locker",
+        "str",
+        "file",
+        "Lock implementation: file (cross-process) or memory",
+        "File storage",
+    ),
+    Flag(
+        "filelock-holder-poll-interval",
+        "duration",
+        5.0,
+        "How often a lock holder looks for release requests from other processes",
+        "File storage",
+    ),
+    Flag(
+        "filelock-acquirer-poll-interval",
+        "duration",
+        2.0,
+        "How often a process retries a lock another process holds",
+        "File storage",
+    ),
+    # Timeouts
+    Flag(
+        "network-timeout",
+        "duration",
+        60.0,
+        "No data for this long ends a request (ERR_READ_TIMEOUT)",
+        "Timeouts",
+    ),
+    Flag(
+        "idle-timeout",
+        "duration",
+        0.0,
+        "Close keep-alive connections idle this long (0 = network timeout)",
+        "Timeouts",
+    ),
+    Flag("shutdown-timeout", "duration", 10.0, "Graceful shutdown window", "Timeouts"),
+    Flag(
+        "acquire-lock-timeout",
+        "duration",
+        20.0,
+        "How long a request waits for an upload's lock (ERR_LOCK_TIMEOUT)",
+        "Timeouts",
+    ),
+    Flag(
+        "request-completion-timeout",
+        "duration",
+        10.0,
+        "Time the store gets to save a request's bytes after the request ends",
+        "Timeouts",
+    ),
+    # Logging
+    Flag("log-format", "str", "text", "Log format: text or json", "Logging"),
+    Flag("verbose", "bool", True, "Log every request (level debug)", "Logging"),
+    Flag("show-startup-logs", "bool", True, "Print the configuration at start-up", "Logging"),
+    Flag("version", "bool", False, "Print the version and exit", "Logging"),
+]
+
+_BY_NAME = {flag.name: flag for flag in FLAGS}
+
+
+def parse_args(argv: Sequence[str]) -> dict[str, Any]:
+    """Parse Go-style flags: ``-name=value``, ``-name value``, ``--name``.
+
+    A boolean flag alone means true; ``-name=false`` sets it false.
+    """
+    values: dict[str, Any] = {flag.name: flag.default for flag in FLAGS}
+    args = list(argv)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg in ("-h", "-help", "--help"):
+            raise _HelpRequestedError
+        if not arg.startswith("-") or arg in ("-", "--"):
+            raise UsageError(f"unexpected argument {arg!r} (flags start with -)")
+        body = arg[2:] if arg.startswith("--") else arg[1:]
+        name, has_value, text = body.partition("=")
+        flag = _BY_NAME.get(name)
+        if flag is None:
+            raise UsageError(f"flag provided but not defined: -{name}")
+        if not has_value:
+            if flag.kind == "bool":
+                text = "true"
+            else:
+                if index >= len(args):
+                    raise UsageError(f"flag needs an argument: -{name}")
+                text = args[index]
+                index += 1
+        try:
+            values[name] = flag.parse(text)
+        except ValueError as exc:
+            raise UsageError(f"invalid value {text!r} for flag -{name}: {exc}") from None
+    return values
+
+
+class _HelpRequestedError(Exception):
+    pass
+
+
+def build_config(values: dict[str, Any]) -> Config:
+    port_text = str(values["port"])
+    if not re.fullmatch(r"\d{1,5}", port_text) or int(port_text) > 65535:
+        raise UsageError(f"invalid value {port_text!r} for flag -port: not a port number")
+    if values["log-format"] not in ("text", "json"):
+        raise UsageError("invalid value for flag -log-format: must be text or json")
+    if values["locker"] not in ("file", "memory"):
+        raise UsageError("invalid value for flag -locker: must be file or memory")
+    origin = values["cors-allow-origin"]
+    try:
+        re.compile(origin)
+    except re.error as exc:
+        raise UsageError(f"invalid value for flag -cors-allow-origin: {exc}") from None
+    algorithms = tuple(a.strip() for a in values["checksum-algorithms"].split(",") if a.strip())
+    for algorithm in algorithms:
+        if algorithm not in CHECKSUM_ALGORITHMS:
+            raise UsageError(
+                f"invalid value for flag -checksum-algorithms: unknown algorithm {algorithm!r}"
+                f" (supported: {', '.join(CHECKSUM_ALGORITHMS)})"
+            )
+    base_path = values["base-path"]
+    if not base_path.startswith("/"):
+        raise UsageError("invalid value for flag -base-path: must start with /")
+    if values["network-timeout"] <= 0:
+        raise UsageError("invalid value for flag -network-timeout: must be positive")
+
+    def extend(default: str, extra: str) -> str:
+        return f"{default}, {extra}" if extra.strip() else default
+
+    cors = None
+    if not values["disable-cors"]:
+        cors = CorsConfig(
+            allow_origin=origin,
+            allow_credentials=values["cors-allow-credentials"],
+            allow_methods=extend(DEFAULT_CORS_ALLOW_METHODS, values["cors-allow-methods"]),
+            allow_headers=extend(DEFAULT_CORS_ALLOW_HEADERS, values["cors-allow-headers"]),
+            expose_headers=extend(DEFAULT_CORS_EXPOSE_HEADERS, values["cors-expose-headers"]),
+            max_age=values["cors-max-age"],
+        )
+    protocol = ProtocolConfig(
+        base_path=base_path,
+        max_size=values["max-size"],
+        disable_download=values["disable-download"],
+        disable_termination=values["disable-termination"],
+        disable_concatenation=values["disable-concatenation"],
+        cors=cors,
+        behind_proxy=values["behind-proxy"],
+        relative_location=values["relative-location"],
+        expiration=values["expiration"],
+        checksum_algorithms=algorithms,
+        show_greeting=values["show-greeting"],
+    )
+    return Config(
+        host=values["host"],
+        port=int(port_text),
+        unix_sock=values["unix-sock"],
+        protocol=protocol,
+        upload_dir=values["upload-dir"],
+        dir_perms=values["dir-perms"],
+        file_perms=values["file-perms"],
+        fsync=values["fsync"],
+        locker=values["locker"],
+        acquire_lock_timeout=values["acquire-lock-timeout"],
+        filelock_holder_poll_interval=values["filelock-holder-poll-interval"],
+        filelock_acquirer_poll_interval=values["filelock-acquirer-poll-interval"],
+        network_timeout=values["network-timeout"],
+        idle_timeout=values["idle-timeout"],
+        request_completion_timeout=values["request-completion-timeout"],
+        shutdown_timeout=values["shutdown-timeout"],
+        max_header_size=values["max-header-size"],
+        max_connections=values["max-connections"],
+        expiration_interval=values["expiration-interval"],
+        log_format=values["log-format"],
+        verbose=values["verbose"],
+        show_startup_logs=values["show-startup-logs"],
+    )
+
+
+def usage() -> str:
+    lines = [
+        "Usage: tusd-trio [flags]",
+        "",
+        "A tus resumable upload server (tus 1.0.0), compatible with tusd.",
+        "Flags take one or two dashes: -port=8080, -port 8080, --port=8080.",
+        "Boolean flags alone mean true; turn them off with -flag=false.",
+        "Durations use Go syntax: 500ms, 30s, 5m, 24h, 1h30m.",
+    ]
+    group = ""
+    for flag in FLAGS:
+        if flag.group != group:
+            group = flag.group
+            lines += ["", f"{group} options:"]
+        kind = {"bool": "", "uint": " int", "duration": " duration", "octal": " octal"}.get(
+            flag.kind, " string"
+        )
+        lines.append(f"  -{flag.name}{kind}")
+        lines.append(f"        {flag.help} (default {flag.default_text()})")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        values = parse_args(args)
+        if values["version"]:
+            sys.stdout.write(f"tusd-trio {__version__}\n")
+            return 0
+        config = build_config(values)
+    except _HelpRequestedError:
+        sys.stdout.write(usage())
+        return 0
+    except UsageError as exc:
+        sys.stderr.write(f"tusd-trio: {exc}\nRun 'tusd-trio -help' for the list of flags.\n")
+        return 2
+    setup_logging(config.log_format, config.verbose)
+    try:
+        os.makedirs(config.upload_dir, mode=config.dir_perms, exist_ok=True)
+    except OSError as exc:
+        sys.stderr.write(f"tusd-trio: cannot create -upload-dir {config.upload_dir!r}: {exc}\n")
+        return 1
+    if config.show_startup_logs:
+        log.info("Using '%s' as directory storage.", os.path.abspath(config.upload_dir))
+        log.info("Using %.2fMB as maximum size.", config.protocol.max_size / 1024 / 1024)
+    try:
+        trio.run(_run, config)
+    except OSError as exc:
+        sys.stderr.write(f"tusd-trio: cannot listen: {exc}\n")
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover - signals are handled in _run
+        return 130
+    return 0
+
+
+async def _run(config: Config, *, on_started: Callable[[object], None] | None = None) -> None:
+    from .server import Server
+
+    server = Server(config)
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+            async def watch_signals() -> None:
+                count = 0
+                async for _signum in signals:
+                    count += 1
+                    if count == 1:
+                        server.request_shutdown()
+                    else:
+                        log.warning("Second signal received: exiting at once.")
+                        os._exit(1)
+
+            nursery.start_soon(watch_signals)
+            await nursery.start(server.serve)
+            if on_started is not None:
+                on_started(server)
+            await server.wait_stopped()
+            nursery.cancel_scope.cancel()

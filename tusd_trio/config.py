@@ -1,0 +1,56 @@
+"""The daemon's configuration: one object built by the CLI or by an embedding app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .protocol.core import ProtocolConfig
+
+
+@dataclass
+class Config:
+    # Listening
+    host: str = "127.0.0.1"
+    port: int = 8080
+    unix_sock: str = ""
+    # Protocol (base path, max size, CORS, extensions, expiration, ...)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    # File store
+    upload_dir: str = "./data"
+    dir_perms: int = 0o775
+    file_perms: int = 0o664
+    fsync: bool = False
+    # Locks
+    locker: str = "file"
+    acquire_lock_timeout: float = 20.0
+    filelock_holder_poll_interval: float = 5.0
+    filelock_acquirer_poll_interval: float = 2.0
+    # Timeouts
+    network_timeout: float = 60.0
+    idle_timeout: float = 0.0  # 0 = the network timeout
+    request_completion_timeout: float = 10.0
+    shutdown_timeout: float = 10.0
+    # HTTP limits
+    max_header_size: int = 64 * 1024
+    max_connections: int = 0
+    # Expiration janitor
+    expiration_interval: float = 0.0  # 0 = automatic
+    # Logging
+    log_format: str = "text"
+    verbose: bool = True
+    show_startup_logs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.idle_timeout <= 0:
+            self.idle_timeout = self.network_timeout
+
+    @property
+    def write_timeout(self) -> float:
+        return 2 * self.network_timeout
+
+    @property
+    def janitor_interval(self) -> float:
+        if self.expiration_interval > 0:
+            return self.expiration_interval
+        expiration = self.protocol.expiration
+        return max(1.0, min(60.0, expiration / 4)) if expiration > 0 else 0.0

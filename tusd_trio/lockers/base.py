@@ -1,0 +1,40 @@
+"""The locker protocol: one writer per upload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+ReleaseCallback = Callable[[], None]
+
+
+class Locker(Protocol):
+    """Grants one request at a time access to an upload.
+
+    A request that wants a held lock calls the holder's ``on_release_requested``
+    (the holder then saves what it has and lets go), and waits up to ``max_wait``
+    seconds before ``LockTimeoutError``.
+    """
+
+    name: str
+
+    async def acquire(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+    ) -> None: ...
+
+    def release(self, upload_id: str) -> None: ...
+
+    def lock(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+    ) -> AbstractAsyncContextManager[None]: ...
+
+    async def aclose(self) -> None: ...

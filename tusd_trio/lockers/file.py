@@ -1,0 +1,181 @@
+"""Locks that hold across processes on one host, in tusd's lock-file format.
+
+The lock for upload ``<id>`` is the file ``<dir>/<id>.lock`` holding the
+owner's PID; it is created with a hard link so it appears complete or not at
+all.  A lock whose owner is dead is stale and taken over.  A process that wants
+a lock another process holds creates ``<dir>/<id>.stop``; the holder looks for
+that file every ``holder_poll_interval`` and then lets go, as tusd does.
+
+Within one process the lock is first taken from a :class:`MemoryLocker`, so
+requests in the same process queue fairly and hand over at once; the lock file
+is only polled when another process holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import trio
+
+from ..protocol.errors import LockTimeoutError, UploadNotFoundError
+from .memory import MemoryLocker
+
+log = logging.getLogger("tusd_trio.filelocker")
+
+ReleaseCallback = Callable[[], None]
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FileLocker:
+    name = "filelocker"
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        holder_poll_interval: float = 5.0,
+        acquirer_poll_interval: float = 2.0,
+    ) -> None:
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.holder_poll_interval = holder_poll_interval
+        self.acquirer_poll_interval = acquirer_poll_interval
+        self._local = MemoryLocker()
+        self._held: dict[str, ReleaseCallback | None] = {}
+        self._pid = os.getpid()
+
+    def statistics(self) -> object:
+        return self._local.statistics()
+
+    def _lock_path(self, upload_id: str) -> str:
+        return os.path.join(self.directory, upload_id) + ".lock"
+
+    def _try_lock_file(self, upload_id: str) -> bool:
+        """Try once to create the lock file.  True when we now own it."""
+        path = self._lock_path(upload_id)
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise UploadNotFoundError()
+        tmp = f"{path}.{self._pid}.{id(self)}.tmp"
+        for _attempt in range(3):
+            with open(tmp, "w", encoding="ascii") as handle:
+                handle.write(f"{self._pid}\n")
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                owner = self._read_owner(path)
+                stale = owner is not None and (owner == self._pid or not _pid_alive(owner))
+                if not stale:
+                    return False
+                log.info("taking over stale lock %s of dead process %s", path, owner)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            finally:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+        return False
+
+    @staticmethod
+    def _read_owner(path: str) -> int | None:
+        try:
+            with open(path, encoding="ascii", errors="replace") as handle:
+                text = handle.read().strip()
+        except FileNotFoundError:
+            return 0  # gone meanwhile: treat as stale so we retry
+        try:
+            return int(text)
+        except ValueError:
+            return None
+
+    def _unlock_file(self, upload_id: str) -> None:
+        path = self._lock_path(upload_id)
+        for target in (path, path[: -len(".lock")] + ".stop"):
+            try:
+                os.unlink(target)
+            except FileNotFoundError:
+                pass
+
+    def _request_stop(self, upload_id: str) -> None:
+        stop = os.path.join(self.directory, upload_id) + ".stop"
+        try:
+            with open(stop, "a", encoding="ascii"):
+                pass
+        except OSError:
+            pass
+
+    async def acquire(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+    ) -> None:
+        deadline = trio.current_time() + max_wait
+        await self._local.acquire(
+            upload_id, max_wait=max_wait, on_release_requested=on_release_requested
+        )
+        try:
+            while not self._try_lock_file(upload_id):
+                self._request_stop(upload_id)
+                remaining = deadline - trio.current_time()
+                if remaining <= 0:
+                    raise LockTimeoutError()
+                await trio.sleep(min(self.acquirer_poll_interval, remaining))
+        except BaseException:
+            self._local.release(upload_id)
+            raise
+        self._held[upload_id] = on_release_requested
+
+    def release(self, upload_id: str) -> None:
+        self._held.pop(upload_id, None)
+        self._unlock_file(upload_id)
+        self._local.release(upload_id)
+
+    async def watch_stop_requests(self) -> None:
+        """Run for ever: tell holders when another process asks them to let go."""
+        while True:
+            await trio.sleep(self.holder_poll_interval)
+            for upload_id, callback in list(self._held.items()):
+                if callback is None:
+                    continue
+                stop = os.path.join(self.directory, upload_id) + ".stop"
+                try:
+                    os.unlink(stop)
+                except FileNotFoundError:
+                    continue
+                callback()
+
+    @asynccontextmanager
+    async def lock(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+    ) -> AsyncIterator[None]:
+        await self.acquire(upload_id, max_wait=max_wait, on_release_requested=on_release_requested)
+        try:
+            yield
+        finally:
+            self.release(upload_id)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,126 @@
+"""Per-upload locks inside one process, handed over in arrival order.
+
+A request that finds an upload locked asks the holder to let go (the holder's
+``on_release_requested`` callback, as tusd does) and queues.  When the holder
+releases, the lock passes straight to the oldest waiter: no polling, no fixed
+sleeps, no starvation.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+from ..protocol.errors import LockTimeoutError
+
+ReleaseCallback = Callable[[], None]
+
+
+@dataclass(eq=False)
+class _Waiter:
+    event: trio.Event = field(default_factory=trio.Event)
+    on_release_requested: ReleaseCallback | None = None
+    granted: bool = False
+
+
+@dataclass(eq=False)
+class _Entry:
+    holder: _Waiter
+    waiters: deque[_Waiter] = field(default_factory=deque)
+
+
+@dataclass(frozen=True)
+class LockStatistics:
+    held: int
+    waiting: int
+    max_wait: float
+
+
+class MemoryLocker:
+    name = "memorylocker"
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._max_wait = 0.0
+
+    def statistics(self) -> LockStatistics:
+        return LockStatistics(
+            held=len(self._entries),
+            waiting=sum(len(e.waiters) for e in self._entries.values()),
+            max_wait=self._max_wait,
+        )
+
+    async def acquire(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+    ) -> None:
+        me = _Waiter(on_release_requested=on_release_requested)
+        entry = self._entries.get(upload_id)
+        if entry is None:
+            self._entries[upload_id] = _Entry(holder=me)
+            await trio.lowlevel.checkpoint()
+            return
+        entry.waiters.append(me)
+        holder_callback = entry.holder.on_release_requested
+        if holder_callback is not None:
+            holder_callback()
+        started = trio.current_time()
+        try:
+            with trio.move_on_after(max_wait):
+                await me.event.wait()
+        except BaseException:
+            # Cancelled from outside while queued: give the lock on if it had
+            # just been handed to us, else leave the queue.
+            if me.granted:
+                self.release(upload_id)
+            else:
+                entry.waiters.remove(me)
+            raise
+        self._max_wait = max(self._max_wait, trio.current_time() - started)
+        if me.granted:
+            return
+        entry.waiters.remove(me)
+        raise LockTimeoutError()
+
+    def release(self, upload_id: str) -> None:
+        entry = self._entries.get(upload_id)
+        if entry is None:
+            return
+        if entry.waiters:
+            nxt = entry.waiters.popleft()
+            nxt.granted = True
+            entry.holder = nxt
+            nxt.event.set()
+            # The new holder's predecessor queue may still contain waiters that
+            # want this lock: ask the new holder to be quick too, if it writes.
+            if entry.waiters and nxt.on_release_requested is not None:
+                nxt.on_release_requested()
+        else:
+            del self._entries[upload_id]
+
+    def is_locked(self, upload_id: str) -> bool:
+        return upload_id in self._entries
+
+    @asynccontextmanager
+    async def lock(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+    ) -> AsyncIterator[None]:
+        await self.acquire(upload_id, max_wait=max_wait, on_release_requested=on_release_requested)
+        try:
+            yield
+        finally:
+            self.release(upload_id)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,268 @@
+"""The exception tree of tusd-trio.
+
+Every error the server can answer with carries tusd's stable ``ERR_*`` code,
+the HTTP status it maps to and a short message, so that logs and clients see the
+same codes as with tusd::
+
+    TusError                         (any status; .code, .status, .message)
+      ProtocolError                  (4xx: the request is malformed or not allowed)
+        UnsupportedVersionError      412 ERR_UNSUPPORTED_VERSION
+        InvalidContentTypeError      415 ERR_INVALID_CONTENT_TYPE
+        InvalidUploadLengthError     400 ERR_INVALID_UPLOAD_LENGTH
+        InvalidOffsetError           400 ERR_INVALID_OFFSET
+        MismatchedOffsetError        409 ERR_MISMATCHED_OFFSET
+        SizeExceededError            413 ERR_UPLOAD_SIZE_EXCEEDED / ERR_MAX_SIZE_EXCEEDED
+        ChecksumMismatchError        460 ERR_CHECKSUM_MISMATCH
+        ...
+      UploadNotFoundError            404 ERR_UPLOAD_NOT_FOUND
+      UploadGoneError                410 ERR_UPLOAD_GONE (expired)
+      LockTimeoutError               500 ERR_LOCK_TIMEOUT
+      InterruptedError_              400/500/503 body reading ended early
+      StoreError                     500/507 the storage backend failed
+
+The protocol core raises these; the I/O layer turns them into responses with
+:func:`tusd_trio.protocol.responses.error_response`.
+"""
+
+from __future__ import annotations
+
+
+class TusError(Exception):
+    """An error with a tusd ``ERR_*`` code and an HTTP status."""
+
+    code: str = "ERR_INTERNAL_SERVER_ERROR"
+    status: int = 500
+    default_message: str = "internal server error"
+    #: The URL of an upload that was created before the error happened.
+    location: str | None = None
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.message = message if message is not None else self.default_message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        super().__init__(f"{self.code}: {self.message}")
+
+
+class ProtocolError(TusError):
+    status = 400
+    code = "ERR_BAD_REQUEST"
+    default_message = "bad request"
+
+
+class UnsupportedVersionError(ProtocolError):
+    status = 412
+    code = "ERR_UNSUPPORTED_VERSION"
+    default_message = "missing, invalid or unsupported Tus-Resumable header"
+
+
+class MaxSizeExceededError(ProtocolError):
+    status = 413
+    code = "ERR_MAX_SIZE_EXCEEDED"
+    default_message = "maximum size exceeded"
+
+
+class InvalidContentTypeError(ProtocolError):
+    # tusd answers 400 here; the tus 1.0.0 text says 415 (see README).
+    status = 415
+    code = "ERR_INVALID_CONTENT_TYPE"
+    default_message = "missing or invalid Content-Type header"
+
+
+class InvalidUploadLengthError(ProtocolError):
+    code = "ERR_INVALID_UPLOAD_LENGTH"
+    default_message = "missing or invalid Upload-Length header"
+
+
+class InvalidOffsetError(ProtocolError):
+    code = "ERR_INVALID_OFFSET"
+    default_message = "missing or invalid Upload-Offset header"
+
+
+class UploadNotFoundError(TusError):
+    status = 404
+    code = "ERR_UPLOAD_NOT_FOUND"
+    default_message = "upload not found"
+
+
+class UploadGoneError(TusError):
+    status = 410
+    code = "ERR_UPLOAD_GONE"
+    default_message = "upload has expired"
+
+
+class UploadLockedError(TusError):
+    status = 423
+    code = "ERR_UPLOAD_LOCKED"
+    default_message = "file currently locked"
+
+
+class LockTimeoutError(TusError):
+    status = 500
+    code = "ERR_LOCK_TIMEOUT"
+    default_message = "failed to acquire lock before timeout"
+
+
+class MismatchedOffsetError(ProtocolError):
+    status = 409
+    code = "ERR_MISMATCHED_OFFSET"
+    default_message = "mismatched offset"
+
+
+class SizeExceededError(ProtocolError):
+    status = 413
+    code = "ERR_UPLOAD_SIZE_EXCEEDED"
+    default_message = "upload's size exceeded"
+
+
+class NotImplementedFeatureError(TusError):
+    status = 501
+    code = "ERR_NOT_IMPLEMENTED"
+    default_message = "feature not implemented"
+
+
+class UploadNotFinishedError(ProtocolError):
+    code = "ERR_UPLOAD_NOT_FINISHED"
+    default_message = "one of the partial uploads is not finished"
+
+
+class InvalidConcatError(ProtocolError):
+    code = "ERR_INVALID_CONCAT"
+    default_message = "invalid Upload-Concat header"
+
+
+class ConcatUnsupportedError(ProtocolError):
+    code = "ERR_CONCATENATION_UNSUPPORTED"
+    default_message = "Upload-Concat header is not supported by server"
+
+
+class ModifyFinalError(ProtocolError):
+    status = 403
+    code = "ERR_MODIFY_FINAL"
+    default_message = "modifying a final upload is not allowed"
+
+
+class AmbiguousUploadLengthError(ProtocolError):
+    code = "ERR_AMBIGUOUS_UPLOAD_LENGTH"
+    default_message = "provided both Upload-Length and Upload-Defer-Length"
+
+
+class InvalidUploadLengthDeferError(ProtocolError):
+    code = "ERR_INVALID_UPLOAD_LENGTH_DEFER"
+    default_message = "invalid Upload-Defer-Length header"
+
+
+class UnsupportedChecksumAlgorithmError(ProtocolError):
+    code = "ERR_UNSUPPORTED_CHECKSUM_ALGORITHM"
+    default_message = "unsupported checksum algorithm"
+
+
+class InvalidChecksumError(ProtocolError):
+    code = "ERR_INVALID_CHECKSUM"
+    default_message = "missing or invalid Upload-Checksum header"
+
+
+class ChecksumMismatchError(ProtocolError):
+    status = 460
+    code = "ERR_CHECKSUM_MISMATCH"
+    default_message = "checksum mismatch"
+
+
+class OriginNotAllowedError(ProtocolError):
+    status = 403
+    code = "ERR_ORIGIN_NOT_ALLOWED"
+    default_message = "request origin is not allowed"
+
+
+class InvalidUploadIDError(ProtocolError):
+    status = 404
+    code = "ERR_UPLOAD_NOT_FOUND"
+    default_message = "upload not found"
+
+
+class MethodNotAllowedError(ProtocolError):
+    status = 405
+    code = "ERR_METHOD_NOT_ALLOWED"
+    default_message = "method not allowed"
+
+    def __init__(self, allow: str) -> None:
+        super().__init__()
+        self.allow = allow
+
+
+class RangeNotSatisfiableError(ProtocolError):
+    status = 416
+    code = "ERR_RANGE_NOT_SATISFIABLE"
+    default_message = "requested range not satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+
+# --- Errors that end a body read early.  The bytes read so far are kept. ---
+
+
+class BodyInterruptedError(TusError):
+    """The request body ended before the client said it would."""
+
+
+class UnexpectedEOFError(BodyInterruptedError):
+    status = 400
+    code = "ERR_UNEXPECTED_EOF"
+    default_message = "server expected to receive more bytes"
+
+
+class ReadTimeoutError(BodyInterruptedError):
+    status = 500
+    code = "ERR_READ_TIMEOUT"
+    default_message = "timeout while reading request body"
+
+
+class ConnectionResetError_(BodyInterruptedError):
+    status = 500
+    code = "ERR_CONNECTION_RESET"
+    default_message = "TCP connection reset by peer"
+
+
+class UploadInterruptedError(BodyInterruptedError):
+    status = 400
+    code = "ERR_UPLOAD_INTERRUPTED"
+    default_message = "upload has been interrupted by another request for this upload resource"
+
+
+class ServerShutdownError(BodyInterruptedError):
+    status = 503
+    code = "ERR_SERVER_SHUTDOWN"
+    default_message = "request has been interrupted because the server is shutting down"
+
+
+class RequestTimeoutError(BodyInterruptedError):
+    status = 500
+    code = "ERR_REQUEST_TIMEOUT"
+    default_message = "request did not complete in time"
+
+
+class StoreError(TusError):
+    status = 500
+    code = "ERR_INTERNAL_SERVER_ERROR"
+    default_message = "storage error"
+
+
+class InsufficientStorageError(StoreError):
+    status = 507
+    code = "ERR_INSUFFICIENT_STORAGE"
+    default_message = "no space left on the storage device"
+
+
+class UnavailableError(TusError):
+    status = 503
+    code = "ERR_SERVICE_UNAVAILABLE"
+    default_message = "service unavailable"

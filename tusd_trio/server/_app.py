@@ -1,0 +1,255 @@
+"""The server: listeners, connections, the supervisor and graceful shutdown."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from typing import Any
+
+import trio
+
+from ..config import Config
+from ..lockers.base import Locker
+from ..lockers.file import FileLocker
+from ..lockers.memory import MemoryLocker
+from ..protocol.errors import ServerShutdownError
+from ..stores.base import Store
+from ..stores.file import FileStore
+from ._handler import Interrupter, TusHandler
+from ._http import HTTPConnection, _date
+from ._janitor import Janitor
+from ._supervisor import Supervisor
+
+log = logging.getLogger("tusd_trio")
+
+
+class Server:
+    """Everything one daemon process shares between its connections."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        locker: Locker | None = None,
+    ) -> None:
+        self.config = config
+        if store is None:
+            store = FileStore(
+                config.upload_dir,
+                dir_perms=config.dir_perms,
+                file_perms=config.file_perms,
+                fsync=config.fsync,
+            )
+        self.store: Store = store
+        if locker is None:
+            if config.locker == "file" and isinstance(store, FileStore):
+                locker = FileLocker(
+                    store.directory,
+                    holder_poll_interval=config.filelock_holder_poll_interval,
+                    acquirer_poll_interval=config.filelock_acquirer_poll_interval,
+                )
+            else:
+                locker = MemoryLocker()
+        self.locker: Locker = locker
+        self.scheme = "http"
+        self.shutting_down = False
+        self.active_interrupters: set[Interrupter] = set()
+        self.connections: set[HTTPConnection] = set()
+        self.supervisor = Supervisor(self)
+        self.janitor = Janitor(self)
+        self.handler = TusHandler(self)
+        self.listeners: list[trio.SocketListener] = []
+        self.urls: list[str] = []
+        self._shutdown = trio.Event()
+        self._stopped = trio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            async with trio.open_nursery() as root:
+                await root.start(self.supervisor.run)
+                cleanup = getattr(self.store, "cleanup_leftovers", None)
+                if cleanup is not None:
+                    for path in await cleanup(60.0):
+                        log.info("removed leftover staging file %s", path)
+                self.listeners = await self._open_listeners()
+                async with trio.open_nursery() as connections:
+                    accept_scope = trio.CancelScope()
+
+                    async def accept_all() -> None:
+                        with accept_scope:
+                            async with trio.open_nursery() as acceptors:
+                                for listener in self.listeners:
+                                    acceptors.start_soon(self._accept_loop, listener, connections)
+
+                    root.start_soon(accept_all)
+                    self._announce()
+                    task_status.started(self)
+                    await self._shutdown.wait()
+                    log.info("Received interrupt signal. Shutting down tusd-trio...")
+                    self.shutting_down = True
+                    accept_scope.cancel()
+                    for listener in self.listeners:
+                        with trio.CancelScope(shield=True):
+                            await listener.aclose()
+                    self._stop_idle_and_interrupt()
+                    with trio.move_on_after(self.config.shutdown_timeout) as grace:
+                        while self.connections:
+                            await trio.sleep(0.02)
+                            self._stop_idle_and_interrupt()
+                    if grace.cancelled_caught:
+                        log.warning("Shutdown timeout exceeded. Exiting immediately!")
+                    connections.cancel_scope.cancel()
+                root.cancel_scope.cancel()
+            log.info("Shutdown completed. Goodbye!")
+        finally:
+            self._stopped.set()
+            if self.config.unix_sock:
+                try:
+                    os.unlink(self.config.unix_sock)
+                except OSError:
+                    pass
+
+    def _stop_idle_and_interrupt(self) -> None:
+        for interrupter in list(self.active_interrupters):
+            interrupter.interrupt(ServerShutdownError())
+        for connection in list(self.connections):
+            if connection.idle and connection.cancel_scope is not None:
+                connection.cancel_scope.cancel()
+
+    async def _open_listeners(self) -> list[trio.SocketListener]:
+        config = self.config
+        if config.unix_sock:
+            return [await _unix_listener(config.unix_sock)]
+        return await trio.open_tcp_listeners(config.port, host=config.host or None, backlog=1024)
+
+    def _announce(self) -> None:
+        base = self.config.protocol.base_path
+        self.urls = []
+        if self.config.unix_sock:
+            log.info("Using %s as unix socket to listen.", self.config.unix_sock)
+            return
+        for listener in self.listeners[:1]:
+            sockname: Any = listener.socket.getsockname()
+            host, port = sockname[0], sockname[1]
+            if ":" in host:
+                host = f"[{host}]"
+            self.urls.append(f"http://{host}:{port}{base}")
+        if self.config.show_startup_logs:
+            log.info("Using %s:%s as address to listen.", self.config.host, self.bound_port)
+            log.info("Using %s as the base path.", base)
+            log.info("Supported tus extensions: %s", ",".join(self.config.protocol.extensions()))
+        for url in self.urls:
+            log.info("You can now upload files to: %s", url)
+
+    @property
+    def bound_port(self) -> int:
+        for listener in self.listeners:
+            name: Any = listener.socket.getsockname()
+            if isinstance(name, tuple):
+                return int(name[1])
+        return 0
+
+    # --- connections ------------------------------------------------------------------
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("accept failed (%s); retrying shortly", exc)
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            nursery.start_soon(self._serve_connection, stream)
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        try:
+            peer: Any = stream.socket.getpeername()
+            remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "unix")
+        except OSError:
+            remote = "unknown"
+        try:
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        except OSError:
+            pass
+        connection = HTTPConnection(stream, self, remote)
+        limit = self.config.max_connections
+        if limit and len(self.connections) >= limit:
+            await _refuse(stream)
+            return
+        self.connections.add(connection)
+        self.supervisor.metrics.connections_open += 1
+        try:
+            with trio.CancelScope() as scope:
+                connection.cancel_scope = scope
+                await connection.serve(self.handler)
+        except Exception:
+            log.exception("connection from %s failed", remote)
+        finally:
+            self.connections.discard(connection)
+            self.supervisor.metrics.connections_open -= 1
+
+
+async def _refuse(stream: trio.SocketStream) -> None:
+    body = b"ERR_TOO_MANY_CONNECTIONS: the server has too many open connections\n"
+    raw = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Retry-After: 1\r\nConnection: close\r\nDate: " + _date.get() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with trio.move_on_after(2):
+        try:
+            await stream.send_all(raw)
+        except (trio.BrokenResourceError, OSError):
+            pass
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        try:
+            await stream.aclose()
+        except (trio.BrokenResourceError, OSError):
+            pass
+
+
+async def _unix_listener(path: str) -> trio.SocketListener:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(mode):
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+        os.unlink(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(1024)
+    return trio.SocketListener(sock)
+
+
+async def serve(
+    config: Config,
+    *,
+    store: Store | None = None,
+    locker: Locker | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a tusd-trio server until :meth:`Server.request_shutdown` is called.
+
+    With ``nursery.start(serve, config)`` the caller gets the running
+    :class:`Server` back once it listens.
+    """
+    server = Server(config, store=store, locker=locker)
+    await server.serve(task_status=task_status)

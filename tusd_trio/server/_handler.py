@@ -1,0 +1,473 @@
+"""Carries out what the protocol core decides, against the store and the locker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..protocol import core, errors
+from ..protocol.core import Action, Response, Routed, WritePlan
+from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
+from ..protocol.info import UploadInfo, new_upload_id
+from ..stores.base import ChunkWriter
+from ._http import ConnectionClosedError, Exchange
+from ._supervisor import HookEvent
+
+if TYPE_CHECKING:
+    from ._app import Server
+
+log = logging.getLogger("tusd_trio")
+
+
+class Interrupter:
+    """Lets another task stop a running body read with a given reason."""
+
+    __slots__ = ("reason", "scope")
+
+    def __init__(self) -> None:
+        self.scope: trio.CancelScope | None = None
+        self.reason: errors.BodyInterruptedError | None = None
+
+    def interrupt(self, reason: errors.BodyInterruptedError) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class TusHandler:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config
+        self.protocol = server.config.protocol
+        self.store = server.store
+        self.locker = server.locker
+        self.supervisor = server.supervisor
+        self.metrics = server.supervisor.metrics
+
+    # --- entry point -------------------------------------------------------------------
+
+    async def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        routed = core.route(request, self.protocol)
+        method = routed.method
+        if method in ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"):
+            self.metrics.requests_total[method] += 1
+        started = time.monotonic()
+        verbose = self.config.verbose
+        if verbose:
+            log.debug(
+                "RequestIncoming",
+                extra={
+                    "tus": {"method": method, "path": request.target, "requestId": _rid(request)}
+                },
+            )
+        status = 500
+        try:
+            response = await self._dispatch(exchange, routed)
+            if response is not None:
+                status = response.status
+                await exchange.send_response(response, head=method == "HEAD")
+            else:
+                status = exchange_status(exchange)
+        except ConnectionClosedError:
+            raise
+        except errors.TusError as exc:
+            status = exc.status
+            await self._send_error(exchange, routed, exc)
+        except Exception:
+            log.exception("InternalServerError while handling %s %s", method, request.target)
+            status = 500
+            await self._send_error(
+                exchange, routed, errors.TusError("the server failed to handle the request")
+            )
+        if verbose:
+            log.debug(
+                "ResponseOutgoing",
+                extra={
+                    "tus": {
+                        "method": method,
+                        "path": request.target,
+                        "status": status,
+                        "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                        "requestId": _rid(request),
+                    }
+                },
+            )
+
+    async def _send_error(self, exchange: Exchange, routed: Routed, exc: errors.TusError) -> None:
+        if exchange.response_started:
+            exchange.close_after = True
+            return
+        self.metrics.errors_total[(str(exc.status), exc.code)] += 1
+        if exc.status >= 500 and not isinstance(exc, errors.BodyInterruptedError):
+            log.warning(
+                "%s %s answered %s %s", routed.method, exchange.request.target, exc.status, exc.code
+            )
+        response = core.error_response(exc, method=routed.method, common=routed.common)
+        if exc.location is not None:
+            response.headers.append(("Location", exc.location))
+        await exchange.send_response(response, head=routed.method == "HEAD")
+
+    async def _dispatch(self, exchange: Exchange, routed: Routed) -> Response | None:
+        if routed.error is not None:
+            raise routed.error
+        action = routed.action
+        if action is Action.OPTIONS:
+            return core.options_response(self.protocol, routed.common)
+        if action is Action.GREETING:
+            return core.greeting_response()
+        if action is Action.HEALTH:
+            return await self._health()
+        if self.server.shutting_down and action in (Action.CREATE, Action.PATCH):
+            raise errors.UnavailableError("the server is shutting down", code="ERR_SERVER_SHUTDOWN")
+        if action is Action.CREATE:
+            return await self._create(exchange, routed)
+        upload_id = routed.upload_id
+        assert upload_id is not None
+        if action is Action.HEAD:
+            return await self._head(exchange, routed, upload_id)
+        if action is Action.PATCH:
+            return await self._patch(exchange, routed, upload_id)
+        if action is Action.GET:
+            await self._get(exchange, routed, upload_id)
+            return None
+        assert action is Action.DELETE
+        return await self._delete(exchange, routed, upload_id)
+
+    # --- health ----------------------------------------------------------------------------
+
+    async def _health(self) -> Response:
+        checks: dict[str, str] = {}
+        status = 200
+        try:
+            with trio.fail_after(5):
+                await self.store.check_writable()
+            checks["store"] = "ok"
+        except (errors.TusError, trio.TooSlowError) as exc:
+            checks["store"] = f"failing: {exc}"
+            status = 503
+        if self.server.shutting_down:
+            checks["server"] = "shutting down"
+            status = 503
+        body = json.dumps({"status": "ok" if status == 200 else "unavailable", "checks": checks})
+        return Response(
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+            body.encode(),
+        )
+
+    # --- POST --------------------------------------------------------------------------------
+
+    async def _create(self, exchange: Exchange, routed: Routed) -> Response:
+        request = exchange.request
+        now = time.time()
+        plan = core.plan_creation(request, self.protocol, now)
+        partials: list[UploadInfo] = []
+        info = plan.info
+        if plan.info.is_final:
+            partials = [await self.store.get(pid) for pid in plan.partial_ids]
+            info = core.plan_final(plan, partials, self.protocol)
+
+        decision = await self.supervisor.run_blocking_hook(
+            HookEvent("pre-create", info, request, exchange.remote_addr)
+        )
+        extra_headers: list[tuple[str, str]] = []
+        if decision is not None:
+            if decision.reject:
+                raise errors.ProtocolError(
+                    decision.body or "upload creation has been rejected by server",
+                    status=decision.status or 400,
+                    code="ERR_UPLOAD_REJECTED",
+                )
+            extra_headers = list(decision.headers.items())
+
+        info = replace(info, id=new_upload_id())
+        info = await self.store.create(info)
+        self.metrics.uploads_created += 1
+        log.info(
+            "UploadCreated",
+            extra={"tus": {"id": info.id, "size": info.size, "requestId": _rid(request)}},
+        )
+        self.supervisor.notify(HookEvent("post-create", info, request, exchange.remote_addr))
+        location = core.upload_url(request, self.protocol, info.id)
+
+        wrote_body = False
+        if info.is_final:
+            if core.partials_finished(partials):
+                info = await self._concat(info, partials, exchange)
+        elif plan.has_body:
+            wrote_body = True
+            write_plan = core.plan_body_write(request, info, self.protocol)
+            async with self.locker.lock(
+                info.id,
+                max_wait=self.config.acquire_lock_timeout,
+                on_release_requested=None,
+            ):
+                info, error = await self._write_body(exchange, info, write_plan)
+            if error is not None:
+                error.location = location
+                raise error
+        elif info.is_complete:
+            await self._finish(info, exchange)
+
+        response = core.creation_response(
+            request, self.protocol, info, routed.common, wrote_body=wrote_body, now=time.time()
+        )
+        response.headers += extra_headers
+        return response
+
+    async def _concat(
+        self, info: UploadInfo, partials: list[UploadInfo], exchange: Exchange | None
+    ) -> UploadInfo:
+        info = await self.store.concat(info, partials)
+        await self._finish(info, exchange, call_store=False)
+        return info
+
+    # --- PATCH -------------------------------------------------------------------------------
+
+    async def _patch(self, exchange: Exchange, routed: Routed, upload_id: str) -> Response:
+        request = exchange.request
+        core.check_patch_headers(request)
+        interrupter = Interrupter()
+        async with self.locker.lock(
+            upload_id,
+            max_wait=self.config.acquire_lock_timeout,
+            on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
+        ):
+            info = await self.store.get(upload_id)
+            now = time.time()
+            plan = core.plan_patch(request, info, self.protocol, now)
+            if plan.already_complete:
+                return core.patch_response(info, self.protocol, routed.common, now)
+            if plan.declare_length is not None:
+                info = await self.store.declare_length(info, plan.declare_length)
+            info, error = await self._write_body(exchange, info, plan, interrupter)
+            if error is not None:
+                raise error
+            return core.patch_response(info, self.protocol, routed.common, time.time())
+
+    async def _write_body(
+        self,
+        exchange: Exchange,
+        info: UploadInfo,
+        plan: WritePlan,
+        interrupter: Interrupter | None = None,
+    ) -> tuple[UploadInfo, errors.TusError | None]:
+        """Stream the request body into the store.  Returns the new info and the
+        error that ended the body early, if any (the bytes before it are kept)."""
+        if interrupter is None:
+            interrupter = Interrupter()
+        server = self.server
+        staged = plan.verify_checksum
+        hashers: dict[str, hashlib._Hash] = {}
+        if plan.checksum is not None:
+            hashers[plan.checksum.algorithm] = hashlib.new(
+                CHECKSUM_ALGORITHMS[plan.checksum.algorithm][0]
+            )
+        elif plan.checksum_in_trailer:
+            for name in self.protocol.checksum_algorithms:
+                hashers[name] = hashlib.new(CHECKSUM_ALGORITHMS[name][0])
+        error: errors.TusError | None = None
+        writer: ChunkWriter = await self.store.open_writer(info, staged=staged)
+        limit = plan.limit
+        server.active_interrupters.add(interrupter)
+        if server.shutting_down:
+            interrupter.interrupt(errors.ServerShutdownError())
+        try:
+            with trio.CancelScope() as scope:
+                interrupter.scope = scope
+                if interrupter.reason is not None:
+                    scope.cancel()
+                while True:
+                    chunk = await exchange.receive_body_chunk()
+                    if chunk is None:
+                        break
+                    if limit is not None and writer.written + len(chunk) > limit:
+                        keep = limit - writer.written
+                        if keep > 0:
+                            part = chunk[:keep]
+                            await writer.write(part)
+                            for hasher in hashers.values():
+                                hasher.update(part)
+                        error = plan.limit_error()
+                        exchange.close_after = True
+                        break
+                    await writer.write(chunk)
+                    for hasher in hashers.values():
+                        hasher.update(chunk)
+            if scope.cancelled_caught:
+                error = interrupter.reason or errors.ServerShutdownError()
+                exchange.close_after = True
+        except errors.BodyInterruptedError as exc:
+            error = exc
+            exchange.close_after = True
+        except errors.StoreError as exc:
+            error = exc
+            exchange.close_after = True
+        except errors.ProtocolError as exc:
+            error = exc
+            exchange.close_after = True
+        finally:
+            interrupter.scope = None
+            server.active_interrupters.discard(interrupter)
+
+        # Whatever happened, settle the bytes before answering; the store gets
+        # request-completion-timeout seconds even if we are being cancelled.
+        with trio.CancelScope(shield=True) as settle:
+            settle.deadline = trio.current_time() + self.config.request_completion_timeout
+            info, error = await self._settle(exchange, info, plan, writer, hashers, error)
+        if settle.cancelled_caught:
+            return info, errors.StoreError("the store did not finish in time")
+        return info, error
+
+    async def _settle(
+        self,
+        exchange: Exchange,
+        info: UploadInfo,
+        plan: WritePlan,
+        writer: ChunkWriter,
+        hashers: dict[str, hashlib._Hash],
+        error: errors.TusError | None,
+    ) -> tuple[UploadInfo, errors.TusError | None]:
+        try:
+            if plan.verify_checksum:
+                checksum: Checksum | None = plan.checksum
+                if error is None and checksum is None:
+                    try:
+                        checksum = core.checksum_from_trailers(exchange.trailers, self.protocol)
+                    except errors.TusError as exc:
+                        error = exc
+                    else:
+                        if checksum is None:
+                            error = errors.InvalidChecksumError(
+                                "the Upload-Checksum trailer announced by the request is missing"
+                            )
+                if error is None and checksum is not None:
+                    digest = hashers[checksum.algorithm].digest()
+                    if digest != checksum.digest:
+                        error = errors.ChecksumMismatchError()
+                if error is not None:
+                    # An unverified chunk is never kept (tus checksum extension).
+                    await writer.discard()
+                    return info, error
+                await writer.commit()
+            else:
+                if error is None and any(
+                    name.lower() == "upload-checksum" for name, _ in exchange.trailers
+                ):
+                    await writer.discard()
+                    return info, errors.InvalidChecksumError(
+                        "an Upload-Checksum trailer must be announced with a Trailer header"
+                    )
+                await writer.commit()
+        except errors.StoreError as exc:
+            await writer.aclose()
+            error = exc
+        written = writer.written
+        if written:
+            self.metrics.bytes_received += written
+        info = info.with_offset(info.offset + written)
+        if written:
+            info = replace(info, modified=time.time())
+        if info.is_complete and not isinstance(error, errors.StoreError):
+            try:
+                await self._finish(info, exchange)
+            except errors.TusError as exc:
+                error = error or exc
+        return info, error
+
+    async def _finish(
+        self, info: UploadInfo, exchange: Exchange | None, *, call_store: bool = True
+    ) -> None:
+        if call_store:
+            await self.store.finish(info)
+        request = exchange.request if exchange is not None else None
+        remote = exchange.remote_addr if exchange is not None else ""
+        await self.supervisor.run_blocking_hook(HookEvent("pre-finish", info, request, remote))
+        self.metrics.uploads_finished += 1
+        log.info("UploadFinished", extra={"tus": {"id": info.id, "size": info.size}})
+        self.supervisor.notify(HookEvent("post-finish", info, request, remote))
+
+    # --- HEAD ----------------------------------------------------------------------------------
+
+    async def _head(self, exchange: Exchange, routed: Routed, upload_id: str) -> Response:
+        async with self.locker.lock(upload_id, max_wait=self.config.acquire_lock_timeout):
+            info = await self.store.get(upload_id)
+            info = await self._maybe_complete_final(info, exchange)
+            return core.head_response(
+                exchange.request, info, self.protocol, routed.common, time.time()
+            )
+
+    async def _maybe_complete_final(self, info: UploadInfo, exchange: Exchange) -> UploadInfo:
+        """concatenation-unfinished: concatenate once every partial is done."""
+        if not info.is_final or info.is_complete:
+            return info
+        partials: list[UploadInfo] = []
+        for pid in info.partial_uploads or ():
+            try:
+                partials.append(await self.store.get(pid))
+            except errors.UploadNotFoundError:
+                return info
+        if not core.partials_finished(partials):
+            return info
+        return await self._concat(info, partials, exchange)
+
+    # --- GET -------------------------------------------------------------------------------------
+
+    async def _get(self, exchange: Exchange, routed: Routed, upload_id: str) -> None:
+        info = await self.store.get(upload_id)
+        if not info.is_complete or info.is_final:
+            # An unfinished upload: read a consistent offset under the lock, then
+            # stream the bytes before it (they never change) without holding it.
+            async with self.locker.lock(upload_id, max_wait=self.config.acquire_lock_timeout):
+                info = await self.store.get(upload_id)
+                info = await self._maybe_complete_final(info, exchange)
+        plan = core.plan_download(exchange.request, info, self.protocol, routed.common, time.time())
+        head = exchange.request.method.upper() == "HEAD"
+        if plan.length == 0 or head:
+            await exchange.send_response(Response(plan.status, plan.headers), head=head)
+            return
+        await exchange.send_stream(
+            plan.status, plan.headers, self.store.read(info, plan.start, plan.end)
+        )
+
+    # --- DELETE ----------------------------------------------------------------------------------
+
+    async def _delete(self, exchange: Exchange, routed: Routed, upload_id: str) -> Response:
+        request = exchange.request
+        async with self.locker.lock(upload_id, max_wait=self.config.acquire_lock_timeout):
+            info = await self.store.get(upload_id)
+            decision = await self.supervisor.run_blocking_hook(
+                HookEvent("pre-terminate", info, request, exchange.remote_addr)
+            )
+            if decision is not None and decision.reject:
+                raise errors.ProtocolError(
+                    decision.body or "upload termination has been rejected by server",
+                    status=decision.status or 400,
+                    code="ERR_UPLOAD_TERMINATION_REJECTED",
+                )
+            await self.store.terminate(info)
+        self.metrics.uploads_terminated += 1
+        log.info("UploadTerminated", extra={"tus": {"id": upload_id, "requestId": _rid(request)}})
+        self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
+        return core.delete_response(routed.common)
+
+
+def exchange_status(exchange: Exchange) -> int:
+    return 200 if exchange.response_started else 500
+
+
+def _rid(request: core.Request) -> str:
+    value = request.headers.get("x-request-id") or ""
+    return value[:36]

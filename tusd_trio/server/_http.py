@@ -1,0 +1,385 @@
+"""The h11 connection loop: the only module that reads or writes sockets.
+
+One :class:`HTTPConnection` per client.  Requests on a keep-alive connection
+are answered in order (pipelined requests wait in h11's buffer).  Request
+bodies are read 64 KiB at a time, only as fast as the handler consumes them,
+so the memory of an upload is bounded whatever its size.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+
+from ..protocol import errors
+from ..protocol.core import Headers, Request, Response
+
+if TYPE_CHECKING:
+    from ._app import Server
+
+log = logging.getLogger("tusd_trio.http")
+
+RECEIVE_SIZE = 64 * 1024
+#: A request body left unread up to this size is drained to keep the connection.
+DRAIN_LIMIT = 64 * 1024
+
+
+class _DateCache:
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = formatdate(now, usegmt=True).encode("ascii")
+        return self._value
+
+
+_date = _DateCache()
+
+
+class ConnectionClosedError(Exception):
+    """The peer went away (EOF or reset) while we waited for it."""
+
+    def __init__(self, reset: bool) -> None:
+        super().__init__("connection reset" if reset else "connection closed")
+        self.reset = reset
+
+
+class Exchange:
+    """One request and its response, as the handler sees them."""
+
+    def __init__(self, connection: HTTPConnection, request: Request, has_body: bool) -> None:
+        self._connection = connection
+        self.request = request
+        self.has_body = has_body
+        self.body_done = not has_body
+        self.trailers: list[tuple[str, str]] = []
+        self.response_started = False
+        self.close_after = False
+        self.received = 0
+
+    @property
+    def remote_addr(self) -> str:
+        return self._connection.remote_addr
+
+    async def receive_body_chunk(self) -> bytes | None:
+        """The next piece of the body, ``None`` at its end.
+
+        Raises :class:`ReadTimeoutError` when no data arrives within the network
+        timeout, :class:`UnexpectedEOFError` or :class:`ConnectionResetError_` when
+        the client goes away mid-body.
+        """
+        if self.body_done:
+            return None
+        conn = self._connection
+        event = await conn.next_body_event()
+        if type(event) is h11.Data:
+            self.received += len(event.data)
+            data = event.data
+            return data if isinstance(data, bytes) else bytes(data)
+        self.body_done = True
+        if type(event) is h11.EndOfMessage:
+            self.trailers = [
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+            ]
+        return None
+
+    async def send_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
+        await self._connection.send_event(
+            h11.InformationalResponse(
+                status_code=status, headers=_encode_headers(headers), reason=reason_phrase(status)
+            )
+        )
+
+    async def send_response(self, response: Response, *, head: bool = False) -> None:
+        headers = _encode_headers(response.headers)
+        body = response.body
+        has_length = any(name.lower() == b"content-length" for name, _ in headers)
+        if not has_length and not head and response.status not in (204, 304):
+            headers.append((b"Content-Length", str(len(body)).encode("ascii")))
+        await self._start(response.status, headers)
+        if body and not head:
+            await self._connection.send_event(h11.Data(data=body))
+        await self._connection.send_event(h11.EndOfMessage())
+
+    async def send_stream(
+        self, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]
+    ) -> None:
+        await self._start(status, _encode_headers(headers))
+        conn = self._connection
+        async for chunk in chunks:
+            await conn.send_data(chunk)
+        await conn.send_event(h11.EndOfMessage())
+
+    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        # A body that was not (fully) read: the connection cannot be reused
+        # unless what is left is small enough to drain afterwards.
+        if not self.body_done and not self._connection.can_drain():
+            self.close_after = True
+        if self.close_after or self._connection.server.shutting_down:
+            headers.append((b"Connection", b"close"))
+        headers.append((b"Date", _date.get()))
+        self.response_started = True
+        await self._connection.send_event(
+            h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+        )
+
+
+def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        encoded = value.encode("latin-1", errors="replace")
+        # Never let a value break the header block (CR, LF, NUL, other controls).
+        if any(b < 32 and b != 9 for b in encoded) or 127 in encoded:
+            encoded = bytes(b if (b >= 32 or b == 9) and b != 127 else 0x3F for b in encoded)
+        out.append((name.encode("ascii"), encoded))
+    return out
+
+
+Handler = Callable[[Exchange], Awaitable[None]]
+
+
+class HTTPConnection:
+    def __init__(self, stream: trio.abc.Stream, server: Server, remote_addr: str) -> None:
+        self.stream = stream
+        self.server = server
+        self.remote_addr = remote_addr
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=server.config.max_header_size
+        )
+        self._send_lock = trio.Lock()
+        self.idle = True
+        self.cancel_scope: trio.CancelScope | None = None
+
+    # --- low level -------------------------------------------------------------
+
+    async def _receive(self, limit: float) -> bytes:
+        with trio.move_on_after(limit) as scope:
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                return data if type(data) is bytes else bytes(data)
+            except (trio.BrokenResourceError, OSError) as exc:
+                raise ConnectionClosedError(reset=True) from exc
+        assert scope.cancelled_caught
+        raise TimeoutError
+
+    async def send_event(self, event: h11.Event) -> None:
+        data = self.conn.send(event)
+        if data:
+            await self._send_all(data)
+
+    async def send_data(self, chunk: bytes) -> None:
+        parts = self.conn.send_with_data_passthrough(h11.Data(data=chunk))
+        for part in parts or ():
+            await self._send_all(part)
+
+    async def _send_all(self, data: bytes) -> None:
+        timeout = self.server.config.write_timeout
+        with trio.move_on_after(timeout) as scope:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionClosedError(reset=True) from exc
+        if scope.cancelled_caught:
+            raise ConnectionClosedError(reset=True)
+
+    async def next_body_event(self) -> h11.Event:
+        timeout = self.server.config.network_timeout
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise errors.ProtocolError(f"malformed request body: {exc}") from exc
+            if event is h11.NEED_DATA:
+                if self.conn.they_are_waiting_for_100_continue:
+                    await self.send_event(h11.InformationalResponse(status_code=100, headers=[]))
+                try:
+                    data = await self._receive(timeout)
+                except TimeoutError:
+                    raise errors.ReadTimeoutError() from None
+                except ConnectionClosedError:
+                    raise errors.ConnectionResetError_() from None
+                if not data:
+                    try:
+                        self.conn.receive_data(b"")
+                        event = self.conn.next_event()
+                    except h11.RemoteProtocolError:
+                        raise errors.UnexpectedEOFError() from None
+                    if type(event) is h11.EndOfMessage:  # pragma: no cover - h11 needs length
+                        return event
+                    raise errors.UnexpectedEOFError()
+                self.conn.receive_data(data)
+                continue
+            assert not isinstance(event, type) or event is not h11.PAUSED
+            return event  # type: ignore[return-value]
+
+    def can_drain(self) -> bool:
+        """Whether the unread rest of the current request body is small."""
+        if self.conn.their_state is not h11.SEND_BODY:
+            return True
+        reader = getattr(self.conn, "_reader", None)
+        remaining = getattr(reader, "_length", None)
+        return isinstance(remaining, int) and remaining <= DRAIN_LIMIT
+
+    async def _drain(self) -> bool:
+        """Read and drop the rest of a request body.  False if that failed."""
+        drained = 0
+        with trio.move_on_after(self.server.config.network_timeout):
+            try:
+                while self.conn.their_state is h11.SEND_BODY:
+                    event = await self.next_body_event()
+                    if type(event) is h11.Data:
+                        drained += len(event.data)
+                        if drained > DRAIN_LIMIT:
+                            return False
+                    elif type(event) is h11.EndOfMessage:
+                        return True
+            except errors.TusError:
+                return False
+        return self.conn.their_state is h11.DONE
+
+    # --- the loop ----------------------------------------------------------------
+
+    async def serve(self, handler: Handler) -> None:
+        server = self.server
+        try:
+            while True:
+                self.idle = True
+                if server.shutting_down:
+                    return
+                try:
+                    event = await self._next_request_event()
+                except _Abort:
+                    return
+                if event is None:
+                    return
+                self.idle = False
+                exchange = self._make_exchange(event)
+                try:
+                    await handler(exchange)
+                except ConnectionClosedError:
+                    return
+                if not exchange.response_started:  # pragma: no cover - handler always answers
+                    return
+                if exchange.close_after or server.shutting_down:
+                    return
+                if self.conn.our_state is h11.MUST_CLOSE:
+                    return
+                if self.conn.their_state is h11.SEND_BODY and not await self._drain():
+                    return
+                try:
+                    self.conn.start_next_cycle()
+                except h11.LocalProtocolError:
+                    return
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    try:
+                        await self.stream.aclose()
+                    except (trio.BrokenResourceError, OSError):
+                        pass
+
+    async def _next_request_event(self) -> h11.Request | None:
+        """Wait for the next request head; None when the client is done."""
+        timeout = self.server.config.idle_timeout
+        first = True
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._send_protocol_error(exc)
+                raise _Abort from None
+            if event is h11.NEED_DATA:
+                if self.conn.their_state is h11.DONE:  # pragma: no cover - guarded by caller
+                    return None
+                try:
+                    data = await self._receive(
+                        timeout if first else self.server.config.network_timeout
+                    )
+                except TimeoutError:
+                    if self.conn.their_state is h11.IDLE and not self._has_partial_head():
+                        return None
+                    await self._send_simple(408, "ERR_REQUEST_TIMEOUT", "request header timeout")
+                    return None
+                except ConnectionClosedError:
+                    return None
+                first = False
+                self.conn.receive_data(data)
+                continue
+            if type(event) is h11.Request:
+                return event
+            if type(event) is h11.ConnectionClosed or event is h11.PAUSED:
+                return None
+            return None  # pragma: no cover - nothing else comes before a request
+
+    def _has_partial_head(self) -> bool:
+        return bool(self.conn.trailing_data[0])
+
+    async def _send_protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        status = exc.error_status_hint
+        message = str(exc) or "malformed request"
+        code = "ERR_REQUEST_HEADER_FIELDS_TOO_LARGE" if status == 431 else "ERR_BAD_REQUEST"
+        await self._send_simple(status, code, f"malformed HTTP request: {message}")
+
+    async def _send_simple(self, status: int, code: str, message: str) -> None:
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"{code}: {message}\n".encode()
+        headers = [
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", str(len(body)).encode("ascii")),
+            (b"Connection", b"close"),
+            (b"X-Content-Type-Options", b"nosniff"),
+            (b"Date", _date.get()),
+        ]
+        try:
+            # h11 refuses to send a response before it saw a request; build it by hand.
+            raw = f"HTTP/1.1 {status} {_reason(status)}\r\n".encode("ascii")
+            raw += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            raw += b"\r\n" + body
+            await self._send_all(raw)
+        except ConnectionClosedError:
+            pass
+
+    def _make_exchange(self, event: h11.Request) -> Exchange:
+        headers = Headers(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+        )
+        request = Request(
+            method=event.method.decode("ascii", errors="replace"),
+            target=event.target.decode("latin-1"),
+            headers=headers,
+            scheme=self.server.scheme,
+        )
+        has_body = self.conn.their_state is h11.SEND_BODY
+        return Exchange(self, request, has_body)
+
+
+class _Abort(Exception):
+    pass
+
+
+_EXTRA_REASONS = {104: "Upload Resumption Supported", 460: "Checksum Mismatch"}
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return _EXTRA_REASONS.get(status, "Unknown")
+
+
+def reason_phrase(status: int) -> bytes:
+    return _reason(status).encode("ascii")
