@@ -32,14 +32,16 @@ class UsageError(Exception):
     pass
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str) -> float:
     """Go's duration syntax (``1h30m``, ``500ms``, ``0``); returns seconds."""
     value = text.strip()
-    if value == "0":
+    if value.startswith("+"):
+        value = value[1:]
+    if value in ("0", "-0"):
         return 0.0
     if not value:
         raise ValueError("empty duration")
@@ -55,15 +57,20 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String`` layout: ``1h30m0s``, ``45s``, ``500ms``."""
     if seconds == 0:
         return "0s"
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h0m0s"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)}m0s"
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{seconds}s"
+    if seconds < 1:
+        millis = seconds * 1000
+        return f"{millis:g}ms" if millis >= 1 else f"{seconds * 1e6:g}µs"
+    whole_hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    secs_text = f"{secs:g}s"
+    if whole_hours:
+        return f"{int(whole_hours)}h{int(minutes)}m{secs_text}"
+    if minutes:
+        return f"{int(minutes)}m{secs_text}"
+    return secs_text
 
 
 def _parse_bool(text: str) -> bool:
@@ -76,7 +83,7 @@ def _parse_bool(text: str) -> bool:
 
 
 def _parse_uint(text: str) -> int:
-    if not re.fullmatch(r"\d+", text.strip()):
+    if not re.fullmatch(r"[0-9]+", text.strip()):
         raise ValueError(f"invalid non-negative integer {text!r}")
     return int(text)
 
@@ -216,7 +223,7 @@ FLAGS: list[Flag] = [
     ),
     Flag("cors-allow-methods", "str", "", "Methods added to Access-Control-Allow-Methods", "CORS"),
     Flag("cors-allow-headers", "str", "", "Headers added to Access-Control-Allow-Headers", "CORS"),
-    Flag("cors-max-age", "str", "86400", "Value of Access-Control-Max-Age", "CORS"),
+    Flag("cors-max-age", "uint", 86400, "Value of Access-Control-Max-Age (seconds)", "CORS"),
     Flag(
         "cors-expose-headers", "str", "", "Headers added to Access-Control-Expose-Headers", "CORS"
     ),
@@ -333,7 +340,7 @@ class _HelpRequestedError(Exception):
 
 def build_config(values: dict[str, Any]) -> Config:
     port_text = str(values["port"])
-    if not re.fullmatch(r"\d{1,5}", port_text) or int(port_text) > 65535:
+    if not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
         raise UsageError(f"invalid value {port_text!r} for flag -port: not a port number")
     if values["log-format"] not in ("text", "json"):
         raise UsageError("invalid value for flag -log-format: must be text or json")
@@ -368,7 +375,7 @@ def build_config(values: dict[str, Any]) -> Config:
             allow_methods=extend(DEFAULT_CORS_ALLOW_METHODS, values["cors-allow-methods"]),
             allow_headers=extend(DEFAULT_CORS_ALLOW_HEADERS, values["cors-allow-headers"]),
             expose_headers=extend(DEFAULT_CORS_EXPOSE_HEADERS, values["cors-expose-headers"]),
-            max_age=values["cors-max-age"],
+            max_age=str(values["cors-max-age"]),
         )
     protocol = ProtocolConfig(
         base_path=base_path,
@@ -443,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(usage())
         return 0
     except UsageError as exc:
-        sys.stderr.write(f"tusd-trio: {exc}\nRun 'tusd-trio -help' for the list of flags.\n")
+        sys.stderr.write(f"tusd-trio: {exc} (tusd-trio -help lists the flags)\n")
         return 2
     setup_logging(config.log_format, config.verbose)
     try:

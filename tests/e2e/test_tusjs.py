@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tusd_e2e import JS_DIR, Daemon, assert_same_bytes, download, head_offset, make_random_file
 
 MiB = 1024 * 1024
@@ -25,7 +24,9 @@ NODE_TIMEOUT = 180
 def node() -> str:
     exe = shutil.which("node")
     if exe is None:
-        pytest.fail("node is not on PATH; the tus-js-client e2e tests need Node >= 18", pytrace=False)
+        pytest.fail(
+            "node is not on PATH; the tus-js-client e2e tests need Node >= 18", pytrace=False
+        )
     if not (JS_DIR / "node_modules" / "tus-js-client" / "package.json").is_file():
         pytest.fail(
             f"tus-js-client is not installed in {JS_DIR}/node_modules: "
@@ -56,7 +57,8 @@ def run_tus_js(node: str, **options) -> dict:
     if result.get("status") == "error":
         pytest.fail(
             f"tus-js-client upload failed: {result.get('error')}\n"
-            f"requests: {json.dumps(result.get('requests', [])[-10:], indent=1)}\nstderr: {proc.stderr[-2000:]}",
+            f"requests: {json.dumps(result.get('requests', [])[-10:], indent=1)}\n"
+            f"stderr: {proc.stderr[-2000:]}",
             pytrace=False,
         )
     return result
@@ -91,7 +93,9 @@ def test_tusjs_upload_aborted_at_40_percent_then_resumed_roundtrips_bytes(
     assert second["status"] == "success", second
     assert second["url"] == url
     assert second["firstPatchOffset"] is not None
-    assert second["firstPatchOffset"] >= offset, "resumed upload restarted below the server's offset"
+    assert second["firstPatchOffset"] >= offset, (
+        "resumed upload restarted below the server's offset"
+    )
     assert not any(r["method"] == "POST" for r in second["requests"]), "resume created a new upload"
 
     resp = download(http, url)

@@ -48,12 +48,14 @@ def _child_env() -> dict[str, str]:
 class Daemon:
     """One daemon subprocess. Use via the fixtures below."""
 
-    def __init__(self, upload_dir: Path, extra_args: tuple[str, ...] = (), log_dir: Path | None = None):
+    def __init__(
+        self, upload_dir: Path, extra_args: tuple[str, ...] = (), log_dir: Path | None = None
+    ):
         self.upload_dir = Path(upload_dir)
         self.extra_args = tuple(extra_args)
         self.log_dir = Path(log_dir) if log_dir else self.upload_dir.parent
         self.proc: subprocess.Popen[bytes] | None = None
-        self.base_url: str | None = None
+        self._base_url: str | None = None
         self.stdout_lines: list[str] = []
         self._banner = threading.Event()
         self._reader: threading.Thread | None = None
@@ -61,21 +63,24 @@ class Daemon:
         self._starts = 0
 
     # -- lifecycle -------------------------------------------------------
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self._starts += 1
         self._stderr_path = self.log_dir / f"daemon-stderr-{id(self)}-{self._starts}.log"
         cmd = [
             *server_command(),
-            "-host", "127.0.0.1",
-            "-port", "0",
-            "-upload-dir", str(self.upload_dir),
+            "-host",
+            "127.0.0.1",
+            "-port",
+            "0",
+            "-upload-dir",
+            str(self.upload_dir),
             *self.extra_args,
         ]
         self.stdout_lines = []
         self._banner = threading.Event()
-        self.base_url = None
+        self._base_url = None
         with open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 cmd,
@@ -88,11 +93,11 @@ class Daemon:
             )
         self._reader = threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True)
         self._reader.start()
-        if not self._banner.wait(START_TIMEOUT):
+        if not self._banner.wait(START_TIMEOUT) or self._base_url is None:
             rc = self.proc.poll()
             self.kill()
             pytest.fail(
-                f"daemon did not print its banner within {START_TIMEOUT}s "
+                f"daemon did not print its banner (waited up to {START_TIMEOUT}s) "
                 f"(exit code {rc}; is stdout flushed when it is a pipe?)\n"
                 f"command: {shlex.join(cmd)}\n{self.diagnostics()}",
                 pytrace=False,
@@ -104,12 +109,18 @@ class Daemon:
         for raw in proc.stdout:  # keep draining so the daemon never blocks on stdout
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.stdout_lines.append(line)
-            if self.base_url is None:
+            if self._base_url is None:
                 m = BANNER_RE.search(line)
                 if m:
-                    self.base_url = m.group(1)
+                    self._base_url = m.group(1)
                     self._banner.set()
         self._banner.set()  # EOF: unblock start(); base_url stays None
+
+    @property
+    def base_url(self) -> str:
+        """The creation endpoint printed in the banner, e.g. http://127.0.0.1:PORT/files/."""
+        assert self._base_url is not None, "daemon not started"
+        return self._base_url
 
     @property
     def pid(self) -> int:
@@ -171,7 +182,6 @@ class Daemon:
 
     def url_for(self, upload_url: str) -> str:
         """Map an upload URL (possibly from an earlier run on another port) onto this run."""
-        assert self.base_url is not None
         upload_id = upload_id_of(upload_url)
         return self.base_url.rstrip("/") + "/" + upload_id
 
@@ -233,7 +243,9 @@ def head_offset(client: httpx.Client, url: str) -> int:
     return int(resp.headers["upload-offset"])
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, what="condition", required: bool = True):
+def wait_for(
+    predicate, timeout: float, interval: float = 0.05, what="condition", required: bool = True
+):
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds
     (or, with ``required=False``, just return None).
 
@@ -252,7 +264,9 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what="condition"
         time.sleep(interval)
 
 
-def create_upload(client: httpx.Client, base_url: str, length: int, metadata: dict[str, str] | None = None) -> str:
+def create_upload(
+    client: httpx.Client, base_url: str, length: int, metadata: dict[str, str] | None = None
+) -> str:
     """POST a new upload of ``length`` bytes; return its absolute URL."""
     import base64
 
@@ -295,8 +309,27 @@ class RawPatch:
         self.sock.sendall(data)
         self.sent += len(data)
 
+    def end_early(self, timeout: float = 30.0) -> bytes:
+        """Half-close (FIN) before the announced body is complete, then read
+        whatever the server answers until it closes the connection.
+
+        Once this returns, the server has finished with the request, so the
+        bytes it kept are settled (no racing HEAD needed)."""
+        import socket
+
+        self.sock.shutdown(socket.SHUT_WR)
+        self.sock.settimeout(timeout)
+        response = b""
+        try:
+            while chunk := self.sock.recv(65536):
+                response += chunk
+        except ConnectionResetError:
+            pass
+        self.close()
+        return response
+
     def close(self) -> None:
-        """Close normally (FIN): everything sent so far reaches the server, then EOF."""
+        """Close (FIN): everything sent so far reaches the server, then EOF."""
         try:
             self.sock.close()
         except OSError:

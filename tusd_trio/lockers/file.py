@@ -78,7 +78,8 @@ class FileLocker:
                 return True
             except FileExistsError:
                 owner = self._read_owner(path)
-                stale = owner is not None and (owner == self._pid or not _pid_alive(owner))
+                # An unreadable PID is stale too, as in tusd's lockfile (ErrInvalidPid).
+                stale = owner is None or owner == self._pid or not _pid_alive(owner)
                 if not stale:
                     return False
                 log.info("taking over stale lock %s of dead process %s", path, owner)

@@ -70,7 +70,16 @@ class MemoryLocker:
         entry.waiters.append(me)
         holder_callback = entry.holder.on_release_requested
         if holder_callback is not None:
-            holder_callback()
+            try:
+                holder_callback()
+            except BaseException:
+                # Never leave a waiter in the queue that nobody waits on: the
+                # lock would be handed to it on release and never come back.
+                if me.granted:
+                    self.release(upload_id)
+                else:
+                    entry.waiters.remove(me)
+                raise
         started = trio.current_time()
         try:
             with trio.move_on_after(max_wait):

@@ -265,7 +265,7 @@ def route(request: Request, config: ProtocolConfig) -> Routed:
 
     try:
         path = request_path(request.target)
-    except UnicodeDecodeError:
+    except ValueError:  # bad percent-encoding or a malformed absolute-form target
         routed.error = errors.InvalidUploadIDError()
         return routed
 
@@ -410,14 +410,21 @@ def upload_url(request: Request, config: ProtocolConfig, upload_id: str) -> str:
 
 def id_from_url(url: str, config: ProtocolConfig) -> str:
     """The upload ID in a partial-upload URL: the text after the base path."""
+    text = url.strip().split("?", 1)[0].split("#", 1)[0]
+    if "://" in text:
+        # An absolute URL: look for the base path in its path only, not its host.
+        try:
+            text = urlsplit(text).path
+        except ValueError:
+            raise errors.UploadNotFoundError() from None
     try:
-        decoded = unquote(url, errors="strict")
+        decoded = unquote(text, errors="strict")
     except UnicodeDecodeError:
         raise errors.UploadNotFoundError() from None
     index = decoded.find(config.base_path)
     if index < 0:
         raise errors.UploadNotFoundError()
-    return check_upload_id(decoded[index + len(config.base_path) :].strip("/").split("?")[0])
+    return check_upload_id(decoded[index + len(config.base_path) :].strip("/"))
 
 
 # --- Expiration ------------------------------------------------------------------------
@@ -488,8 +495,8 @@ def plan_creation(request: Request, config: ProtocolConfig, now: float) -> Creat
         )
         return CreationPlan(info, has_body=False, partial_ids=partial_ids)
 
-    length_header = headers.get("upload-length")
-    defer_header = headers.get("upload-defer-length")
+    length_header = headers.get("upload-length") or None
+    defer_header = headers.get("upload-defer-length") or None
     if (
         defer_header is not None
         and defer_header.strip() == "1"
@@ -688,7 +695,7 @@ def _write_plan(
         if content_length is not None and content_length > limit:
             raise errors.SizeExceededError()
     elif config.max_size > 0:
-        limit = config.max_size - offset
+        limit = max(0, config.max_size - offset)
         limit_error = errors.MaxSizeExceededError
         if content_length is not None and content_length > limit:
             raise errors.MaxSizeExceededError()

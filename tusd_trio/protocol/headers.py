@@ -74,9 +74,16 @@ def parse_metadata(value: str | None) -> dict[str, str]:
 
 
 def serialize_metadata(metadata: Mapping[str, str]) -> str:
-    """Format metadata for ``Upload-Metadata`` in a response (keys sorted)."""
+    """Format metadata for ``Upload-Metadata`` in a response (keys sorted).
+
+    Keys that the header cannot carry (empty, with a space or comma, or with
+    whitespace at either end, possible only in metadata set by a hook or read
+    from an ``.info`` file) are left out.
+    """
     parts: list[str] = []
     for key in sorted(metadata):
+        if not key or key.strip() != key or " " in key or "," in key:
+            continue  # cannot be written so that it reads back the same: leave it out
         value = metadata[key]
         if value:
             encoded = base64.b64encode(value.encode("utf-8")).decode("ascii")

@@ -108,7 +108,12 @@ class TusHandler:
         self.metrics.errors_total[(str(exc.status), exc.code)] += 1
         if exc.status >= 500 and not isinstance(exc, errors.BodyInterruptedError):
             log.warning(
-                "%s %s answered %s %s", routed.method, exchange.request.target, exc.status, exc.code
+                "%s %s answered %s %s: %s",
+                routed.method,
+                exchange.request.target,
+                exc.status,
+                exc.code,
+                exc.message,
             )
         response = core.error_response(exc, method=routed.method, common=routed.common)
         if exc.location is not None:

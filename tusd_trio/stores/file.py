@@ -53,6 +53,20 @@ def _copy_range(src_fd: int, dst_fd: int, count: int) -> int:
     return copied
 
 
+def _makedirs(path: str, mode: int) -> None:
+    """Like Go's ``MkdirAll``: every directory created gets ``mode``, not just the last."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent != path:
+        _makedirs(parent, mode)
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
 class _FileWriter:
     """Appends to the data file, or to ``<data>.part`` when staged."""
 
@@ -63,6 +77,9 @@ class _FileWriter:
         self._staged = staged
         self._written = 0
         self._closed = False
+        if staged and not os.path.isfile(data_path):
+            # The staging file is created on demand: check the upload exists first.
+            raise UploadNotFoundError()
         target = data_path + ".part" if staged else data_path
         flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
         if staged:
@@ -103,13 +120,22 @@ class _FileWriter:
     def _commit_staged(self) -> None:
         part_path = self._data_path + ".part"
         try:
-            with open(part_path, "rb") as src, open(self._data_path, "ab") as dst:
-                _copy_range(src.fileno(), dst.fileno(), self._written)
-                if self._store.fsync:
-                    os.fsync(dst.fileno())
+            # copy_file_range refuses O_APPEND descriptors: seek to the end instead.
+            with open(part_path, "rb") as src, open(self._data_path, "r+b") as dst:
+                start = dst.seek(0, os.SEEK_END)
+                try:
+                    _copy_range(src.fileno(), dst.fileno(), self._written)
+                    if self._store.fsync:
+                        os.fsync(dst.fileno())
+                except OSError:
+                    # All or nothing: a staged chunk is never left half-committed.
+                    dst.truncate(start)
+                    raise
         except FileNotFoundError:
+            self._written = 0
             raise UploadNotFoundError() from None
         except OSError as exc:
+            self._written = 0
             raise _store_error(exc, "committing the chunk") from exc
         finally:
             try:
@@ -156,14 +182,19 @@ class FileStore:
         self.dir_perms = dir_perms
         self.file_perms = file_perms
         self.fsync = fsync
-        os.makedirs(self.directory, mode=dir_perms, exist_ok=True)
+        _makedirs(self.directory, dir_perms)
 
     # --- paths --------------------------------------------------------------
 
     def _default_data_path(self, upload_id: str) -> str:
         path = os.path.join(self.directory, upload_id)
         # IDs are validated by the protocol core; this is a second line of defence.
-        if os.path.commonpath([self.directory, os.path.normpath(path)]) != self.directory:
+        normalized = os.path.normpath(path)
+        if (
+            "\0" in upload_id
+            or normalized == self.directory
+            or os.path.commonpath([self.directory, normalized]) != self.directory
+        ):
             raise UploadNotFoundError()
         return path
 
@@ -229,7 +260,7 @@ class FileStore:
         storage = {"Type": self.name, "Path": data_path, "InfoPath": data_path + ".info"}
         stored = replace(info, offset=0, storage=storage)
         try:
-            os.makedirs(os.path.dirname(data_path), mode=self.dir_perms, exist_ok=True)
+            _makedirs(os.path.dirname(data_path), self.dir_perms)
             fd = os.open(
                 data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms
             )
