@@ -43,13 +43,14 @@ OCTET = b"Content-Type: application/offset+octet-stream\r\n"
 
 # -- small HTTP/1.1 helpers -----------------------------------------------------------------
 
+
 def split_url(url: str) -> tuple[str, int, str]:
     u = urlsplit(url)
     return u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
 
 
 def location_path(loc: str) -> str:
-    if loc.startswith("http://") or loc.startswith("https://"):
+    if loc.startswith(("http://", "https://")):
         u = urlsplit(loc)
         return u.path + (("?" + u.query) if u.query else "")
     return loc
@@ -62,7 +63,7 @@ def parse_response(buf: bytearray, head_request: bool):
     end = buf.find(b"\r\n\r\n")
     if end < 0:
         return None
-    raw = bytes(buf[:end + 2])
+    raw = bytes(buf[: end + 2])
     low = raw.lower()
     status = int(raw[9:12])
     pos = end + 4
@@ -71,7 +72,7 @@ def parse_response(buf: bytearray, head_request: bool):
     i = low.find(b"\r\ncontent-length:")
     if i >= 0:
         j = low.index(b"\r\n", i + 2)
-        consumed = pos + int(low[i + 17:j])
+        consumed = pos + int(low[i + 17 : j])
         if len(buf) < consumed:
             return None
         return status, low, raw, consumed
@@ -97,7 +98,7 @@ def header(raw: bytes, low: bytes, name: bytes) -> str | None:
     if i < 0:
         return None
     j = low.index(b"\r\n", i + 2)
-    return raw[i + 3 + len(name):j].strip().decode("latin-1")
+    return raw[i + 3 + len(name) : j].strip().decode("latin-1")
 
 
 class Conn:
@@ -123,8 +124,12 @@ class Conn:
             self.buf += data
 
     def create(self, path: str, length: int, body: bytes = b"") -> tuple[int, str | None]:
-        req = (f"POST {path} HTTP/1.1\r\n".encode() + self.hosthdr + TUS
-               + b"Upload-Length: %d\r\n" % length)
+        req = (
+            f"POST {path} HTTP/1.1\r\n".encode()
+            + self.hosthdr
+            + TUS
+            + b"Upload-Length: %d\r\n" % length
+        )
         if body:
             req += OCTET + b"Content-Length: %d\r\n\r\n" % len(body) + body
         else:
@@ -135,8 +140,13 @@ class Conn:
         return status, (location_path(loc) if loc else None)
 
     def patch_head(self, path: str, offset: int, length: int) -> bytes:
-        return (f"PATCH {path} HTTP/1.1\r\n".encode() + self.hosthdr + TUS + OCTET
-                + b"Upload-Offset: %d\r\nContent-Length: %d\r\n\r\n" % (offset, length))
+        return (
+            f"PATCH {path} HTTP/1.1\r\n".encode()
+            + self.hosthdr
+            + TUS
+            + OCTET
+            + b"Upload-Offset: %d\r\nContent-Length: %d\r\n\r\n" % (offset, length)
+        )
 
     def close(self) -> None:
         try:
@@ -158,11 +168,12 @@ def cpu_seconds() -> float:
 
 # -- bulk uploads ---------------------------------------------------------------------------
 
+
 def make_source(nbytes: int, send_mode: str):
     """A preallocated body source: a memoryview, or a page-cached file for os.sendfile."""
     block = bytes(range(256)) * 4096  # 1 MiB pattern
     if send_mode == "sendfile":
-        f = tempfile.TemporaryFile(prefix="tusd-bench-src-")
+        f = tempfile.TemporaryFile(prefix="tusd-bench-src-")  # noqa: SIM115 - returned
         left = nbytes
         while left > 0:
             n = min(left, len(block))
@@ -175,7 +186,7 @@ def make_source(nbytes: int, send_mode: str):
         return f
     buf = bytearray(nbytes)
     for off in range(0, nbytes, len(block)):
-        buf[off:off + len(block)] = block[:nbytes - off]
+        buf[off : off + len(block)] = block[: nbytes - off]
     return memoryview(buf)
 
 
@@ -233,6 +244,7 @@ def run_bulk(p: dict) -> dict:
                 return
             barrier.wait(timeout)
             t0 = time.perf_counter()
+            r["e0"] = time.time()
             off = 0
             while off < size:
                 n = min(patch, size - off)
@@ -248,10 +260,10 @@ def run_bulk(p: dict) -> dict:
                     r["error"] = f"PATCH Upload-Offset {got} != {off}"
                     return
             t1 = time.perf_counter()
-            r.update(ok=True, t0=t0, t1=t1)
+            r.update(ok=True, t0=t0, t1=t1, e1=time.time())
         except threading.BrokenBarrierError:
             r.setdefault("error", "another upload failed to start")
-        except Exception as e:  # noqa: BLE001 - report, don't crash the harness
+        except Exception as e:
             r["error"] = f"{type(e).__name__}: {e}"
         finally:
             if conn:
@@ -264,7 +276,9 @@ def run_bulk(p: dict) -> dict:
         t.join(timeout + 30)
     cpu1 = self_cpu()
     ok = [r for r in results if r and r.get("ok")]
-    errors = [r.get("error", "timeout") if r else "timeout" for r in results if not (r and r.get("ok"))]
+    errors = [
+        r.get("error", "timeout") if r else "timeout" for r in results if not (r and r.get("ok"))
+    ]
     out: dict = {"uploads": parallel, "ok": len(ok), "errors": errors[:5], "n_errors": len(errors)}
     if ok and not errors:
         start = min(r["t0"] for r in ok)
@@ -272,11 +286,13 @@ def run_bulk(p: dict) -> dict:
         total = size * len(ok)
         out.update(seconds=end - start, bytes=total, value=total / (1 << 20) / (end - start))
         out["window_s"] = end - start
+        out["window_epoch"] = [min(r["e0"] for r in ok), max(r["e1"] for r in ok)]
         out["window_cpu_s"] = cpu1 - marks.get("cpu0", cpu1)
     return out
 
 
 # -- request rates --------------------------------------------------------------------------
+
 
 def build_requests(p: dict, host: str, port: int, base: str) -> tuple[list[bytes], bool]:
     hosthdr = f"Host: {host}:{port}\r\n".encode()
@@ -284,12 +300,19 @@ def build_requests(p: dict, host: str, port: int, base: str) -> tuple[list[bytes
     if kind == "create":
         n = int(p.get("body", 4096))
         body = (bytes(range(256)) * (n // 256 + 1))[:n]
-        req = (f"POST {base} HTTP/1.1\r\n".encode() + hosthdr + TUS + OCTET
-               + b"Upload-Length: %d\r\nContent-Length: %d\r\n\r\n" % (n, n) + body)
+        req = (
+            f"POST {base} HTTP/1.1\r\n".encode()
+            + hosthdr
+            + TUS
+            + OCTET
+            + b"Upload-Length: %d\r\nContent-Length: %d\r\n\r\n" % (n, n)
+            + body
+        )
         return [req], False
     if kind == "head":
-        return [f"HEAD {path} HTTP/1.1\r\n".encode() + hosthdr + TUS + b"\r\n"
-                for path in p["paths"]], True
+        return [
+            f"HEAD {path} HTTP/1.1\r\n".encode() + hosthdr + TUS + b"\r\n" for path in p["paths"]
+        ], True
     raise ValueError(kind)
 
 
@@ -302,10 +325,15 @@ def rate_worker(p: dict, conn_ids: list[int], start_at: float, out_q) -> None:
     if kind == "post-patch":
         n = int(p.get("body", 4096))
         body = (bytes(range(256)) * (n // 256 + 1))[:n]
-        post = (f"POST {base} HTTP/1.1\r\n".encode() + hosthdr + TUS
-                + b"Upload-Length: %d\r\nContent-Length: 0\r\n\r\n" % n)
-        patch_tail = (hosthdr + TUS + OCTET + b"Upload-Offset: 0\r\nContent-Length: %d\r\n\r\n" % n
-                      + body)
+        post = (
+            f"POST {base} HTTP/1.1\r\n".encode()
+            + hosthdr
+            + TUS
+            + b"Upload-Length: %d\r\nContent-Length: 0\r\n\r\n" % n
+        )
+        patch_tail = (
+            hosthdr + TUS + OCTET + b"Upload-Offset: 0\r\nContent-Length: %d\r\n\r\n" % n + body
+        )
         reqs, is_head = [post], False
     else:
         reqs, is_head = build_requests(p, host, port, base)
@@ -316,15 +344,21 @@ def rate_worker(p: dict, conn_ids: list[int], start_at: float, out_q) -> None:
         s = socket.create_connection((host, port), timeout=10)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setblocking(False)
-        st = {"sock": s, "buf": bytearray(), "req": reqs[cid % len(reqs)], "t": 0.0, "stage": 0,
-              "cid": cid}
+        st = {
+            "sock": s,
+            "buf": bytearray(),
+            "req": reqs[cid % len(reqs)],
+            "t": 0.0,
+            "stage": 0,
+            "cid": cid,
+        }
         sel.register(s, selectors.EVENT_READ, st)
         states.append(st)
 
     lat = array("d")
     statuses: dict[int, int] = {}
-    done = 0          # requests (or uploads for post-patch) completed in the window
-    requests = 0      # HTTP requests completed in the window
+    done = 0  # requests (or uploads for post-patch) completed in the window
+    requests = 0  # HTTP requests completed in the window
     reconnects = 0
     errors: list[str] = []
     while time.time() < start_at:
@@ -334,6 +368,7 @@ def rate_worker(p: dict, conn_ids: list[int], start_at: float, out_q) -> None:
     t_count = t_begin + warmup
     t_end = t_count + duration
     cpu_at_count = None
+    epoch0 = None
 
     def send(st, data: bytes) -> None:
         st["t"] = perf()
@@ -394,6 +429,7 @@ def rate_worker(p: dict, conn_ids: list[int], start_at: float, out_q) -> None:
             counting = t >= t_count
             if counting and cpu_at_count is None:
                 cpu_at_count = self_cpu()
+                epoch0 = time.time()
             if counting:
                 requests += 1
                 statuses[status] = statuses.get(status, 0) + 1
@@ -419,12 +455,23 @@ def rate_worker(p: dict, conn_ids: list[int], start_at: float, out_q) -> None:
             else:
                 send(st, st["req"])
     elapsed = perf() - t_count
+    epoch1 = time.time()
     window_cpu = self_cpu() - (cpu_at_count if cpu_at_count is not None else self_cpu())
     for st in states:
         st["sock"].close()
-    out_q.put({"done": done, "requests": requests, "statuses": statuses, "elapsed": elapsed,
-               "reconnects": reconnects, "errors": errors, "lat": lat.tobytes(),
-               "window_cpu_s": window_cpu})
+    out_q.put(
+        {
+            "done": done,
+            "requests": requests,
+            "statuses": statuses,
+            "elapsed": elapsed,
+            "reconnects": reconnects,
+            "errors": errors,
+            "lat": lat.tobytes(),
+            "window_cpu_s": window_cpu,
+            "epoch": [epoch0 or epoch1 - elapsed, epoch1],
+        }
+    )
 
 
 def run_rate(p: dict) -> dict:
@@ -433,8 +480,9 @@ def run_rate(p: dict) -> dict:
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     groups = [list(range(i, conns, procs)) for i in range(procs)]
-    workers = [ctx.Process(target=rate_worker, args=(p, g, start_at, q), daemon=True)
-               for g in groups[1:]]
+    workers = [
+        ctx.Process(target=rate_worker, args=(p, g, start_at, q), daemon=True) for g in groups[1:]
+    ]
     for w in workers:
         w.start()
     try:
@@ -460,22 +508,32 @@ def run_rate(p: dict) -> dict:
         return srt[min(len(srt) - 1, int(q * len(srt)))] * 1000 if srt else None
 
     bad = requests - sum(v for k, v in statuses.items() if k in ("200", "201", "204"))
-    return {"value": done / elapsed, "done": done, "requests": requests,
-            "requests_per_s": requests / elapsed, "seconds": elapsed, "statuses": statuses,
-            "n_errors": bad + sum(len(o["errors"]) for o in outs),
-            "errors": [e for o in outs for e in o["errors"]][:5],
-            "reconnects": sum(o["reconnects"] for o in outs),
-            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "window_s": elapsed,
-            "window_cpu_s": sum(o["window_cpu_s"] for o in outs)}
+    return {
+        "value": done / elapsed,
+        "done": done,
+        "requests": requests,
+        "requests_per_s": requests / elapsed,
+        "seconds": elapsed,
+        "statuses": statuses,
+        "n_errors": bad + sum(len(o["errors"]) for o in outs),
+        "errors": [e for o in outs for e in o["errors"]][:5],
+        "reconnects": sum(o["reconnects"] for o in outs),
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "window_s": elapsed,
+        "window_cpu_s": sum(o["window_cpu_s"] for o in outs),
+        "window_epoch": [min(o["epoch"][0] for o in outs), max(o["epoch"][1] for o in outs)],
+    }
 
 
 # -- slow uploads ---------------------------------------------------------------------------
+
 
 def run_slow(p: dict) -> dict:
     host, port, base = split_url(p["url"])
     n, chunk = int(p["uploads"]), int(p.get("chunk", 4096))
     interval, seconds = float(p.get("interval", 0.1)), float(p["seconds"])
-    rounds = max(1, int(round(seconds / interval)))
+    rounds = max(1, round(seconds / interval))
     length = rounds * chunk
     data = (bytes(range(256)) * (chunk // 256 + 1))[:chunk]
     conns: list[Conn] = []
@@ -490,25 +548,39 @@ def run_slow(p: dict) -> dict:
             if status != 201 or not path:
                 raise RuntimeError(f"POST -> {status}")
             paths.append(path)
-        for c, path in zip(conns, paths):
+        for c, path in zip(conns, paths, strict=True):
             c.sock.sendall(c.patch_head(path, 0, length))
         t0 = time.perf_counter()
         cpu0 = self_cpu()
+        e0 = time.time()
         deadline = t0 + seconds * 3 + 30
+        alive = list(conns)
+        for c in alive:
+            c.sock.settimeout(2.0)  # a server that stops reading costs at most 2 s per upload
         for i in range(rounds):
             target = t0 + i * interval
             delay = target - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            for c in conns:
-                c.sock.sendall(data)
+            for c in list(alive):
+                try:
+                    c.sock.sendall(data)
+                except OSError as e:
+                    alive.remove(c)
+                    if len(errors) < 5:
+                        errors.append(f"send: {type(e).__name__}: {e}")
             if time.perf_counter() > deadline:
                 raise RuntimeError("sending fell too far behind")
         t_sent = time.perf_counter()
         ok = 0
-        for c in conns:
-            c.sock.settimeout(max(1.0, deadline - time.perf_counter()))
-            status, low, raw = c.read_response()
+        for c in alive:
+            try:
+                c.sock.settimeout(max(1.0, deadline - time.perf_counter()))
+                status, low, raw = c.read_response()
+            except OSError as e:
+                if len(errors) < 5:
+                    errors.append(f"response: {type(e).__name__}: {e}")
+                continue
             got = header(raw, low, b"upload-offset")
             if status == 204 and got is not None and int(got) == length:
                 ok += 1
@@ -516,18 +588,30 @@ def run_slow(p: dict) -> dict:
                 errors.append(f"PATCH -> {status}, Upload-Offset {got}")
         t1 = time.perf_counter()
         cpu1 = self_cpu()
-    except Exception as e:  # noqa: BLE001
+        e1 = time.time()
+    except Exception as e:
         errors.append(f"{type(e).__name__}: {e}")
         return {"ok": 0, "uploads": n, "n_errors": n, "errors": errors}
     finally:
         for c in conns:
             c.close()
-    return {"ok": ok, "uploads": n, "n_errors": n - ok, "errors": errors,
-            "bytes_each": length, "send_seconds": t_sent - t0, "seconds": t1 - t0,
-            "setup_seconds": t0 - t_setup, "window_s": t1 - t0, "window_cpu_s": cpu1 - cpu0}
+    return {
+        "ok": ok,
+        "uploads": n,
+        "n_errors": n - ok,
+        "errors": errors,
+        "bytes_each": length,
+        "send_seconds": t_sent - t0,
+        "seconds": t1 - t0,
+        "setup_seconds": t0 - t_setup,
+        "window_s": t1 - t0,
+        "window_cpu_s": cpu1 - cpu0,
+        "window_epoch": [e0, e1],
+    }
 
 
 # -- preparing uploads for HEAD -------------------------------------------------------------
+
 
 def prepare(url: str, count: int, size: int = 4096) -> list[str]:
     host, port, base = split_url(url)

@@ -27,7 +27,7 @@ HEADER_LIMIT = 64 * 1024
 
 
 class Upload:
-    __slots__ = ("path", "length", "offset")
+    __slots__ = ("length", "offset", "path")
 
     def __init__(self, path: str, length: int) -> None:
         self.path = path
@@ -36,8 +36,18 @@ class Upload:
 
 
 class Conn:
-    __slots__ = ("sock", "head", "method", "target", "host", "remaining", "fd", "upload",
-                 "close_after", "out")
+    __slots__ = (
+        "close_after",
+        "fd",
+        "head",
+        "host",
+        "method",
+        "out",
+        "remaining",
+        "sock",
+        "target",
+        "upload",
+    )
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -164,28 +174,40 @@ class Receiver:
         c.remaining = -1
         c.upload = None
         if m == b"POST":
-            self.respond(c, b"201 Created", [
-                b"Location: http://" + c.host + c.target,
-                b"Upload-Offset: %d" % up.offset,
-                b"Content-Length: 0",
-            ])
+            self.respond(
+                c,
+                b"201 Created",
+                [
+                    b"Location: http://" + c.host + c.target,
+                    b"Upload-Offset: %d" % up.offset,
+                    b"Content-Length: 0",
+                ],
+            )
         elif m == b"PATCH":
             self.respond(c, b"204 No Content", [b"Upload-Offset: %d" % up.offset])
         elif m == b"HEAD":
             if up is None:
                 self.respond(c, b"404 Not Found", [b"Content-Length: 0"])
             else:
-                self.respond(c, b"200 OK", [
-                    b"Upload-Offset: %d" % up.offset,
-                    b"Upload-Length: %d" % up.length,
-                    b"Cache-Control: no-store",
-                    b"Content-Length: 0",
-                ])
+                self.respond(
+                    c,
+                    b"200 OK",
+                    [
+                        b"Upload-Offset: %d" % up.offset,
+                        b"Upload-Length: %d" % up.length,
+                        b"Cache-Control: no-store",
+                        b"Content-Length: 0",
+                    ],
+                )
         elif m == b"OPTIONS":
-            self.respond(c, b"204 No Content", [
-                b"Tus-Version: 1.0.0",
-                b"Tus-Extension: creation,creation-with-upload",
-            ])
+            self.respond(
+                c,
+                b"204 No Content",
+                [
+                    b"Tus-Version: 1.0.0",
+                    b"Tus-Extension: creation,creation-with-upload",
+                ],
+            )
         else:
             self.respond(c, b"405 Method Not Allowed", [b"Content-Length: 0"])
 
@@ -244,7 +266,7 @@ class Receiver:
                         return
                     break
                 head = bytes(c.head[:end])
-                rest = c.head[end + 4:]
+                rest = c.head[end + 4 :]
                 c.head = bytearray()
                 if not self.on_head(c, head):
                     return

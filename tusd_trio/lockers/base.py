@@ -15,6 +15,11 @@ class Locker(Protocol):
     A request that wants a held lock calls the holder's ``on_release_requested``
     (the holder then saves what it has and lets go), and waits up to ``max_wait``
     seconds before ``LockTimeoutError``.
+
+    ``access`` says what the holder does: ``"write"`` (change the upload),
+    ``"read"`` (look at it: HEAD, downloads) or ``"new"`` (an upload this very
+    request created).  Within a process every access is exclusive; a locker
+    across processes may skip work for ``"read"`` and ``"new"``.
     """
 
     name: str
@@ -25,6 +30,7 @@ class Locker(Protocol):
         *,
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
     ) -> None: ...
 
     def release(self, upload_id: str) -> None: ...
@@ -35,6 +41,7 @@ class Locker(Protocol):
         *,
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
     ) -> AbstractAsyncContextManager[None]: ...
 
     async def aclose(self) -> None: ...

@@ -56,6 +56,8 @@ class FileLocker:
         self._local = MemoryLocker()
         self._held: dict[str, ReleaseCallback | None] = {}
         self._pid = os.getpid()
+        self._pid_line = f"{self._pid}\n".encode("ascii")
+        self._modes: dict[str, str] = {}
 
     def statistics(self) -> object:
         return self._local.statistics()
@@ -66,13 +68,16 @@ class FileLocker:
     def _try_lock_file(self, upload_id: str) -> bool:
         """Try once to create the lock file.  True when we now own it."""
         path = self._lock_path(upload_id)
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):
-            raise UploadNotFoundError()
         tmp = f"{path}.{self._pid}.{id(self)}.tmp"
         for _attempt in range(3):
-            with open(tmp, "w", encoding="ascii") as handle:
-                handle.write(f"{self._pid}\n")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            except (FileNotFoundError, NotADirectoryError):
+                raise UploadNotFoundError() from None  # the upload's directory is missing
+            try:
+                os.write(fd, self._pid_line)
+            finally:
+                os.close(fd)
             try:
                 os.link(tmp, path)
                 return True
@@ -97,14 +102,24 @@ class FileLocker:
     @staticmethod
     def _read_owner(path: str) -> int | None:
         try:
-            with open(path, encoding="ascii", errors="replace") as handle:
-                text = handle.read().strip()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return 0  # gone meanwhile: treat as stale so we retry
         try:
-            return int(text)
+            raw = os.read(fd, 64)
+        finally:
+            os.close(fd)
+        try:
+            return int(raw.decode("ascii", errors="replace").strip())
         except ValueError:
             return None
+
+    def _held_elsewhere(self, upload_id: str) -> bool:
+        """Whether a live other process holds the lock file (no file: False)."""
+        owner = self._read_owner(self._lock_path(upload_id))
+        if owner == 0 or owner is None or owner == self._pid:
+            return False
+        return _pid_alive(owner)
 
     def _unlock_file(self, upload_id: str) -> None:
         path = self._lock_path(upload_id)
@@ -117,8 +132,7 @@ class FileLocker:
     def _request_stop(self, upload_id: str) -> None:
         stop = os.path.join(self.directory, upload_id) + ".stop"
         try:
-            with open(stop, "a", encoding="ascii"):
-                pass
+            os.close(os.open(stop, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
         except OSError:
             pass
 
@@ -128,26 +142,44 @@ class FileLocker:
         *,
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
     ) -> None:
+        """Take the lock.
+
+        ``access="write"`` (the default) creates the lock file.  ``"read"`` (HEAD, a
+        download) only makes sure no other process holds the lock, asking it to let
+        go if one does, without creating a lock file.  ``"new"`` is for an upload
+        created by this very request, whose ID nobody else knows yet: the
+        in-process lock is enough.
+        """
         deadline = trio.current_time() + max_wait
         await self._local.acquire(
             upload_id, max_wait=max_wait, on_release_requested=on_release_requested
         )
         try:
-            while not self._try_lock_file(upload_id):
-                self._request_stop(upload_id)
-                remaining = deadline - trio.current_time()
-                if remaining <= 0:
-                    raise LockTimeoutError()
-                await trio.sleep(min(self.acquirer_poll_interval, remaining))
+            if access == "write":
+                while not self._try_lock_file(upload_id):
+                    await self._wait_for_other_process(upload_id, deadline)
+            elif access == "read":
+                while self._held_elsewhere(upload_id):
+                    await self._wait_for_other_process(upload_id, deadline)
         except BaseException:
             self._local.release(upload_id)
             raise
+        self._modes[upload_id] = access
         self._held[upload_id] = on_release_requested
+
+    async def _wait_for_other_process(self, upload_id: str, deadline: float) -> None:
+        self._request_stop(upload_id)
+        remaining = deadline - trio.current_time()
+        if remaining <= 0:
+            raise LockTimeoutError()
+        await trio.sleep(min(self.acquirer_poll_interval, remaining))
 
     def release(self, upload_id: str) -> None:
         self._held.pop(upload_id, None)
-        self._unlock_file(upload_id)
+        if self._modes.pop(upload_id, "write") == "write":
+            self._unlock_file(upload_id)
         self._local.release(upload_id)
 
     async def watch_stop_requests(self) -> None:
@@ -171,8 +203,14 @@ class FileLocker:
         *,
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
     ) -> AsyncIterator[None]:
-        await self.acquire(upload_id, max_wait=max_wait, on_release_requested=on_release_requested)
+        await self.acquire(
+            upload_id,
+            max_wait=max_wait,
+            on_release_requested=on_release_requested,
+            access=access,
+        )
         try:
             yield
         finally:

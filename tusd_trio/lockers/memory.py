@@ -60,6 +60,7 @@ class MemoryLocker:
         *,
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
     ) -> None:
         me = _Waiter(on_release_requested=on_release_requested)
         entry = self._entries.get(upload_id)
@@ -124,6 +125,7 @@ class MemoryLocker:
         *,
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
     ) -> AsyncIterator[None]:
         await self.acquire(upload_id, max_wait=max_wait, on_release_requested=on_release_requested)
         try:

@@ -57,6 +57,8 @@ class Server:
         self.locker: Locker = locker
         self.scheme = "http"
         self.shutting_down = False
+        #: Connections reading a body with a large receive buffer (see _http.py).
+        self.big_buffers = 0
         self.active_interrupters: set[Interrupter] = set()
         self.connections: set[HTTPConnection] = set()
         self.supervisor = Supervisor(self)

@@ -6,11 +6,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._logging import debug_event, info_event
 from ..protocol import core, errors
 from ..protocol.core import Action, Response, Routed, WritePlan
 from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
@@ -62,11 +64,8 @@ class TusHandler:
         started = time.monotonic()
         verbose = self.config.verbose
         if verbose:
-            log.debug(
-                "RequestIncoming",
-                extra={
-                    "tus": {"method": method, "path": request.target, "requestId": _rid(request)}
-                },
+            debug_event(
+                "RequestIncoming", method=method, path=request.target, requestId=_rid(request)
             )
         status = 500
         try:
@@ -88,17 +87,13 @@ class TusHandler:
                 exchange, routed, errors.TusError("the server failed to handle the request")
             )
         if verbose:
-            log.debug(
+            debug_event(
                 "ResponseOutgoing",
-                extra={
-                    "tus": {
-                        "method": method,
-                        "path": request.target,
-                        "status": status,
-                        "duration_ms": round((time.monotonic() - started) * 1000, 3),
-                        "requestId": _rid(request),
-                    }
-                },
+                method=method,
+                path=request.target,
+                status=status,
+                duration_ms=round((time.monotonic() - started) * 1000, 3),
+                requestId=_rid(request),
             )
 
     async def _send_error(self, exchange: Exchange, routed: Routed, exc: errors.TusError) -> None:
@@ -200,10 +195,7 @@ class TusHandler:
         info = replace(info, id=new_upload_id())
         info = await self.store.create(info)
         self.metrics.uploads_created += 1
-        log.info(
-            "UploadCreated",
-            extra={"tus": {"id": info.id, "size": info.size, "requestId": _rid(request)}},
-        )
+        info_event("UploadCreated", id=info.id, size=info.size, requestId=_rid(request))
         self.supervisor.notify(HookEvent("post-create", info, request, exchange.remote_addr))
         location = core.upload_url(request, self.protocol, info.id)
 
@@ -214,12 +206,14 @@ class TusHandler:
         elif plan.has_body:
             wrote_body = True
             write_plan = core.plan_body_write(request, info, self.protocol)
+            interrupter = Interrupter()
             async with self.locker.lock(
                 info.id,
                 max_wait=self.config.acquire_lock_timeout,
-                on_release_requested=None,
+                on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
+                access="new",
             ):
-                info, error = await self._write_body(exchange, info, write_plan)
+                info, error = await self._write_body(exchange, info, write_plan, interrupter)
             if error is not None:
                 error.location = location
                 raise error
@@ -294,23 +288,11 @@ class TusHandler:
                 interrupter.scope = scope
                 if interrupter.reason is not None:
                     scope.cancel()
-                while True:
-                    chunk = await exchange.receive_body_chunk()
-                    if chunk is None:
-                        break
-                    if limit is not None and writer.written + len(chunk) > limit:
-                        keep = limit - writer.written
-                        if keep > 0:
-                            part = chunk[:keep]
-                            await writer.write(part)
-                            for hasher in hashers.values():
-                                hasher.update(part)
-                        error = plan.limit_error()
-                        exchange.close_after = True
-                        break
-                    await writer.write(chunk)
-                    for hasher in hashers.values():
-                        hasher.update(chunk)
+                sink, sink_is_async = _make_sink(writer, list(hashers.values()))
+                over = await exchange.pump_body(sink, limit, sink_is_async=sink_is_async)
+                if over:
+                    error = plan.limit_error()
+                    exchange.close_after = True
             if scope.cancelled_caught:
                 error = interrupter.reason or errors.ServerShutdownError()
                 exchange.close_after = True
@@ -401,13 +383,15 @@ class TusHandler:
         remote = exchange.remote_addr if exchange is not None else ""
         await self.supervisor.run_blocking_hook(HookEvent("pre-finish", info, request, remote))
         self.metrics.uploads_finished += 1
-        log.info("UploadFinished", extra={"tus": {"id": info.id, "size": info.size}})
+        info_event("UploadFinished", id=info.id, size=info.size)
         self.supervisor.notify(HookEvent("post-finish", info, request, remote))
 
     # --- HEAD ----------------------------------------------------------------------------------
 
     async def _head(self, exchange: Exchange, routed: Routed, upload_id: str) -> Response:
-        async with self.locker.lock(upload_id, max_wait=self.config.acquire_lock_timeout):
+        async with self.locker.lock(
+            upload_id, max_wait=self.config.acquire_lock_timeout, access="read"
+        ):
             info = await self.store.get(upload_id)
             info = await self._maybe_complete_final(info, exchange)
             return core.head_response(
@@ -435,7 +419,9 @@ class TusHandler:
         if not info.is_complete or info.is_final:
             # An unfinished upload: read a consistent offset under the lock, then
             # stream the bytes before it (they never change) without holding it.
-            async with self.locker.lock(upload_id, max_wait=self.config.acquire_lock_timeout):
+            async with self.locker.lock(
+                upload_id, max_wait=self.config.acquire_lock_timeout, access="read"
+            ):
                 info = await self.store.get(upload_id)
                 info = await self._maybe_complete_final(info, exchange)
         plan = core.plan_download(exchange.request, info, self.protocol, routed.common, time.time())
@@ -464,9 +450,33 @@ class TusHandler:
                 )
             await self.store.terminate(info)
         self.metrics.uploads_terminated += 1
-        log.info("UploadTerminated", extra={"tus": {"id": upload_id, "requestId": _rid(request)}})
+        info_event("UploadTerminated", id=upload_id, requestId=_rid(request))
         self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
         return core.delete_response(routed.common)
+
+
+def _make_sink(
+    writer: ChunkWriter, hashers: list[hashlib._Hash]
+) -> tuple[Callable[[Any], object], bool]:
+    """The function each body chunk goes to: the store's writer, plus hashing."""
+    write_nowait = getattr(writer, "write_nowait", None)
+    if write_nowait is not None:
+        if not hashers:
+            return write_nowait, False
+
+        def hash_and_write(data: Any) -> None:
+            write_nowait(data)
+            for hasher in hashers:
+                hasher.update(data)
+
+        return hash_and_write, False
+
+    async def hash_and_write_async(data: bytes) -> None:
+        await writer.write(data)
+        for hasher in hashers:
+            hasher.update(data)
+
+    return hash_and_write_async, True
 
 
 def exchange_status(exchange: Exchange) -> int:

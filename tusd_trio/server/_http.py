@@ -9,11 +9,12 @@ so the memory of an upload is bounded whatever its size.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
@@ -21,12 +22,27 @@ import trio
 from ..protocol import errors
 from ..protocol.core import Headers, Request, Response
 
+_h11_normalize: Any
+_ContentLengthReader: Any
+try:  # h11's reader for Content-Length bodies (the direct body path checks for it)
+    from h11._readers import ContentLengthReader as _ContentLengthReader
+except ImportError:  # pragma: no cover - a future h11 without it: h11 reads every byte
+    _ContentLengthReader = None
+try:  # Our header values are already checked; skip h11's per-header regexes.
+    from h11._headers import normalize_and_validate as _h11_normalize
+except ImportError:  # pragma: no cover - a future h11 without this helper
+    _h11_normalize = None
+
 if TYPE_CHECKING:
     from ._app import Server
 
 log = logging.getLogger("tusd_trio.http")
 
 RECEIVE_SIZE = 64 * 1024
+#: The buffer a fast upload grows to, and how many may exist at once.
+BIG_RECEIVE_SIZE = 256 * 1024
+MAX_BIG_BUFFERS = 64
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: A request body left unread up to this size is drained to keep the connection.
 DRAIN_LIMIT = 64 * 1024
 
@@ -96,6 +112,149 @@ class Exchange:
             ]
         return None
 
+    async def pump_body(
+        self,
+        sink: Callable[[Any], object],
+        limit: int | None,
+        *,
+        sink_is_async: bool = False,
+    ) -> bool:
+        """Feed the whole body, chunk by chunk, to ``sink``; the hot loop of uploads.
+
+        Stops after ``limit`` bytes (the part of a chunk within the limit is still
+        fed) and returns True if the body went beyond it.  Raises like
+        :meth:`receive_body_chunk`.  A synchronous sink (the file store's inline
+        write) is called without any await between reading and writing a chunk.
+        """
+        if self.body_done:
+            return False
+        connection = self._connection
+        conn = connection.conn
+        receive_some = connection.stream.receive_some
+        timeout = connection.server.config.network_timeout
+        data_type = h11.Data
+        need_data = h11.NEED_DATA
+        received = self.received
+        try:
+            with trio.CancelScope() as deadline_scope:
+                while True:
+                    try:
+                        event = conn.next_event()
+                    except h11.RemoteProtocolError as exc:
+                        raise errors.ProtocolError(f"malformed request body: {exc}") from exc
+                    if type(event) is data_type:
+                        data = event.data
+                        if type(data) is not bytes:
+                            data = bytes(data)
+                        size = len(data)
+                        if limit is not None and received + size > limit:
+                            keep = limit - received
+                            if keep > 0:
+                                part = data[:keep]
+                                received += keep
+                                if sink_is_async:
+                                    await sink(part)  # type: ignore[misc]
+                                else:
+                                    sink(part)
+                            return True
+                        received += size
+                        if sink_is_async:
+                            await sink(data)  # type: ignore[misc]
+                        else:
+                            sink(data)
+                        continue
+                    if event is need_data:
+                        if not sink_is_async and _direct_body_possible(connection):
+                            self.received = received
+                            over = await self._pump_direct(sink, limit)
+                            received = self.received
+                            if over is not None:
+                                return over
+                            continue
+                        if conn.they_are_waiting_for_100_continue:
+                            await connection.send_event(
+                                h11.InformationalResponse(status_code=100, headers=[])
+                            )
+                        deadline_scope.deadline = trio.current_time() + timeout
+                        try:
+                            chunk = await receive_some(RECEIVE_SIZE)
+                        except (trio.BrokenResourceError, OSError):
+                            raise errors.ConnectionResetError_() from None
+                        if not chunk:
+                            raise errors.UnexpectedEOFError()
+                        conn.receive_data(chunk)  # type: ignore[arg-type]
+                        continue
+                    self.body_done = True
+                    if type(event) is h11.EndOfMessage:
+                        self.trailers = [
+                            (name.decode("latin-1"), value.decode("latin-1"))
+                            for name, value in event.headers
+                        ]
+                    return False
+        finally:
+            self.received = received
+        # Only the deadline scope ends the loop this way.
+        raise errors.ReadTimeoutError()
+
+    async def _pump_direct(self, sink: Callable[[Any], object], limit: int | None) -> bool | None:
+        """Read a Content-Length body straight from the socket into one reused buffer.
+
+        h11 would copy every chunk twice (into its buffer and out again); for the
+        bulk of a large upload we read with ``recv_into`` and hand the store a view
+        of our buffer, then tell h11 the body is complete.  Returns None when h11
+        still has to deliver the end of the message (then the caller goes on).
+        """
+        connection = self._connection
+        server = connection.server
+        reader: Any = connection.conn._reader
+        sock = connection.stream.socket  # type: ignore[attr-defined]
+        timeout = server.config.network_timeout
+        view = memoryview(connection.body_buffer())
+        size = len(view)
+        full_reads = 0
+        big = False
+        remaining: int = reader._remaining
+        received = self.received
+        try:
+            with trio.CancelScope() as deadline_scope:
+                while remaining > 0:
+                    deadline_scope.deadline = trio.current_time() + timeout
+                    try:
+                        n = await sock.recv_into(view, min(size, remaining))
+                    except (trio.BrokenResourceError, OSError):
+                        raise errors.ConnectionResetError_() from None
+                    if n == 0:
+                        raise errors.UnexpectedEOFError()
+                    remaining -= n
+                    if n == size and not big:
+                        # A sender that keeps the buffer full gets a larger one:
+                        # fewer trips through the event loop per byte.
+                        full_reads += 1
+                        if full_reads >= 4 and server.big_buffers < MAX_BIG_BUFFERS:
+                            server.big_buffers += 1
+                            big = True
+                            view.release()
+                            view = memoryview(bytearray(BIG_RECEIVE_SIZE))
+                            size = BIG_RECEIVE_SIZE
+                    if limit is not None and received + n > limit:
+                        keep = limit - received
+                        if keep > 0:
+                            received += keep
+                            sink(view[:keep])
+                        return True
+                    received += n
+                    sink(view[:n])
+                # The whole body has been read: h11 now yields EndOfMessage.
+                reader._remaining = 0
+                return None
+        finally:
+            reader._remaining = remaining
+            self.received = received
+            view.release()
+            if big:
+                server.big_buffers -= 1
+        raise errors.ReadTimeoutError()
+
     async def send_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
         await self._connection.send_event(
             h11.InformationalResponse(
@@ -133,8 +292,16 @@ class Exchange:
         headers.append((b"Date", _date.get()))
         self.response_started = True
         await self._connection.send_event(
-            h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+            h11.Response(
+                status_code=status, headers=_prepared(headers), reason=reason_phrase(status)
+            )
         )
+
+
+def _prepared(headers: list[tuple[bytes, bytes]]) -> Any:
+    if _h11_normalize is None:  # pragma: no cover
+        return headers
+    return _h11_normalize(headers, _parsed=True)
 
 
 def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -144,7 +311,10 @@ def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]
         # Never let a value break the header block (CR, LF, NUL, other controls).
         if any(b < 32 and b != 9 for b in encoded) or 127 in encoded:
             encoded = bytes(b if (b >= 32 or b == 9) and b != 127 else 0x3F for b in encoded)
-        out.append((name.encode("ascii"), encoded))
+        raw_name = name.encode("ascii", errors="replace")
+        if not _TOKEN.fullmatch(raw_name):
+            continue  # never emit a malformed header name
+        out.append((raw_name, encoded))
     return out
 
 
@@ -160,10 +330,17 @@ class HTTPConnection:
             h11.SERVER, max_incomplete_event_size=server.config.max_header_size
         )
         self._send_lock = trio.Lock()
+        self._body_buffer: bytearray | None = None
         self.idle = True
         self.cancel_scope: trio.CancelScope | None = None
 
     # --- low level -------------------------------------------------------------
+
+    def body_buffer(self) -> bytearray:
+        """The connection's one receive buffer for direct body reads (64 KiB)."""
+        if self._body_buffer is None:
+            self._body_buffer = bytearray(RECEIVE_SIZE)
+        return self._body_buffer
 
     async def _receive(self, limit: float) -> bytes:
         with trio.move_on_after(limit) as scope:
@@ -364,7 +541,33 @@ class HTTPConnection:
             scheme=self.server.scheme,
         )
         has_body = self.conn.their_state is h11.SEND_BODY
+        if has_body and not _announces_body(event.headers):
+            # No Content-Length and no chunked coding: h11 has the (empty) end of
+            # the message ready; take it so the connection can be reused at once.
+            end = self.conn.next_event()
+            has_body = type(end) is not h11.EndOfMessage
         return Exchange(self, request, has_body)
+
+
+def _direct_body_possible(connection: HTTPConnection) -> bool:
+    conn: Any = connection.conn
+    return (
+        _ContentLengthReader is not None
+        and type(getattr(conn, "_reader", None)) is _ContentLengthReader
+        and hasattr(connection.stream, "socket")
+        and len(conn._receive_buffer) == 0
+        and not conn.they_are_waiting_for_100_continue
+        and conn._reader._remaining > RECEIVE_SIZE
+    )
+
+
+def _announces_body(headers: Any) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            return bool(value.strip() != b"0")
+    return False
 
 
 class _Abort(Exception):

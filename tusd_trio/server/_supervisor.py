@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._logging import flush_logs
 from ..protocol.core import Request
 from ..protocol.info import UploadInfo
 
@@ -91,8 +92,17 @@ class Supervisor:
                 nursery.start_soon(watch)
             if self.server.config.janitor_interval > 0:
                 nursery.start_soon(self.server.janitor.run)
+            nursery.start_soon(self._flush_logs_periodically)
             task_status.started()
             await trio.sleep_forever()
+
+    async def _flush_logs_periodically(self) -> None:
+        try:
+            while True:
+                await trio.sleep(0.25)
+                flush_logs()
+        finally:
+            flush_logs()
 
     # --- hooks --------------------------------------------------------------------
 

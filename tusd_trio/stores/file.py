@@ -29,6 +29,8 @@ log = logging.getLogger("tusd_trio.filestore")
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _READ_CHUNK = 1024 * 1024
+#: Parsed info documents kept in memory (validated by a stat before each use).
+_INFO_CACHE_SIZE = 4096
 
 
 def _store_error(exc: OSError, what: str) -> StoreError:
@@ -96,18 +98,22 @@ class _FileWriter:
     def written(self) -> int:
         return self._written
 
-    async def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        fd = self._fd
+    def write_nowait(self, data: bytes) -> None:
+        """Append inline (to the page cache): the upload hot path."""
         try:
-            while view:
-                n = os.write(fd, view)
-                self._written += n
-                view = view[n:]
+            n = os.write(self._fd, data)
+            self._written += n
+            if n < len(data):
+                with memoryview(data) as view:
+                    while n < len(data):
+                        step = os.write(self._fd, view[n:])
+                        n += step
+                        self._written += step
         except OSError as exc:
             raise _store_error(exc, "writing the upload") from exc
-        finally:
-            view.release()
+
+    async def write(self, data: bytes) -> None:
+        self.write_nowait(data)
         await trio.lowlevel.checkpoint_if_cancelled()
 
     async def commit(self) -> None:
@@ -183,10 +189,13 @@ class FileStore:
         self.file_perms = file_perms
         self.fsync = fsync
         _makedirs(self.directory, dir_perms)
+        self._info_cache: dict[str, tuple[tuple[int, int, int], UploadInfo]] = {}
 
     # --- paths --------------------------------------------------------------
 
     def _default_data_path(self, upload_id: str) -> str:
+        if "/" not in upload_id and upload_id not in ("", ".", "..") and "\0" not in upload_id:
+            return self.directory + os.sep + upload_id
         path = os.path.join(self.directory, upload_id)
         # IDs are validated by the protocol core; this is a second line of defence.
         normalized = os.path.normpath(path)
@@ -212,8 +221,26 @@ class FileStore:
 
     # --- info documents --------------------------------------------------------
 
+    def _write_new_info(self, info: UploadInfo) -> None:
+        """Write the info of a new upload (no file to replace atomically)."""
+        path = self.info_path(info.id)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms)
+            try:
+                os.write(fd, info.to_json())
+                if self.fsync:
+                    os.fsync(fd)
+            except OSError:
+                os.close(fd)
+                os.unlink(path)
+                raise
+            os.close(fd)
+        except OSError as exc:
+            raise _store_error(exc, "writing the upload info") from exc
+
     def _write_info(self, info: UploadInfo) -> None:
         path = self.info_path(info.id)
+        self._info_cache.pop(path, None)
         tmp = f"{path}.{os.getpid()}.tmp"
         payload = info.to_json()
         try:
@@ -234,10 +261,33 @@ class FileStore:
 
     def _read_info(self, upload_id: str) -> UploadInfo:
         path = self.info_path(upload_id)
+        cache = self._info_cache
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
-                created = os.fstat(handle.fileno()).st_mtime
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            cache.pop(path, None)
+            raise UploadNotFoundError() from None
+        except OSError as exc:
+            raise _store_error(exc, "reading the upload info") from exc
+        # Info files change only by being replaced (a new inode) or created: an
+        # unchanged (inode, size, mtime) means the parsed copy is still right,
+        # even when another process shares the directory.
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = cache.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                raw = os.read(fd, max(st.st_size, 1) + 1)
+                while len(raw) <= st.st_size:
+                    more = os.read(fd, 65536)
+                    if not more:
+                        break
+                    raw += more
+            finally:
+                os.close(fd)
+            created = st.st_mtime
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise UploadNotFoundError() from None
         except OSError as exc:
@@ -251,6 +301,9 @@ class FileStore:
             raise UploadNotFoundError()
         if not info.created:
             info = replace(info, created=created)
+        if len(cache) >= _INFO_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[path] = (key, info)
         return info
 
     # --- the Store protocol --------------------------------------------------------
@@ -259,8 +312,18 @@ class FileStore:
         data_path = self._default_data_path(info.id)
         storage = {"Type": self.name, "Path": data_path, "InfoPath": data_path + ".info"}
         stored = replace(info, offset=0, storage=storage)
+        # Inline: a worker thread per creation measured 30 % slower (see benchmarks/).
+        self._create_files(stored, data_path)
+        if self.fsync:
+            await trio.to_thread.run_sync(self._fsync_dir, os.path.dirname(data_path))
+        else:
+            await trio.lowlevel.checkpoint()
+        return stored
+
+    def _create_files(self, stored: UploadInfo, data_path: str) -> None:
         try:
-            _makedirs(os.path.dirname(data_path), self.dir_perms)
+            if "/" in stored.id:
+                _makedirs(os.path.dirname(data_path), self.dir_perms)
             fd = os.open(
                 data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms
             )
@@ -270,18 +333,13 @@ class FileStore:
         except OSError as exc:
             raise _store_error(exc, "creating the upload") from exc
         try:
-            self._write_info(stored)
+            self._write_new_info(stored)
         except StoreError:
             try:
                 os.unlink(data_path)
             except OSError:
                 pass
             raise
-        if self.fsync:
-            await trio.to_thread.run_sync(self._fsync_dir, os.path.dirname(data_path))
-        else:
-            await trio.lowlevel.checkpoint()
-        return stored
 
     @staticmethod
     def _fsync_dir(path: str) -> None:
@@ -317,6 +375,7 @@ class FileStore:
         await trio.lowlevel.checkpoint()
 
     async def terminate(self, info: UploadInfo) -> None:
+        self._info_cache.pop(self.info_path(info.id), None)
         data_path = self.data_path(info)
         for path in (data_path, data_path + ".part", self.info_path(info.id)):
             try:
