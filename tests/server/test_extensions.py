@@ -390,3 +390,31 @@ async def test_expect_100_continue(srv: Running) -> None:
         await stream.send_all(b"abc")
         second = await stream.receive_some(1000)
         assert second.startswith(b"HTTP/1.1 204")
+
+
+async def test_large_upload_with_checksum_is_byte_exact(srv: Running) -> None:
+    payload = os.urandom(9 * 1024 * 1024 + 3)
+    loc = await srv.create(len(payload))
+    digest = b64(hashlib.sha256(payload).digest())
+    r = await srv.patch(loc, 0, payload, Upload_Checksum=f"sha256 {digest}")
+    assert r.status_code == 204
+    assert (await srv.client.get(loc)).content == payload
+
+
+async def test_large_upload_over_length_keeps_exactly_the_length(srv: Running) -> None:
+    payload = os.urandom(3 * 1024 * 1024)
+    loc = await srv.create(len(payload) - 1000)
+    path = loc.split(str(srv.port), 1)[1]
+    # A chunked body longer than the upload (no Content-Length to refuse early).
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+        "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode()
+    body = b"".join(
+        f"{len(payload[i : i + 65536]):x}\r\n".encode() + payload[i : i + 65536] + b"\r\n"
+        for i in range(0, len(payload), 65536)
+    )
+    out = await raw_request(srv.port, head + body + b"0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413"), out[:200]
+    assert (await srv.client.get(loc)).content == payload[: len(payload) - 1000]

@@ -226,6 +226,14 @@ class Exchange:
                     if n == 0:
                         raise errors.UnexpectedEOFError()
                     remaining -= n
+                    if limit is not None and received + n > limit:
+                        keep = limit - received
+                        if keep > 0:
+                            received += keep
+                            sink(view[:keep])
+                        return True
+                    received += n
+                    sink(view[:n])
                     if n == size and not big:
                         # A sender that keeps the buffer full gets a larger one:
                         # fewer trips through the event loop per byte.
@@ -236,14 +244,6 @@ class Exchange:
                             view.release()
                             view = memoryview(bytearray(BIG_RECEIVE_SIZE))
                             size = BIG_RECEIVE_SIZE
-                    if limit is not None and received + n > limit:
-                        keep = limit - received
-                        if keep > 0:
-                            received += keep
-                            sink(view[:keep])
-                        return True
-                    received += n
-                    sink(view[:n])
                 # The whole body has been read: h11 now yields EndOfMessage.
                 reader._remaining = 0
                 return None
