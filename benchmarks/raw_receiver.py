@@ -22,7 +22,9 @@ import signal
 import socket
 import sys
 
-CHUNK = 64 * 1024
+# Same receive size as tusd-trio uses for a fast upload (it grows 64 KiB -> 256 KiB),
+# so that the "physical limit" is measured with the same syscall size.
+CHUNK = 256 * 1024
 HEADER_LIMIT = 64 * 1024
 
 
@@ -326,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-host", "--host", default="127.0.0.1")
     p.add_argument("-port", "--port", type=int, default=0)
     p.add_argument("-upload-dir", "--upload-dir", default="./data")
+    p.add_argument(
+        "-chunk", "--chunk", type=int, default=CHUNK, help="bytes per recv_into (default 256 KiB)"
+    )
     args = p.parse_args(argv)
+    globals()["CHUNK"] = args.chunk
     r = Receiver(args.host, args.port, args.upload_dir)
 
     def stop(_sig, _frm):

@@ -407,7 +407,7 @@ class HTTPConnection:
         if self.conn.their_state is not h11.SEND_BODY:
             return True
         reader = getattr(self.conn, "_reader", None)
-        remaining = getattr(reader, "_length", None)
+        remaining = getattr(reader, "_remaining", None)
         return isinstance(remaining, int) and remaining <= DRAIN_LIMIT
 
     async def _drain(self) -> bool:
