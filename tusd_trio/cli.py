@@ -239,6 +239,13 @@ FLAGS: list[Flag] = [
         "File storage",
     ),
     Flag(
+        "orphan-age",
+        "duration",
+        60.0,
+        "At start-up, remove or repair crash leftovers older than this",
+        "File storage",
+    ),
+    Flag(
         "locker",
         "str",
         "file",
@@ -410,6 +417,7 @@ def build_config(values: dict[str, Any]) -> Config:
         max_header_size=values["max-header-size"],
         max_connections=values["max-connections"],
         expiration_interval=values["expiration-interval"],
+        orphan_age=values["orphan-age"],
         log_format=values["log-format"],
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],
@@ -453,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"tusd-trio: {exc} (tusd-trio -help lists the flags)\n")
         return 2
     setup_logging(config.log_format, config.verbose)
+    _raise_file_limit()
     try:
         os.makedirs(config.upload_dir, mode=config.dir_perms, exist_ok=True)
     except OSError as exc:
@@ -469,6 +478,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover - signals are handled in _run
         return 130
     return 0
+
+
+def _raise_file_limit() -> None:
+    """Use as many file descriptors as the hard limit allows (connections, files)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - platform limits
+        pass
 
 
 async def _run(config: Config, *, on_started: Callable[[object], None] | None = None) -> None:

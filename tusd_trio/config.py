@@ -35,6 +35,8 @@ class Config:
     max_connections: int = 0
     # Expiration janitor
     expiration_interval: float = 0.0  # 0 = automatic
+    # Start-up check: leftovers older than this are removed or repaired
+    orphan_age: float = 60.0
     # Logging
     log_format: str = "text"
     verbose: bool = True

@@ -83,10 +83,10 @@ class Server:
         try:
             async with trio.open_nursery() as root:
                 await root.start(self.supervisor.run)
-                cleanup = getattr(self.store, "cleanup_leftovers", None)
-                if cleanup is not None:
-                    for path in await cleanup(60.0):
-                        log.info("removed leftover staging file %s", path)
+                check = getattr(self.store, "check_consistency", None)
+                if check is not None:
+                    for message in await check(self.config.orphan_age):
+                        log.info("%s", message)
                 self.listeners = await self._open_listeners()
                 async with trio.open_nursery() as connections:
                     accept_scope = trio.CancelScope()

@@ -470,8 +470,9 @@ class HTTPConnection:
 
     async def _next_request_event(self) -> h11.Request | None:
         """Wait for the next request head; None when the client is done."""
-        timeout = self.server.config.idle_timeout
-        first = True
+        config = self.server.config
+        deadline = trio.current_time() + config.idle_timeout
+        head_started = False
         while True:
             try:
                 event = self.conn.next_event()
@@ -481,10 +482,13 @@ class HTTPConnection:
             if event is h11.NEED_DATA:
                 if self.conn.their_state is h11.DONE:  # pragma: no cover - guarded by caller
                     return None
+                if not head_started and self._has_partial_head():
+                    # The whole head must arrive within the network timeout, however
+                    # slowly it trickles in (slowloris).
+                    head_started = True
+                    deadline = trio.current_time() + config.network_timeout
                 try:
-                    data = await self._receive(
-                        timeout if first else self.server.config.network_timeout
-                    )
+                    data = await self._receive(max(0.0, deadline - trio.current_time()))
                 except TimeoutError:
                     if self.conn.their_state is h11.IDLE and not self._has_partial_head():
                         return None
@@ -492,7 +496,6 @@ class HTTPConnection:
                     return None
                 except ConnectionClosedError:
                     return None
-                first = False
                 self.conn.receive_data(data)
                 continue
             if type(event) is h11.Request:

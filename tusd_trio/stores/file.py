@@ -15,8 +15,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import trio
@@ -483,8 +484,134 @@ class FileStore:
 
         return await trio.to_thread.run_sync(work)
 
+    async def check_consistency(self, older_than: float = 60.0) -> list[str]:
+        """Find and fix what a crash can leave behind; one message per action.
+
+        Run at start-up, before serving.  Only files older than ``older_than``
+        seconds are touched, so that another process sharing the directory can
+        finish what it is doing.  A file that belongs to an upload whose lock is
+        held by a live process is left alone.
+        """
+        return await trio.to_thread.run_sync(self._check_consistency, older_than)
+
+    def _check_consistency(self, older_than: float) -> list[str]:
+        cutoff = time.time() - older_than
+        own_pid = os.getpid()
+        actions: list[str] = []
+
+        def old_enough(path: str) -> bool:
+            try:
+                return os.stat(path).st_mtime <= cutoff
+            except OSError:
+                return False
+
+        def lock_owner_alive(base: str) -> bool:
+            try:
+                with open(base + ".lock", "rb") as handle:
+                    pid = int(handle.read().strip() or b"0")
+            except (OSError, ValueError):
+                return False
+            return pid != own_pid and _pid_alive(pid)
+
+        def remove(path: str, message: str) -> None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                actions.append(f"Could not remove {path}: {exc.strerror}")
+                return
+            actions.append(f"{message} {path}")
+
+        for root, _dirs, files in os.walk(self.directory):
+            names = set(files)
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                if name.endswith(".part"):
+                    base = full[: -len(".part")]
+                    if old_enough(full) and not lock_owner_alive(base):
+                        remove(full, "Removed staging leftover")
+                elif name.endswith(".tmp") and ".info." in name:
+                    pid_text = name.rsplit(".", 2)[-2]
+                    pid = int(pid_text) if pid_text.isdigit() else 0
+                    if old_enough(full) and (pid == own_pid or not _pid_alive(pid)):
+                        remove(full, "Removed staging leftover")
+                elif name.endswith(".lock"):
+                    base = full[: -len(".lock")]
+                    if not lock_owner_alive(base) and old_enough(full):
+                        remove(full, "Removed stale lock")
+                elif name.endswith(".stop"):
+                    if name[: -len(".stop")] + ".lock" not in names and old_enough(full):
+                        remove(full, "Removed stale stop request")
+                elif name.endswith(".info"):
+                    data = full[: -len(".info")]
+                    self._check_info(full, data, actions, old_enough, lock_owner_alive)
+                elif (
+                    _GENERATED_ID.fullmatch(name)
+                    and name + ".info" not in names
+                    and old_enough(full)
+                    and not lock_owner_alive(full)
+                ):
+                    remove(full, "Removed orphan data file")
+        return actions
+
+    def _check_info(
+        self,
+        info_path: str,
+        data_path: str,
+        actions: list[str],
+        old_enough: Callable[[str], bool],
+        lock_owner_alive: Callable[[str], bool],
+    ) -> None:
+        try:
+            with open(info_path, "rb") as handle:
+                info = UploadInfo.from_json(handle.read())
+        except (OSError, ValueError) as exc:
+            actions.append(f"Found unreadable info {info_path} ({exc}); left alone")
+            return
+        custom = (info.storage or {}).get("Path")
+        target = custom if custom and os.path.exists(custom) else data_path
+        if lock_owner_alive(data_path):
+            return
+        try:
+            size = os.stat(target).st_size
+        except FileNotFoundError:
+            if old_enough(info_path):
+                try:
+                    os.unlink(info_path)
+                except OSError as exc:
+                    actions.append(f"Could not remove {info_path}: {exc.strerror}")
+                else:
+                    self._info_cache.pop(info_path, None)
+                    actions.append(f"Removed info without data {info_path}")
+            return
+        except OSError:
+            return
+        if not info.size_is_deferred and size > info.size:
+            try:
+                os.truncate(target, info.size)
+            except OSError as exc:
+                actions.append(f"Could not repair {target}: {exc.strerror}")
+            else:
+                actions.append(f"Repaired data file {target}: cut from {size} to {info.size} bytes")
+
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
+
+
+_GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 __all__ = ["SIDE_FILE_SUFFIXES", "FileStore"]
