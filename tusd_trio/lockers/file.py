@@ -13,6 +13,7 @@ is only polled when another process holds it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,17 @@ from .memory import MemoryLocker
 log = logging.getLogger("tusd_trio.filelocker")
 
 ReleaseCallback = Callable[[], None]
+
+
+class _NoSpaceForLockError(Exception):
+    pass
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _pid_alive(pid: int) -> bool:
@@ -74,10 +86,19 @@ class FileLocker:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             except (FileNotFoundError, NotADirectoryError):
                 raise UploadNotFoundError() from None  # the upload's directory is missing
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _NoSpaceForLockError() from exc
+                raise
             try:
                 os.write(fd, self._pid_line)
-            finally:
+            except OSError as exc:
                 os.close(fd)
+                _unlink_quietly(tmp)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _NoSpaceForLockError() from exc
+                raise
+            os.close(fd)
             try:
                 os.link(tmp, path)
                 return True
@@ -92,6 +113,10 @@ class FileLocker:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _NoSpaceForLockError() from exc
+                raise
             finally:
                 try:
                     os.unlink(tmp)
@@ -158,8 +183,17 @@ class FileLocker:
         )
         try:
             if access == "write":
-                while not self._try_lock_file(upload_id):
-                    await self._wait_for_other_process(upload_id, deadline)
+                try:
+                    while not self._try_lock_file(upload_id):
+                        await self._wait_for_other_process(upload_id, deadline)
+                except _NoSpaceForLockError:
+                    # A full disk: no lock file can be written.  Fall back to making
+                    # sure no other live process holds the lock, so that a DELETE can
+                    # still free space.
+                    log.warning("no space for lock file of %s; locking in-process only", upload_id)
+                    access = "read"
+                    while self._held_elsewhere(upload_id):
+                        await self._wait_for_other_process(upload_id, deadline)
             elif access == "read":
                 while self._held_elsewhere(upload_id):
                     await self._wait_for_other_process(upload_id, deadline)

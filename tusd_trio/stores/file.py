@@ -531,17 +531,20 @@ class FileStore:
                     base = full[: -len(".part")]
                     if old_enough(full) and not lock_owner_alive(base):
                         remove(full, "Removed staging leftover")
-                elif name.endswith(".tmp") and ".info." in name:
-                    pid_text = name.rsplit(".", 2)[-2]
+                elif name.endswith(".tmp") and (".info." in name or ".lock." in name):
+                    # <id>.info.<pid>.tmp and <id>.lock.<pid>.<n>.tmp: the writer's PID
+                    # tells whether anyone can still be using it.
+                    marker = ".info." if ".info." in name else ".lock."
+                    pid_text = name.rsplit(marker, 1)[1].split(".", 1)[0]
                     pid = int(pid_text) if pid_text.isdigit() else 0
-                    if old_enough(full) and (pid == own_pid or not _pid_alive(pid)):
+                    if pid == own_pid or not _pid_alive(pid):
                         remove(full, "Removed staging leftover")
                 elif name.endswith(".lock"):
-                    base = full[: -len(".lock")]
-                    if not lock_owner_alive(base) and old_enough(full):
+                    # The owner's PID decides; a dead owner's lock is stale at any age.
+                    if not lock_owner_alive(full[: -len(".lock")]):
                         remove(full, "Removed stale lock")
                 elif name.endswith(".stop"):
-                    if name[: -len(".stop")] + ".lock" not in names and old_enough(full):
+                    if not lock_owner_alive(full[: -len(".stop")]):
                         remove(full, "Removed stale stop request")
                 elif name.endswith(".info"):
                     data = full[: -len(".info")]
