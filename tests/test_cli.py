@@ -372,3 +372,15 @@ def test_invalid_cors_origin_regex_is_a_usage_error() -> None:
 
 def test_idle_timeout_defaults_to_network_timeout() -> None:
     assert config_for("-network-timeout=9s").idle_timeout == 9.0
+
+
+def test_listen_failure_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    from tusd_trio import cli
+
+    code = cli.main(["-host", "999.1.1.1", "-port", "0", "-upload-dir", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("tusd-trio: cannot listen on -host 999.1.1.1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ import trio
 from ._logging import setup_logging
 from ._version import __version__
 from .config import Config
+from .hooks.model import parse_enabled_events
 from .protocol.core import (
     DEFAULT_CORS_ALLOW_HEADERS,
     DEFAULT_CORS_ALLOW_METHODS,
@@ -266,6 +268,64 @@ FLAGS: list[Flag] = [
         "How often a process retries a lock another process holds",
         "File storage",
     ),
+    # Hooks
+    Flag(
+        "hooks-enabled-events",
+        "str",
+        "pre-create,post-create,post-receive,post-terminate,post-finish",
+        "Comma-separated hook events to send; empty = all (pre-access, pre-finish and "
+        "pre-terminate are off by default)",
+        "Hooks",
+    ),
+    Flag(
+        "progress-hooks-interval",
+        "duration",
+        1.0,
+        "Interval of post-receive events while data arrives",
+        "Hooks",
+    ),
+    Flag(
+        "hooks-dir",
+        "str",
+        "",
+        "Directory of executable file hooks (one file per hook name)",
+        "Hooks",
+    ),
+    Flag("hooks-http", "str", "", "URL of an HTTP hook endpoint", "Hooks"),
+    Flag(
+        "hooks-http-forward-headers",
+        "str",
+        "",
+        "Comma-separated client headers forwarded to the HTTP hook endpoint",
+        "Hooks",
+    ),
+    Flag("hooks-http-retry", "uint", 3, "Attempts on a network error or 5xx", "Hooks"),
+    Flag("hooks-http-backoff", "duration", 1.0, "Pause between HTTP hook attempts", "Hooks"),
+    Flag("hooks-http-timeout", "duration", 15.0, "Time limit of one HTTP hook call", "Hooks"),
+    Flag(
+        "hooks-http-size-limit", "uint", 5120, "Largest HTTP hook response body in bytes", "Hooks"
+    ),
+    Flag(
+        "hooks-http-skip-verify",
+        "bool",
+        False,
+        "Do not verify the hook endpoint's TLS certificate",
+        "Hooks",
+    ),
+    Flag(
+        "hooks-plugin",
+        "str",
+        "",
+        "Python hook plugin as module:object (an object with one method per hook)",
+        "Hooks",
+    ),
+    Flag(
+        "hooks-blocking-timeout",
+        "duration",
+        30.0,
+        "Time limit of a blocking hook (pre-*); then the request fails with 500",
+        "Hooks",
+    ),
     # Timeouts
     Flag(
         "network-timeout",
@@ -365,6 +425,22 @@ def build_config(values: dict[str, Any]) -> Config:
                 f"invalid value for flag -checksum-algorithms: unknown algorithm {algorithm!r}"
                 f" (supported: {', '.join(CHECKSUM_ALGORITHMS)})"
             )
+    try:
+        enabled = parse_enabled_events(values["hooks-enabled-events"])
+    except ValueError as exc:
+        raise UsageError(f"invalid value for flag -hooks-enabled-events: {exc}") from None
+    if values["hooks-http"] and not re.match(r"https?://", values["hooks-http"]):
+        raise UsageError("invalid value for flag -hooks-http: must be an http:// or https:// URL")
+    if values["hooks-plugin"]:
+        module_name, _, attribute = values["hooks-plugin"].partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            if attribute:
+                getattr(module, attribute)
+        except Exception as exc:
+            raise UsageError(f"invalid value for flag -hooks-plugin: {exc!r}") from None
+    if values["hooks-dir"] and not os.path.isdir(values["hooks-dir"]):
+        raise UsageError("invalid value for flag -hooks-dir: not a directory")
     base_path = values["base-path"]
     if not base_path.startswith("/"):
         raise UsageError("invalid value for flag -base-path: must start with /")
@@ -418,6 +494,20 @@ def build_config(values: dict[str, Any]) -> Config:
         max_connections=values["max-connections"],
         expiration_interval=values["expiration-interval"],
         orphan_age=values["orphan-age"],
+        hooks_enabled_events=enabled,
+        progress_hooks_interval=max(0.01, values["progress-hooks-interval"]),
+        hooks_dir=values["hooks-dir"],
+        hooks_http=values["hooks-http"],
+        hooks_http_forward_headers=tuple(
+            h.strip() for h in values["hooks-http-forward-headers"].split(",") if h.strip()
+        ),
+        hooks_http_retry=max(1, values["hooks-http-retry"]),
+        hooks_http_backoff=values["hooks-http-backoff"],
+        hooks_http_timeout=values["hooks-http-timeout"],
+        hooks_http_size_limit=values["hooks-http-size-limit"],
+        hooks_http_skip_verify=values["hooks-http-skip-verify"],
+        hooks_plugin=values["hooks-plugin"],
+        hooks_blocking_timeout=values["hooks-blocking-timeout"],
         log_format=values["log-format"],
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],
@@ -472,12 +562,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("Using %.2fMB as maximum size.", config.protocol.max_size / 1024 / 1024)
     try:
         trio.run(_run, config)
-    except OSError as exc:
-        sys.stderr.write(f"tusd-trio: cannot listen: {exc}\n")
+    except (OSError, BaseExceptionGroup) as exc:
+        failure = _find_os_error(exc)
+        if failure is None:
+            raise
+        where = (
+            f"-unix-sock {config.unix_sock}"
+            if config.unix_sock
+            else f"-host {config.host} -port {config.port}"
+        )
+        sys.stderr.write(f"tusd-trio: cannot listen on {where}: {failure}\n")
         return 1
     except KeyboardInterrupt:  # pragma: no cover - signals are handled in _run
         return 130
     return 0
+
+
+def _find_os_error(exc: BaseException) -> OSError | None:
+    """The OSError (binding a socket, ...) inside what trio.run raised, if any."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_os_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _raise_file_limit() -> None:

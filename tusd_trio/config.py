@@ -37,6 +37,21 @@ class Config:
     expiration_interval: float = 0.0  # 0 = automatic
     # Start-up check: leftovers older than this are removed or repaired
     orphan_age: float = 60.0
+    # Hooks
+    hooks_enabled_events: frozenset[str] = frozenset(
+        {"pre-create", "post-create", "post-receive", "post-terminate", "post-finish"}
+    )
+    progress_hooks_interval: float = 1.0
+    hooks_dir: str = ""
+    hooks_http: str = ""
+    hooks_http_forward_headers: tuple[str, ...] = ()
+    hooks_http_retry: int = 3
+    hooks_http_backoff: float = 1.0
+    hooks_http_timeout: float = 15.0
+    hooks_http_size_limit: int = 5120
+    hooks_http_skip_verify: bool = False
+    hooks_plugin: str = ""
+    hooks_blocking_timeout: float = 30.0
     # Logging
     log_format: str = "text"
     verbose: bool = True

@@ -548,7 +548,10 @@ def test_route_absolute_form_target() -> None:
 
 def test_route_percent_decodes_ids() -> None:
     assert _route("HEAD", "/files/%61bc").upload_id == "abc"
-    assert _route("HEAD", "/files/proj%2Fabc").upload_id == "proj/abc"
+    # An encoded slash never becomes a path separator.
+    routed = _route("HEAD", "/files/proj%2Fabc")
+    assert routed.upload_id is None
+    assert isinstance(routed.error, errors.InvalidUploadIDError)
 
 
 @pytest.mark.parametrize(
@@ -1248,11 +1251,12 @@ def test_plan_patch_deferred_with_max_size() -> None:
     config = ProtocolConfig(max_size=100)
     plan = plan_patch(_patch("4"), DEFERRED, config, NOW)
     assert plan.limit == 96
-    assert plan.limit_error is errors.MaxSizeExceededError
+    assert plan.limit_error is errors.SizeExceededError
     assert plan_patch(_patch("4", Content_Length="96"), DEFERRED, config, NOW).limit == 96
-    with pytest.raises(errors.MaxSizeExceededError) as exc:
+    with pytest.raises(errors.SizeExceededError) as exc:
         plan_patch(_patch("4", Content_Length="97"), DEFERRED, config, NOW)
-    assert (exc.value.status, exc.value.code) == (413, "ERR_MAX_SIZE_EXCEEDED")
+    # tusd's code for a body beyond what the upload may still take
+    assert (exc.value.status, exc.value.code) == (413, "ERR_UPLOAD_SIZE_EXCEEDED")
 
 
 def test_plan_patch_deferred_upload_beyond_lowered_max_size_has_no_negative_limit() -> None:
@@ -1369,7 +1373,7 @@ def test_plan_body_write_deferred() -> None:
     assert plan_body_write(request, info, CFG).limit is None
     plan = plan_body_write(request, info, ProtocolConfig(max_size=8))
     assert plan.limit == 8
-    assert plan.limit_error is errors.MaxSizeExceededError
+    assert plan.limit_error is errors.SizeExceededError
 
 
 # --- checksum_from_trailers ---------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_new_upload_id_passes_check_upload_id() -> None:
         "x%20y",
         "%252e%252e",  # double-encoded: decoded once, it is the harmless "%2e%2e" text
         "user@host:1",
-        "a" * 1024,
+        "/".join(["a" * 200] * 5),
         "info",
         "abc.infos",
     ],
@@ -331,3 +331,9 @@ def test_with_offset_returns_a_copy() -> None:
     assert info.offset == 2
     assert moved.metadata == info.metadata
     assert moved.id == info.id
+
+
+def test_check_upload_id_refuses_a_segment_the_file_system_cannot_name() -> None:
+    with pytest.raises(errors.InvalidUploadIDError):
+        check_upload_id("a" * 201)
+    assert check_upload_id("a" * 200) == "a" * 200

@@ -68,8 +68,9 @@ async def make_server(nursery: trio.Nursery, tmp_path: Any) -> AsyncIterator[Fac
         }
         settings.update(overrides)
         store = settings.pop("store", None)
+        hooks = settings.pop("hooks", None)
         config = Config(protocol=ProtocolConfig(**(protocol or {})), **settings)
-        server = Server(config, store=store) if store is not None else Server(config)
+        server = Server(config, store=store, hooks=hooks)
         await nursery.start(server.serve)
         servers.append(server)
         client = httpx.AsyncClient(timeout=30)

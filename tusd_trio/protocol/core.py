@@ -10,6 +10,7 @@ Rules of this module (after h11's ``_state.py``):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -249,7 +250,14 @@ def request_path(target: str) -> str:
     path = target.split("?", 1)[0].split("#", 1)[0]
     if path.startswith(("http://", "https://")):
         path = urlsplit(path).path or "/"
-    return unquote(path, errors="strict") if "%" in path else path
+    if "%" not in path:
+        return path
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered:
+        # An encoded slash or backslash would turn into a path separator after
+        # decoding; IDs with "/" must be written with real slashes.
+        raise ValueError("encoded path separator")
+    return unquote(path, errors="strict")
 
 
 def route(request: Request, config: ProtocolConfig) -> Routed:
@@ -447,7 +455,8 @@ def _expires_header(info: UploadInfo, config: ProtocolConfig, now: float) -> lis
     deadline = expires_at(info, config)
     if deadline is None:
         return []
-    return [("Upload-Expires", format_http_date(max(deadline, now)))]
+    # Rounded up to the second: the header never promises less time than there is.
+    return [("Upload-Expires", format_http_date(math.ceil(max(deadline, now))))]
 
 
 # --- POST (creation) ------------------------------------------------------------------
@@ -696,9 +705,8 @@ def _write_plan(
             raise errors.SizeExceededError()
     elif config.max_size > 0:
         limit = max(0, config.max_size - offset)
-        limit_error = errors.MaxSizeExceededError
         if content_length is not None and content_length > limit:
-            raise errors.MaxSizeExceededError()
+            raise errors.SizeExceededError()
     else:
         limit = None
     return WritePlan(
@@ -810,6 +818,8 @@ def plan_download(
         ("Content-Disposition", content_disposition_for(filetype, info.metadata.get("filename")))
     )
     headers.append(("Accept-Ranges", "bytes"))
+    if info.modified:
+        headers.append(("Last-Modified", format_http_date(info.modified)))
     headers.append(("Cache-Control", "no-store" if not info.is_complete else "private"))
     wanted = None
     if request.headers.get("if-range") is None:

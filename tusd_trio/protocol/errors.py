@@ -35,6 +35,8 @@ class TusError(Exception):
     default_message: str = "internal server error"
     #: The URL of an upload that was created before the error happened.
     location: str | None = None
+    #: A hook's changes to the response (opaque to the protocol core).
+    hook_response: object | None = None
 
     def __init__(
         self,
@@ -248,6 +250,28 @@ class RequestTimeoutError(BodyInterruptedError):
     status = 500
     code = "ERR_REQUEST_TIMEOUT"
     default_message = "request did not complete in time"
+
+
+class UploadStoppedError(BodyInterruptedError):
+    status = 400
+    code = "ERR_UPLOAD_STOPPED"
+    default_message = "upload has been stopped by server"
+
+
+class UploadRejectedError(ProtocolError):
+    code = "ERR_UPLOAD_REJECTED"
+    default_message = "upload creation has been rejected by server"
+
+
+class TerminationRejectedError(ProtocolError):
+    code = "ERR_UPLOAD_TERMINATION_REJECTED"
+    default_message = "upload termination has been rejected by server"
+
+
+class AccessDeniedError(ProtocolError):
+    status = 403
+    code = "ERR_ACCESS_DENIED"
+    default_message = "access to this upload has been denied by server"
 
 
 class StoreError(TusError):

@@ -253,7 +253,9 @@ def content_disposition_for(filetype: str | None, filename: str | None) -> str:
     The filename is quoted with backslash escapes; non-ASCII names are given as an
     RFC 8187 ``filename*`` parameter as well, with an ASCII fallback.
     """
-    bare = media_type(filetype)
+    # Inline only when the Content-Type actually served is the allow-listed type.
+    served = content_type_for(filetype)
+    bare = media_type(served)
     disposition = "inline" if bare in INLINE_MEDIA_TYPES else "attachment"
     if not filename:
         return disposition

@@ -26,19 +26,24 @@ def check_upload_id(upload_id: str) -> str:
     segment, no leading or trailing ``/``, no backslash, NUL or control
     character, nothing outside tusd's allowed characters, no ``.info``, ``.lock``,
     ``.stop`` or ``.part`` suffix (those name our side files) and no more than
-    1,024 characters.
+    1,024 characters (200 between two slashes).
     """
     if not upload_id or len(upload_id) > 1024 or not _ID_CHARS.fullmatch(upload_id):
         raise InvalidUploadIDError()
     for segment in upload_id.split("/"):
         if segment in ("", ".", "..") or segment.endswith(SIDE_FILE_SUFFIXES):
             raise InvalidUploadIDError()
+        if len(segment) > MAX_SEGMENT_LENGTH:
+            raise InvalidUploadIDError()  # the file system could not name it
         if "%" in segment and _looks_encoded(segment):
             raise InvalidUploadIDError()
     return upload_id
 
 
 SIDE_FILE_SUFFIXES = (".info", ".lock", ".stop", ".part", ".tmp")
+#: Longest part of an ID between slashes: file names are limited to 255 bytes and
+#: side files add suffixes such as ``.lock.<pid>.<n>.tmp``.
+MAX_SEGMENT_LENGTH = 200
 
 
 def _looks_encoded(segment: str) -> bool:
@@ -101,7 +106,10 @@ class UploadInfo:
         Keys are matched case-insensitively, as Go's ``encoding/json`` does.
         Raises ``ValueError`` for a document that is not a valid info.
         """
-        data = json.loads(raw)
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            raise ValueError("info is nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError("info is not a JSON object")
         lowered = {str(key).lower(): value for key, value in data.items()}
@@ -143,8 +151,18 @@ class UploadInfo:
             is_final=bool(get("IsFinal", False)),
             partial_uploads=partials,
             storage=storage,
-            created=float(created) if isinstance(created, int | float) else 0.0,
+            created=_as_time(created),
         )
+
+
+def _as_time(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    try:
+        number = float(value)
+    except OverflowError:
+        return 0.0
+    return number if 0.0 <= number < 1e12 else 0.0
 
 
 def _as_int(value: Any) -> int:

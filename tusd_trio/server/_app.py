@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 from ..config import Config
+from ..hooks import FileHookBackend, HookBackend, HookDispatcher, PluginHookBackend
 from ..lockers.base import Locker
 from ..lockers.file import FileLocker
 from ..lockers.memory import MemoryLocker
@@ -19,7 +20,7 @@ from ..protocol.errors import ServerShutdownError
 from ..stores.base import Store
 from ..stores.file import FileStore
 from ._handler import Interrupter, TusHandler
-from ._http import HTTPConnection, _date
+from ._http import HTTPConnection, _date, close_gracefully
 from ._janitor import Janitor
 from ._supervisor import Supervisor
 
@@ -35,6 +36,7 @@ class Server:
         *,
         store: Store | None = None,
         locker: Locker | None = None,
+        hooks: HookDispatcher | None = None,
     ) -> None:
         self.config = config
         if store is None:
@@ -62,6 +64,7 @@ class Server:
         self.active_interrupters: set[Interrupter] = set()
         self.connections: set[HTTPConnection] = set()
         self.supervisor = Supervisor(self)
+        self.supervisor.hooks = hooks if hooks is not None else build_hooks(config)
         self.janitor = Janitor(self)
         self.handler = TusHandler(self)
         self.listeners: list[trio.SocketListener] = []
@@ -116,6 +119,7 @@ class Server:
                         log.warning("Shutdown timeout exceeded. Exiting immediately!")
                     connections.cancel_scope.cancel()
                 root.cancel_scope.cancel()
+            await self.supervisor.aclose()
             log.info("Shutdown completed. Goodbye!")
         finally:
             self._stopped.set()
@@ -207,6 +211,34 @@ class Server:
             self.supervisor.metrics.connections_open -= 1
 
 
+def build_hooks(config: Config) -> HookDispatcher | None:
+    """The hook dispatcher for the configured backends (several may be set at once)."""
+    backends: list[HookBackend] = []
+    if config.hooks_dir:
+        backends.append(FileHookBackend(config.hooks_dir, timeout=config.hooks_blocking_timeout))
+    if config.hooks_http:
+        from ..hooks.http import HTTPHookBackend
+
+        backends.append(
+            HTTPHookBackend(
+                config.hooks_http,
+                retry=config.hooks_http_retry,
+                backoff=config.hooks_http_backoff,
+                timeout=config.hooks_http_timeout,
+                size_limit=config.hooks_http_size_limit,
+                forward_headers=config.hooks_http_forward_headers,
+                skip_verify=config.hooks_http_skip_verify,
+            )
+        )
+    if config.hooks_plugin:
+        backends.append(PluginHookBackend(config.hooks_plugin))
+    if not backends:
+        return None
+    return HookDispatcher(
+        backends, config.hooks_enabled_events, blocking_timeout=config.hooks_blocking_timeout
+    )
+
+
 async def _refuse(stream: trio.SocketStream) -> None:
     body = b"ERR_TOO_MANY_CONNECTIONS: the server has too many open connections\n"
     raw = (
@@ -219,11 +251,8 @@ async def _refuse(stream: trio.SocketStream) -> None:
             await stream.send_all(raw)
         except (trio.BrokenResourceError, OSError):
             pass
-    with trio.CancelScope(shield=True), trio.move_on_after(1):
-        try:
-            await stream.aclose()
-        except (trio.BrokenResourceError, OSError):
-            pass
+    with trio.CancelScope(shield=True):
+        await close_gracefully(stream, linger=True)
 
 
 async def _unix_listener(path: str) -> trio.SocketListener:
@@ -246,6 +275,7 @@ async def serve(
     *,
     store: Store | None = None,
     locker: Locker | None = None,
+    hooks: HookDispatcher | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a tusd-trio server until :meth:`Server.request_shutdown` is called.
@@ -253,5 +283,5 @@ async def serve(
     With ``nursery.start(serve, config)`` the caller gets the running
     :class:`Server` back once it listens.
     """
-    server = Server(config, store=store, locker=locker)
+    server = Server(config, store=store, locker=locker, hooks=hooks)
     await server.serve(task_status=task_status)

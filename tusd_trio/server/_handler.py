@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._logging import debug_event, info_event
+from ..hooks import HookError, HookResponse, HTTPResponse, merge_http_response
 from ..protocol import core, errors
 from ..protocol.core import Action, Response, Routed, WritePlan
 from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
-from ..protocol.info import UploadInfo, new_upload_id
+from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
 from ..stores.base import ChunkWriter
 from ._http import ConnectionClosedError, Exchange
 from ._supervisor import HookEvent
@@ -71,8 +72,19 @@ class TusHandler:
         try:
             response = await self._dispatch(exchange, routed)
             if response is not None:
+                if exchange.hook_response is not None:
+                    response = _apply_hook_response(response, exchange.hook_response)
                 status = response.status
-                await exchange.send_response(response, head=method == "HEAD")
+                head = method == "HEAD"
+                if head and request.method.upper() != "HEAD":
+                    # HEAD through X-HTTP-Method-Override on a POST: the connection
+                    # still carries a POST, whose answer has a real (empty) body.
+                    head = False
+                    response.headers = [
+                        (k, v) for k, v in response.headers if k.lower() != "content-length"
+                    ]
+                    response.body = b""
+                await exchange.send_response(response, head=head)
             else:
                 status = exchange_status(exchange)
         except ConnectionClosedError:
@@ -80,6 +92,9 @@ class TusHandler:
         except errors.TusError as exc:
             status = exc.status
             await self._send_error(exchange, routed, exc)
+        except HookError as exc:
+            status = 500
+            await self._send_error(exchange, routed, errors.TusError(f"hook failed: {exc}"))
         except Exception:
             log.exception("InternalServerError while handling %s %s", method, request.target)
             status = 500
@@ -113,7 +128,9 @@ class TusHandler:
         response = core.error_response(exc, method=routed.method, common=routed.common)
         if exc.location is not None:
             response.headers.append(("Location", exc.location))
-        await exchange.send_response(response, head=routed.method == "HEAD")
+        if isinstance(exc.hook_response, HTTPResponse):
+            response = _apply_hook_response(response, exc.hook_response)
+        await exchange.send_response(response, head=exchange.request.method.upper() == "HEAD")
 
     async def _dispatch(self, exchange: Exchange, routed: Routed) -> Response | None:
         if routed.error is not None:
@@ -131,6 +148,8 @@ class TusHandler:
             return await self._create(exchange, routed)
         upload_id = routed.upload_id
         assert upload_id is not None
+        if self.supervisor.hook_enabled("pre-access"):
+            await self._pre_access(exchange, upload_id)
         if action is Action.HEAD:
             return await self._head(exchange, routed, upload_id)
         if action is Action.PATCH:
@@ -140,6 +159,17 @@ class TusHandler:
             return None
         assert action is Action.DELETE
         return await self._delete(exchange, routed, upload_id)
+
+    async def _pre_access(self, exchange: Exchange, upload_id: str) -> None:
+        """Our ``pre-access`` hook: may refuse HEAD, PATCH, GET and DELETE."""
+        info = await self.store.get(upload_id)
+        answer = await self.supervisor.run_blocking_hook(
+            HookEvent("pre-access", info, exchange.request, exchange.remote_addr)
+        )
+        if answer is not None and answer.reject_access:
+            error = errors.AccessDeniedError()
+            error.hook_response = answer.http_response
+            raise error
 
     # --- health ----------------------------------------------------------------------------
 
@@ -179,20 +209,30 @@ class TusHandler:
             partials = [await self.store.get(pid) for pid in plan.partial_ids]
             info = core.plan_final(plan, partials, self.protocol)
 
-        decision = await self.supervisor.run_blocking_hook(
+        answer = await self.supervisor.run_blocking_hook(
             HookEvent("pre-create", info, request, exchange.remote_addr)
         )
-        extra_headers: list[tuple[str, str]] = []
-        if decision is not None:
-            if decision.reject:
-                raise errors.ProtocolError(
-                    decision.body or "upload creation has been rejected by server",
-                    status=decision.status or 400,
-                    code="ERR_UPLOAD_REJECTED",
-                )
-            extra_headers = list(decision.headers.items())
-
-        info = replace(info, id=new_upload_id())
+        new_id = new_upload_id()
+        if answer is not None:
+            if answer.reject_upload:
+                error = errors.UploadRejectedError()
+                error.hook_response = answer.http_response
+                raise error
+            exchange.hook_response = answer.http_response
+            changes = answer.change_file_info
+            if changes is not None:
+                if changes.id is not None:
+                    try:
+                        new_id = check_upload_id(changes.id)
+                    except errors.TusError:
+                        raise HookError(
+                            f"pre-create chose an invalid upload ID {changes.id!r}"
+                        ) from None
+                if changes.metadata is not None:
+                    info = replace(info, metadata=dict(changes.metadata))
+                if changes.storage is not None:
+                    info = replace(info, storage=dict(changes.storage))
+        info = replace(info, id=new_id)
         info = await self.store.create(info)
         self.metrics.uploads_created += 1
         info_event("UploadCreated", id=info.id, size=info.size, requestId=_rid(request))
@@ -205,7 +245,11 @@ class TusHandler:
                 info = await self._concat(info, partials, exchange)
         elif plan.has_body:
             wrote_body = True
-            write_plan = core.plan_body_write(request, info, self.protocol)
+            try:
+                write_plan = core.plan_body_write(request, info, self.protocol)
+            except errors.TusError as exc:
+                exc.location = location  # the upload exists: the client may resume it
+                raise
             interrupter = Interrupter()
             async with self.locker.lock(
                 info.id,
@@ -213,17 +257,16 @@ class TusHandler:
                 on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
                 access="new",
             ):
-                info, error = await self._write_body(exchange, info, write_plan, interrupter)
-            if error is not None:
-                error.location = location
-                raise error
+                info, body_error = await self._write_body(exchange, info, write_plan, interrupter)
+            if body_error is not None:
+                body_error.location = location
+                raise body_error
         elif info.is_complete:
             await self._finish(info, exchange)
 
         response = core.creation_response(
             request, self.protocol, info, routed.common, wrote_body=wrote_body, now=time.time()
         )
-        response.headers += extra_headers
         return response
 
     async def _concat(
@@ -289,7 +332,24 @@ class TusHandler:
                 if interrupter.reason is not None:
                     scope.cancel()
                 sink, sink_is_async = _make_sink(writer, list(hashers.values()))
-                over = await exchange.pump_body(sink, limit, sink_is_async=sink_is_async)
+                if self.supervisor.hook_enabled("post-receive"):
+                    # The request's nursery: the body pump, and beside it the periodic
+                    # post-receive hook (whose answer may stop the upload).
+                    failure: Exception | None = None
+                    over = False
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._report_progress, exchange, info, interrupter)
+                        try:
+                            over = await exchange.pump_body(
+                                sink, limit, sink_is_async=sink_is_async
+                            )
+                        except Exception as exc:  # re-raised below, outside the nursery
+                            failure = exc
+                        nursery.cancel_scope.cancel()
+                    if failure is not None:
+                        raise failure
+                else:
+                    over = await exchange.pump_body(sink, limit, sink_is_async=sink_is_async)
                 if over:
                     error = plan.limit_error()
                     exchange.close_after = True
@@ -316,7 +376,57 @@ class TusHandler:
             info, error = await self._settle(exchange, info, plan, writer, hashers, error)
         if settle.cancelled_caught:
             return info, errors.StoreError("the store did not finish in time")
+        if self.supervisor.hook_enabled("post-receive"):
+            # The last progress event of this request, with what was stored.
+            self.supervisor.notify(
+                HookEvent("post-receive", info, exchange.request, exchange.remote_addr)
+            )
+        if isinstance(error, errors.UploadStoppedError):
+            # A hook stopped the upload: it is terminated, as in tusd.
+            with trio.CancelScope(shield=True):
+                await self._terminate_stopped(exchange, info)
         return info, error
+
+    async def _report_progress(
+        self, exchange: Exchange, info: UploadInfo, interrupter: Interrupter
+    ) -> None:
+        """Send post-receive every -progress-hooks-interval while the offset moves."""
+        interval = self.config.progress_hooks_interval
+        start = info.offset
+        reported = start
+        while True:
+            await trio.sleep(interval)
+            offset = start + exchange.received
+            if offset == reported:
+                continue
+            reported = offset
+            event = HookEvent(
+                "post-receive", info.with_offset(offset), exchange.request, exchange.remote_addr
+            )
+            try:
+                answer = await self.supervisor.run_blocking_hook(event)
+            except HookError:
+                continue
+            if answer is not None and answer.stop_upload:
+                info_event("HookStopUpload", id=info.id, offset=offset)
+                stop = errors.UploadStoppedError()
+                stop.hook_response = answer.http_response
+                interrupter.interrupt(stop)
+                return
+
+    async def _terminate_stopped(self, exchange: Exchange, info: UploadInfo) -> None:
+        if not self.protocol.capabilities.terminate:
+            return
+        try:
+            await self.store.terminate(info)
+        except errors.TusError as exc:
+            log.warning("UploadStopTerminateError id=%s: %s", info.id, exc)
+            return
+        self.metrics.uploads_terminated += 1
+        info_event("UploadTerminated", id=info.id, reason="stopped by hook")
+        self.supervisor.notify(
+            HookEvent("post-terminate", info, exchange.request, exchange.remote_addr)
+        )
 
     async def _settle(
         self,
@@ -372,6 +482,8 @@ class TusHandler:
                 await self._finish(info, exchange)
             except errors.TusError as exc:
                 error = error or exc
+            except HookError as exc:
+                error = error or errors.TusError(f"hook failed: {exc}")
         return info, error
 
     async def _finish(
@@ -381,7 +493,11 @@ class TusHandler:
             await self.store.finish(info)
         request = exchange.request if exchange is not None else None
         remote = exchange.remote_addr if exchange is not None else ""
-        await self.supervisor.run_blocking_hook(HookEvent("pre-finish", info, request, remote))
+        answer = await self.supervisor.run_blocking_hook(
+            HookEvent("pre-finish", info, request, remote)
+        )
+        if answer is not None and answer.http_response is not None and exchange is not None:
+            exchange.hook_response = _merge_hook_http(exchange.hook_response, answer)
         self.metrics.uploads_finished += 1
         info_event("UploadFinished", id=info.id, size=info.size)
         self.supervisor.notify(HookEvent("post-finish", info, request, remote))
@@ -410,6 +526,12 @@ class TusHandler:
                 return info
         if not core.partials_finished(partials):
             return info
+        total = sum(p.size for p in partials)
+        if self.protocol.max_size > 0 and total > self.protocol.max_size:
+            # Partials whose lengths were deferred grew past -max-size together.
+            raise errors.MaxSizeExceededError(
+                "the partial uploads add up to more than the maximum size"
+            )
         return await self._concat(info, partials, exchange)
 
     # --- GET -------------------------------------------------------------------------------------
@@ -439,20 +561,40 @@ class TusHandler:
         request = exchange.request
         async with self.locker.lock(upload_id, max_wait=self.config.acquire_lock_timeout):
             info = await self.store.get(upload_id)
-            decision = await self.supervisor.run_blocking_hook(
+            answer = await self.supervisor.run_blocking_hook(
                 HookEvent("pre-terminate", info, request, exchange.remote_addr)
             )
-            if decision is not None and decision.reject:
-                raise errors.ProtocolError(
-                    decision.body or "upload termination has been rejected by server",
-                    status=decision.status or 400,
-                    code="ERR_UPLOAD_TERMINATION_REJECTED",
-                )
+            if answer is not None:
+                if answer.reject_termination:
+                    error = errors.TerminationRejectedError()
+                    error.hook_response = answer.http_response
+                    raise error
+                exchange.hook_response = answer.http_response
             await self.store.terminate(info)
         self.metrics.uploads_terminated += 1
         info_event("UploadTerminated", id=upload_id, requestId=_rid(request))
         self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
         return core.delete_response(routed.common)
+
+
+def _apply_hook_response(response: Response, hook: HTTPResponse) -> Response:
+    status, headers, body = merge_http_response(
+        response.status, response.headers, hook, base_body=response.body
+    )
+    if body != response.body:
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    return Response(status, headers, body)
+
+
+def _merge_hook_http(current: HTTPResponse | None, answer: HookResponse) -> HTTPResponse | None:
+    new = answer.http_response
+    if current is None or new is None:
+        return new or current
+    return HTTPResponse(
+        status_code=new.status_code or current.status_code,
+        body=new.body or current.body,
+        headers={**current.headers, **new.headers},
+    )
 
 
 def _make_sink(

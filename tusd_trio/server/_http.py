@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
+from ..hooks.model import HTTPResponse
 from ..protocol import errors
 from ..protocol.core import Headers, Request, Response
 
@@ -84,6 +85,8 @@ class Exchange:
         self.trailers: list[tuple[str, str]] = []
         self.response_started = False
         self.close_after = False
+        #: A hook's changes to the final response (set by the handler).
+        self.hook_response: HTTPResponse | None = None
         self.received = 0
 
     @property
@@ -162,6 +165,7 @@ class Exchange:
                             await sink(data)  # type: ignore[misc]
                         else:
                             sink(data)
+                        self.received = received
                         continue
                     if event is need_data:
                         if not sink_is_async and _direct_body_possible(connection):
@@ -234,6 +238,7 @@ class Exchange:
                         return True
                     received += n
                     sink(view[:n])
+                    self.received = received
                     if n == size and not big:
                         # A sender that keeps the buffer full gets a larger one:
                         # fewer trips through the event loop per byte.
@@ -266,7 +271,8 @@ class Exchange:
         headers = _encode_headers(response.headers)
         body = response.body
         has_length = any(name.lower() == b"content-length" for name, _ in headers)
-        if not has_length and not head and response.status not in (204, 304):
+        if not has_length and response.status not in (204, 304):
+            # For HEAD too: the length a GET would have (h11 sends no body for HEAD).
             headers.append((b"Content-Length", str(len(body)).encode("ascii")))
         await self._start(response.status, headers)
         if body and not head:
@@ -287,6 +293,8 @@ class Exchange:
         # unless what is left is small enough to drain afterwards.
         if not self.body_done and not self._connection.can_drain():
             self.close_after = True
+        if self.close_after and not self.body_done:
+            self._connection.linger = True
         if self.close_after or self._connection.server.shutting_down:
             headers.append((b"Connection", b"close"))
         headers.append((b"Date", _date.get()))
@@ -331,6 +339,10 @@ class HTTPConnection:
         )
         self._send_lock = trio.Lock()
         self._body_buffer: bytearray | None = None
+        #: Close gracefully (half-close, then drain) because the peer may still be
+        #: sending: closing with unread input would reset the connection and could
+        #: destroy the answer we just sent.
+        self.linger = False
         self.idle = True
         self.cancel_scope: trio.CancelScope | None = None
 
@@ -462,17 +474,14 @@ class HTTPConnection:
                     return
         finally:
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(1):
-                    try:
-                        await self.stream.aclose()
-                    except (trio.BrokenResourceError, OSError):
-                        pass
+                await close_gracefully(self.stream, linger=self.linger)
 
     async def _next_request_event(self) -> h11.Request | None:
         """Wait for the next request head; None when the client is done."""
         config = self.server.config
         deadline = trio.current_time() + config.idle_timeout
         head_started = False
+        fed = len(self.conn.trailing_data[0])
         while True:
             try:
                 event = self.conn.next_event()
@@ -496,9 +505,29 @@ class HTTPConnection:
                     return None
                 except ConnectionClosedError:
                     return None
+                fed += len(data)
                 self.conn.receive_data(data)
                 continue
             if type(event) is h11.Request:
+                # h11 only limits heads that are still incomplete; one that arrived
+                # whole in a few reads is measured here.
+                head_size = fed - len(self.conn.trailing_data[0])
+                if head_size > config.max_header_size:
+                    await self._send_simple(
+                        431,
+                        "ERR_REQUEST_HEADER_FIELDS_TOO_LARGE",
+                        "the request line and headers are larger than the limit",
+                    )
+                    raise _Abort
+                if _has_both_lengths(event.headers):
+                    # RFC 9112 6.1: a request with both framings may be an attempt at
+                    # request smuggling; answer and close.
+                    await self._send_simple(
+                        400,
+                        "ERR_BAD_REQUEST",
+                        "malformed HTTP request: both Content-Length and Transfer-Encoding",
+                    )
+                    raise _Abort
                 return event
             if type(event) is h11.ConnectionClosed or event is h11.PAUSED:
                 return None
@@ -510,10 +539,13 @@ class HTTPConnection:
     async def _send_protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         status = exc.error_status_hint
         message = str(exc) or "malformed request"
-        code = "ERR_REQUEST_HEADER_FIELDS_TOO_LARGE" if status == 431 else "ERR_BAD_REQUEST"
+        code = {431: "ERR_REQUEST_HEADER_FIELDS_TOO_LARGE", 501: "ERR_NOT_IMPLEMENTED"}.get(
+            status, "ERR_BAD_REQUEST"
+        )
         await self._send_simple(status, code, f"malformed HTTP request: {message}")
 
     async def _send_simple(self, status: int, code: str, message: str) -> None:
+        self.linger = True
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         body = f"{code}: {message}\n".encode()
@@ -562,6 +594,35 @@ def _direct_body_possible(connection: HTTPConnection) -> bool:
         and not conn.they_are_waiting_for_100_continue
         and conn._reader._remaining > RECEIVE_SIZE
     )
+
+
+async def close_gracefully(stream: trio.abc.Stream, *, linger: bool) -> None:
+    """Close a connection; with ``linger``, half-close and read what is left first.
+
+    Reads at most 64 KiB for at most one second, so a peer cannot hold it open.
+    """
+    with trio.move_on_after(1):
+        if linger and isinstance(stream, trio.SocketStream):
+            try:
+                await stream.send_eof()
+                drained = 0
+                while drained <= DRAIN_LIMIT:
+                    chunk = await stream.receive_some(RECEIVE_SIZE)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+    with trio.move_on_after(1):
+        try:
+            await stream.aclose()
+        except (trio.BrokenResourceError, OSError):
+            pass
+
+
+def _has_both_lengths(headers: Any) -> bool:
+    names = {name for name, _ in headers}
+    return b"content-length" in names and b"transfer-encoding" in names
 
 
 def _announces_body(headers: Any) -> bool:

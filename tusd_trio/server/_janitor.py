@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..protocol import core, errors
+from ._supervisor import HookEvent
 
 if TYPE_CHECKING:
     from ._app import Server
@@ -59,5 +60,6 @@ class Janitor:
                 continue
             removed += 1
             server.supervisor.metrics.uploads_expired += 1
+            server.supervisor.notify(HookEvent("post-terminate", info, None))
             log.info("UploadExpired", extra={"tus": {"id": upload_id}})
         return removed

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
 
 from .._logging import flush_logs
+from ..hooks import HookDispatcher, HookError, HookResponse
 from ..protocol.core import Request
 from ..protocol.info import UploadInfo
 
@@ -23,16 +23,6 @@ if TYPE_CHECKING:
     from ._app import Server
 
 log = logging.getLogger("tusd_trio")
-
-HOOK_TYPES = (
-    "pre-create",
-    "post-create",
-    "post-receive",
-    "pre-finish",
-    "post-finish",
-    "pre-terminate",
-    "post-terminate",
-)
 
 
 @dataclass
@@ -61,26 +51,12 @@ class HookEvent:
     remote_addr: str = ""
 
 
-@dataclass
-class HookDecision:
-    """What a blocking hook may answer (filled in by the hooks layer)."""
-
-    reject: bool = False
-    status: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str | None = None
-
-
-HookBackend = Callable[[HookEvent], Awaitable[HookDecision | None]]
-
-
 class Supervisor:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.metrics = Metrics()
-        #: Enabled hook types; empty until a hook backend is configured.
-        self.enabled_hooks: frozenset[str] = frozenset()
-        self.hook_backend: HookBackend | None = None
+        #: The hook dispatcher, when any hook backend is configured.
+        self.hooks: HookDispatcher | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -106,30 +82,41 @@ class Supervisor:
 
     # --- hooks --------------------------------------------------------------------
 
-    async def run_blocking_hook(self, event: HookEvent) -> HookDecision | None:
-        if self.hook_backend is None or event.type not in self.enabled_hooks:
+    def hook_enabled(self, hook_type: str) -> bool:
+        return self.hooks is not None and self.hooks.is_enabled(hook_type)
+
+    async def run_blocking_hook(self, event: HookEvent) -> HookResponse | None:
+        """Call a hook and wait for its answer; ``None`` when it is not enabled.
+
+        Raises :class:`HookError` when the hook fails or times out.
+        """
+        hooks = self.hooks
+        if hooks is None or not hooks.is_enabled(event.type):
             await trio.lowlevel.checkpoint()
             return None
         self.metrics.hook_invocations_total[event.type] += 1
         try:
-            return await self.hook_backend(event)
-        except Exception:
+            return await hooks.invoke(event)
+        except HookError as exc:
             self.metrics.hook_errors_total[event.type] += 1
+            log.warning("HookInvocationError type=%s: %s", event.type, exc)
             raise
 
     def notify(self, event: HookEvent) -> None:
         """Fire a non-blocking hook; its outcome never affects the request."""
-        if self.hook_backend is None or event.type not in self.enabled_hooks:
-            return
-        if self._nursery is None:  # pragma: no cover - only before start-up completes
+        if not self.hook_enabled(event.type) or self._nursery is None:
             return
         self._nursery.start_soon(self._run_notification, event)
 
     async def _run_notification(self, event: HookEvent) -> None:
-        assert self.hook_backend is not None
-        self.metrics.hook_invocations_total[event.type] += 1
         try:
-            await self.hook_backend(event)
-        except Exception as exc:
-            self.metrics.hook_errors_total[event.type] += 1
-            log.warning("hook %s failed: %s", event.type, exc)
+            await self.run_blocking_hook(event)
+        except HookError:
+            pass  # counted and logged by run_blocking_hook
+
+    async def aclose(self) -> None:
+        if self.hooks is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.hooks.aclose()
+        else:
+            await trio.lowlevel.checkpoint()

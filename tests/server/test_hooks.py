@@ -1,0 +1,296 @@
+"""Hooks wired into the request handler: every hook type and its effect on requests."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import trio
+
+from tusd_trio.hooks import HOOK_TYPES, HookDispatcher, PluginHookBackend
+
+from .conftest import OCTET, TUS, Running, raw_request
+
+
+class Recorder:
+    """A hook plugin that records every event and answers from a table."""
+
+    def __init__(self, answers: dict[str, Any] | None = None, delay: float = 0.0) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.answers = answers or {}
+        self.delay = delay
+        for hook in HOOK_TYPES:
+            setattr(self, hook.replace("-", "_"), self._make(hook))
+
+    def _make(self, hook: str) -> Any:
+        async def method(request: dict[str, Any]) -> Any:
+            self.events.append(request)
+            if self.delay:
+                await trio.sleep(self.delay)
+            return self.answers.get(hook)
+
+        return method
+
+    def types(self) -> list[str]:
+        return [event["Type"] for event in self.events]
+
+    def of(self, hook: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["Type"] == hook]
+
+
+def dispatcher(plugin: Recorder, enabled: set[str] | None = None) -> HookDispatcher:
+    return HookDispatcher(
+        [PluginHookBackend(plugin=plugin)],
+        frozenset(enabled if enabled is not None else HOOK_TYPES),
+        blocking_timeout=2.0,
+    )
+
+
+async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+async def test_lifecycle_events_in_order(make_server: Any) -> None:
+    rec = Recorder()
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    loc = await srv.create(3, Upload_Metadata="filename YS50eHQ=")
+    await srv.patch(loc, 0, b"abc")
+    await srv.client.delete(loc, headers=TUS)
+    await wait_for(lambda: "post-terminate" in rec.types())
+    types = rec.types()
+    assert types[0] == "pre-create"
+    for hook in ("post-create", "pre-access", "pre-finish", "post-finish", "pre-terminate"):
+        assert hook in types
+    assert types.index("pre-finish") < types.index("post-finish")
+    pre_create = rec.of("pre-create")[0]
+    assert pre_create["Event"]["Upload"]["ID"] == ""
+    assert pre_create["Event"]["Upload"]["MetaData"] == {"filename": "a.txt"}
+    assert pre_create["Event"]["HTTPRequest"]["Method"] == "POST"
+    assert pre_create["Event"]["HTTPRequest"]["Header"]["Tus-Resumable"] == ["1.0.0"]
+    finished = rec.of("post-finish")[0]["Event"]["Upload"]
+    assert finished["Offset"] == 3 and finished["Size"] == 3
+    assert finished["Storage"]["Type"] == "filestore"
+    assert all(event["IdempotencyKey"] for event in rec.events)
+
+
+async def test_pre_create_rejects_with_its_response(make_server: Any) -> None:
+    rec = Recorder(
+        {
+            "pre-create": {
+                "RejectUpload": True,
+                "HTTPResponse": {
+                    "StatusCode": 422,
+                    "Body": "no thanks",
+                    "Header": {"X-Why": "quota"},
+                },
+            }
+        }
+    )
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "3"})
+    assert r.status_code == 422
+    assert r.text == "no thanks"
+    assert r.headers["x-why"] == "quota"
+    assert os.listdir(srv.server.config.upload_dir) == []
+
+
+async def test_pre_create_changes_id_metadata_and_response(make_server: Any) -> None:
+    rec = Recorder(
+        {
+            "pre-create": {
+                "ChangeFileInfo": {"ID": "proj/custom-1", "MetaData": {"k": "v"}},
+                "HTTPResponse": {"Header": {"X-Extra": "1"}},
+            }
+        }
+    )
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "2"})
+    assert r.status_code == 201
+    assert r.headers["location"].endswith("/files/proj/custom-1")
+    assert r.headers["x-extra"] == "1"
+    h = await srv.head(r.headers["location"])
+    assert h.headers["upload-metadata"] == "k dg=="
+    assert os.path.exists(os.path.join(srv.server.config.upload_dir, "proj", "custom-1.info"))
+
+
+async def test_pre_create_invalid_id_is_a_500(make_server: Any) -> None:
+    rec = Recorder({"pre-create": {"ChangeFileInfo": {"ID": "../escape"}}})
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "2"})
+    assert r.status_code == 500
+    assert r.text.startswith("ERR_INTERNAL_SERVER_ERROR")
+
+
+async def test_pre_finish_shapes_the_final_response(make_server: Any) -> None:
+    rec = Recorder({"pre-finish": {"HTTPResponse": {"Header": {"Link": "</x>; rel=next"}}}})
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    loc = await srv.create(2)
+    first = await srv.patch(loc, 0, b"a")
+    assert "link" not in first.headers
+    last = await srv.patch(loc, 1, b"b")
+    assert last.status_code == 204
+    assert last.headers["link"] == "</x>; rel=next"
+
+
+async def test_pre_terminate_can_refuse(make_server: Any) -> None:
+    rec = Recorder({"pre-terminate": {"RejectTermination": True}})
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    loc = await srv.create(2)
+    r = await srv.client.delete(loc, headers=TUS)
+    assert r.status_code == 400
+    assert r.text.startswith("ERR_UPLOAD_TERMINATION_REJECTED")
+    assert (await srv.head(loc)).status_code == 200
+
+
+async def test_pre_access_can_refuse_head_patch_get_delete(make_server: Any) -> None:
+    rec = Recorder(
+        {
+            "pre-access": {
+                "RejectAccess": True,
+                "HTTPResponse": {"Header": {"WWW-Authenticate": "Bearer"}},
+            }
+        }
+    )
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    loc = await srv.create(2)
+    for response in (
+        await srv.head(loc),
+        await srv.patch(loc, 0, b"ab"),
+        await srv.client.get(loc),
+        await srv.client.delete(loc, headers=TUS),
+    ):
+        assert response.status_code == 403
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert {e["Event"]["HTTPRequest"]["Method"] for e in rec.of("pre-access")} == {
+        "HEAD",
+        "PATCH",
+        "GET",
+        "DELETE",
+    }
+    upload_id = loc.rsplit("/", 1)[1]
+    assert os.path.getsize(os.path.join(srv.server.config.upload_dir, upload_id)) == 0
+
+
+async def test_blocking_hook_failure_is_a_clear_500(make_server: Any) -> None:
+    class Broken(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+
+            async def pre_create(request: dict[str, Any]) -> Any:
+                raise RuntimeError("database down")
+
+            self.pre_create = pre_create
+
+    srv: Running = await make_server(hooks=dispatcher(Broken()))
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "2"})
+    assert r.status_code == 500
+    assert r.text.startswith("ERR_INTERNAL_SERVER_ERROR: hook failed")
+    assert os.listdir(srv.server.config.upload_dir) == []
+
+
+async def test_slow_blocking_hook_times_out(make_server: Any) -> None:
+    rec = Recorder(delay=10)
+    srv: Running = await make_server(hooks=dispatcher(rec, {"pre-create"}))
+    with trio.fail_after(8):
+        r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "2"})
+    assert r.status_code == 500
+
+
+async def test_slow_notification_hooks_do_not_delay_uploads(make_server: Any) -> None:
+    rec = Recorder(delay=30)
+    srv: Running = await make_server(hooks=dispatcher(rec, {"post-create", "post-finish"}))
+    with trio.fail_after(5):
+        loc = await srv.create(2)
+        r = await srv.patch(loc, 0, b"ab")
+    assert r.status_code == 204
+
+
+def _patch_head(path: str, offset: int, length: int) -> bytes:
+    return (
+        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: {offset}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def test_post_receive_progress_and_stop_upload(make_server: Any) -> None:
+    rec = Recorder(
+        {"post-receive": {"StopUpload": True, "HTTPResponse": {"Body": "stopped: quota"}}}
+    )
+    srv: Running = await make_server(
+        hooks=dispatcher(rec, {"post-receive", "post-terminate"}), progress_hooks_interval=0.1
+    )
+    loc = await srv.create(100_000)
+    path = loc.split(str(srv.port), 1)[1]
+    stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+    async with stream:
+        await stream.send_all(_patch_head(path, 0, 100_000) + b"x" * 5000)
+        reply = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(4096):
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    assert reply.endswith(b"stopped: quota")
+    progress = rec.of("post-receive")[0]["Event"]["Upload"]
+    assert progress["Offset"] == 5000
+    await wait_for(lambda: "post-terminate" in rec.types())
+    assert (await srv.head(loc)).status_code == 404
+
+
+async def test_post_receive_reports_progress_while_data_arrives(make_server: Any) -> None:
+    rec = Recorder()
+    srv: Running = await make_server(
+        hooks=dispatcher(rec, {"post-receive"}), progress_hooks_interval=0.05
+    )
+    loc = await srv.create(30)
+    path = loc.split(str(srv.port), 1)[1]
+    stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+    async with stream:
+        await stream.send_all(_patch_head(path, 0, 30))
+        for _ in range(3):
+            await stream.send_all(b"0123456789")
+            await trio.sleep(0.3)
+        await stream.receive_some(4096)
+    await wait_for(
+        lambda: any(e["Event"]["Upload"]["Offset"] == 30 for e in rec.of("post-receive"))
+    )
+    offsets = [e["Event"]["Upload"]["Offset"] for e in rec.of("post-receive")]
+    assert offsets[:2] == [10, 20]  # one event per interval in which the offset moved
+    assert offsets == sorted(offsets)
+
+
+async def test_http_hook_end_to_end(make_server: Any, nursery: trio.Nursery) -> None:
+    from tests.hooks.hookserver import Answer, HookServer
+
+    hook_server = HookServer()
+    await nursery.start(hook_server.serve)
+    hook_server.answer(Answer(body=b'{"httpresponse": {"header": {"X-Hook": "yes"}}}'))
+    from tusd_trio.hooks.http import HTTPHookBackend
+
+    backend = HTTPHookBackend(hook_server.url, retry=2, backoff=0.05, timeout=5)
+    hooks = HookDispatcher([backend], frozenset({"pre-create", "post-create"}))
+    srv: Running = await make_server(hooks=hooks)
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "1"})
+    assert r.status_code == 201
+    assert r.headers["x-hook"] == "yes"
+    await wait_for(lambda: len(hook_server.requests) >= 2)
+    kinds = [req.json["Type"] for req in hook_server.requests]
+    assert kinds[:2] == ["pre-create", "post-create"]
+    assert (
+        hook_server.requests[1].json["Event"]["Upload"]["ID"]
+        == r.headers["location"].rsplit("/", 1)[1]
+    )
+
+
+async def test_creation_with_upload_uses_the_hook_id(make_server: Any) -> None:
+    rec = Recorder({"pre-create": {"ChangeFileInfo": {"ID": "fixed-id"}}})
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    r = await srv.client.post(srv.url, headers={**OCTET, "Upload-Length": "3"}, content=b"abc")
+    assert r.status_code == 201
+    assert r.headers["location"].endswith("/files/fixed-id")
+    out = await raw_request(
+        srv.port, b"GET /files/fixed-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert out.endswith(b"abc")

@@ -1,0 +1,67 @@
+"""Hooks: tell other programs about uploads and let them decide (tusd's hook system).
+
+Transports: :class:`FileHookBackend` (``-hooks-dir``), :class:`HTTPHookBackend`
+(``-hooks-http``, needs ``httpx``) and :class:`PluginHookBackend` (a Python
+object).  :class:`HookDispatcher` sends events to one or more of them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .dispatcher import HookBackend, HookDispatcher
+from .file import FileHookBackend
+from .model import (
+    BLOCKING,
+    DEFAULT_ENABLED,
+    HOOK_TYPES,
+    FileInfoChanges,
+    HookError,
+    HookEventLike,
+    HookResponse,
+    HTTPResponse,
+    build_request,
+    canonical_header_name,
+    merge_http_response,
+    merge_responses,
+    parse_enabled_events,
+    parse_response,
+    validate_upload_id,
+)
+from .plugin import PluginHookBackend, load_plugin
+
+if TYPE_CHECKING:
+    from .http import HTTPHookBackend
+
+__all__ = [
+    "BLOCKING",
+    "DEFAULT_ENABLED",
+    "HOOK_TYPES",
+    "FileHookBackend",
+    "FileInfoChanges",
+    "HTTPHookBackend",
+    "HTTPResponse",
+    "HookBackend",
+    "HookDispatcher",
+    "HookError",
+    "HookEventLike",
+    "HookResponse",
+    "PluginHookBackend",
+    "build_request",
+    "canonical_header_name",
+    "load_plugin",
+    "merge_http_response",
+    "merge_responses",
+    "parse_enabled_events",
+    "parse_response",
+    "validate_upload_id",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # httpx is imported only when the HTTP transport is used.
+    if name == "HTTPHookBackend":
+        from .http import HTTPHookBackend
+
+        return HTTPHookBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

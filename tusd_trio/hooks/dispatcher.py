@@ -1,0 +1,118 @@
+"""Send one hook event to the configured backends and combine their answers."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import trio
+
+from .model import (
+    BLOCKING,
+    HookError,
+    HookEventLike,
+    HookResponse,
+    build_request,
+    merge_responses,
+)
+
+__all__ = ["HookBackend", "HookDispatcher"]
+
+
+class HookBackend(Protocol):
+    """A hook transport: file, HTTP or plugin."""
+
+    name: str
+
+    async def invoke(
+        self,
+        hook_type: str,
+        payload: dict[str, Any],
+        *,
+        forward_headers: dict[str, list[str]] | None = None,
+    ) -> HookResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HookDispatcher:
+    """Run enabled hooks on every backend, in order, and merge the answers.
+
+    The request document is built once per event, with one idempotency key
+    (a UUID4) that every backend and every retry sees.  The answers are merged
+    with :func:`merge_responses`: any reject or stop wins, later ``HTTPResponse``
+    fields override earlier ones, ``ChangeFileInfo`` is merged field by field.
+    A failing backend fails the whole event (later backends are not called).
+
+    A blocking hook (``pre-*``) that takes longer than ``blocking_timeout``
+    seconds raises :class:`HookError`.  ``invocations`` and ``errors`` count
+    events per hook type (one per event, whatever the number of backends).
+    """
+
+    def __init__(
+        self,
+        backends: Sequence[HookBackend],
+        enabled: frozenset[str],
+        *,
+        blocking_timeout: float = 30.0,
+    ) -> None:
+        self.backends = tuple(backends)
+        self.enabled = enabled
+        self.blocking_timeout = blocking_timeout
+        self.invocations: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+
+    def is_enabled(self, hook_type: str) -> bool:
+        """Whether an event of this type would reach a backend."""
+        return bool(self.backends) and hook_type in self.enabled
+
+    async def invoke(
+        self,
+        event: HookEventLike,
+        *,
+        forward_headers: dict[str, list[str]] | None = None,
+    ) -> HookResponse | None:
+        """The merged answer, or ``None`` when the type is disabled or there is no backend.
+
+        ``forward_headers`` are the client headers HTTP backends may forward
+        (each backend picks the names it was configured with); by default the
+        event's own request headers.
+        """
+        if not self.is_enabled(event.type):
+            await trio.lowlevel.checkpoint()
+            return None
+        hook_type = event.type
+        self.invocations[hook_type] += 1
+        payload = build_request(event, idempotency_key=str(uuid.uuid4()))
+        if forward_headers is None:
+            forward_headers = payload["Event"]["HTTPRequest"]["Header"]
+        timeout = self.blocking_timeout if hook_type in BLOCKING else float("inf")
+        try:
+            with trio.move_on_after(timeout):
+                return await self._run(hook_type, payload, forward_headers)
+            raise HookError(f"hook {hook_type} timed out after {self.blocking_timeout:g}s")
+        except HookError:
+            self.errors[hook_type] += 1
+            raise
+        except Exception as exc:
+            self.errors[hook_type] += 1
+            raise HookError(f"hook {hook_type} failed: {exc!r}") from exc
+
+    async def _run(
+        self,
+        hook_type: str,
+        payload: dict[str, Any],
+        forward_headers: dict[str, list[str]] | None,
+    ) -> HookResponse:
+        merged = HookResponse()
+        for backend in self.backends:
+            answer = await backend.invoke(hook_type, payload, forward_headers=forward_headers)
+            merged = merge_responses(merged, answer)
+        return merged
+
+    async def aclose(self) -> None:
+        """Close every backend (the HTTP client, a plugin's ``close``)."""
+        for backend in self.backends:
+            await backend.aclose()
