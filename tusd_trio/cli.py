@@ -326,6 +326,14 @@ FLAGS: list[Flag] = [
         "Time limit of a blocking hook (pre-*); then the request fails with 500",
         "Hooks",
     ),
+    Flag(
+        "expose-events",
+        "bool",
+        False,
+        "Stream every hook event to WebSocket subscribers at -events-path",
+        "Hooks",
+    ),
+    Flag("events-path", "str", "/events", "Path of the live event stream", "Hooks"),
     # Timeouts
     Flag(
         "network-timeout",
@@ -508,6 +516,8 @@ def build_config(values: dict[str, Any]) -> Config:
         hooks_http_skip_verify=values["hooks-http-skip-verify"],
         hooks_plugin=values["hooks-plugin"],
         hooks_blocking_timeout=values["hooks-blocking-timeout"],
+        expose_events=values["expose-events"],
+        events_path=values["events-path"],
         log_format=values["log-format"],
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],

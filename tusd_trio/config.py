@@ -52,6 +52,9 @@ class Config:
     hooks_http_skip_verify: bool = False
     hooks_plugin: str = ""
     hooks_blocking_timeout: float = 30.0
+    # Live events (GET /events, WebSocket)
+    expose_events: bool = False
+    events_path: str = "/events"
     # Logging
     log_format: str = "text"
     verbose: bool = True

@@ -19,6 +19,7 @@ from ..lockers.memory import MemoryLocker
 from ..protocol.errors import ServerShutdownError
 from ..stores.base import Store
 from ..stores.file import FileStore
+from ._events import EventStream
 from ._handler import Interrupter, TusHandler
 from ._http import HTTPConnection, _date, close_gracefully
 from ._janitor import Janitor
@@ -63,6 +64,7 @@ class Server:
         self.big_buffers = 0
         self.active_interrupters: set[Interrupter] = set()
         self.connections: set[HTTPConnection] = set()
+        self.events = EventStream(self)
         self.supervisor = Supervisor(self)
         self.supervisor.hooks = hooks if hooks is not None else build_hooks(config)
         self.janitor = Janitor(self)

@@ -455,6 +455,9 @@ class HTTPConnection:
                 if event is None:
                     return
                 self.idle = False
+                if server.config.expose_events and _is_events_request(event, server):
+                    await server.events.serve(self, event)
+                    return
                 exchange = self._make_exchange(event)
                 try:
                     await handler(exchange)
@@ -618,6 +621,15 @@ async def close_gracefully(stream: trio.abc.Stream, *, linger: bool) -> None:
             await stream.aclose()
         except (trio.BrokenResourceError, OSError):
             pass
+
+
+def _is_events_request(event: h11.Request, server: Server) -> bool:
+    from ._events import is_websocket_upgrade
+
+    if event.method != b"GET":
+        return False
+    path = event.target.split(b"?", 1)[0].decode("latin-1")
+    return path == server.config.events_path and is_websocket_upgrade(event)
 
 
 def _has_both_lengths(headers: Any) -> bool:

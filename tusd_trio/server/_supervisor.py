@@ -83,6 +83,9 @@ class Supervisor:
     # --- hooks --------------------------------------------------------------------
 
     def hook_enabled(self, hook_type: str) -> bool:
+        """Whether events of this type are wanted (by a hook or a live subscriber)."""
+        if self.server.events.active:
+            return True
         return self.hooks is not None and self.hooks.is_enabled(hook_type)
 
     async def run_blocking_hook(self, event: HookEvent) -> HookResponse | None:
@@ -90,6 +93,7 @@ class Supervisor:
 
         Raises :class:`HookError` when the hook fails or times out.
         """
+        self.server.events.publish(event)
         hooks = self.hooks
         if hooks is None or not hooks.is_enabled(event.type):
             await trio.lowlevel.checkpoint()
@@ -104,7 +108,8 @@ class Supervisor:
 
     def notify(self, event: HookEvent) -> None:
         """Fire a non-blocking hook; its outcome never affects the request."""
-        if not self.hook_enabled(event.type) or self._nursery is None:
+        if self.hooks is None or not self.hooks.is_enabled(event.type) or self._nursery is None:
+            self.server.events.publish(event)
             return
         self._nursery.start_soon(self._run_notification, event)
 

@@ -1,0 +1,187 @@
+"""Live events: ``GET /events`` upgrades to a WebSocket that streams hook events.
+
+Every event the hooks would see (the same JSON as an HTTP hook's body) is sent to
+each subscriber as one text message, optionally filtered by upload ID
+(``?upload=<id>``, repeatable) and event type (``?type=post-finish,post-create``).
+
+A subscriber gets a bounded queue.  One that does not keep up is dropped (closed
+with code 1013, "try again later"): the stream never buffers without bound and
+never slows an upload, because publishing only ever does ``send_nowait``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import trio
+import trio_websocket
+
+from ..hooks.model import HOOK_TYPES, build_request
+
+if TYPE_CHECKING:
+    from ._app import Server
+    from ._http import HTTPConnection
+    from ._supervisor import HookEvent
+
+log = logging.getLogger("tusd_trio")
+
+#: Messages a subscriber may have queued before it is dropped.
+QUEUE_SIZE = 256
+#: Most subscribers at once; more are refused with 503.
+MAX_SUBSCRIBERS = 1000
+#: Close code for a subscriber that does not keep up (RFC 6455: try again later).
+CLOSE_TOO_SLOW = 1013
+
+
+class _Subscriber:
+    def __init__(self, uploads: frozenset[str], types: frozenset[str]) -> None:
+        self.uploads = uploads
+        self.types = types
+        self.send, self.receive = trio.open_memory_channel[str](QUEUE_SIZE)
+        self.dropped = False
+
+    def wants(self, event: HookEvent) -> bool:
+        if self.types and event.type not in self.types:
+            return False
+        return not self.uploads or event.upload.id in self.uploads
+
+
+class _PrefixedStream(trio.abc.Stream):
+    """A stream that first yields bytes already read (the request head)."""
+
+    def __init__(self, prefix: bytes, stream: trio.abc.Stream) -> None:
+        self._prefix = prefix
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self._prefix:
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class EventStream:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.subscribers: set[_Subscriber] = set()
+        self.dropped = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.subscribers)
+
+    def publish(self, event: HookEvent) -> None:
+        """Queue an event for every interested subscriber; never blocks."""
+        if not self.subscribers:
+            return
+        payload: str | None = None
+        for subscriber in list(self.subscribers):
+            if subscriber.dropped or not subscriber.wants(event):
+                continue
+            if payload is None:
+                payload = json.dumps(build_request(event, idempotency_key=str(uuid.uuid4())))
+            try:
+                subscriber.send.send_nowait(payload)
+            except trio.WouldBlock:
+                self._drop(subscriber)
+
+    def _drop(self, subscriber: _Subscriber) -> None:
+        subscriber.dropped = True
+        self.dropped += 1
+        subscriber.send.close()
+
+    async def serve(self, connection: HTTPConnection, request: h11.Request) -> None:
+        """Take over a connection whose request asks for the WebSocket upgrade."""
+        query = parse_qs(urlsplit(request.target.decode("latin-1")).query)
+        uploads = frozenset(_split(query.get("upload", [])))
+        types = frozenset(_split(query.get("type", [])))
+        prefix = _raw_head(request) + connection.conn.trailing_data[0]
+        stream = _PrefixedStream(prefix, connection.stream)
+        async with trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(connection.server.config.network_timeout):
+                    ws_request = await trio_websocket.wrap_server_stream(nursery, stream)
+            except (trio.TooSlowError, trio_websocket.HandshakeError, trio.BrokenResourceError):
+                nursery.cancel_scope.cancel()
+                return
+            unknown = types - set(HOOK_TYPES)
+            if unknown:
+                await ws_request.reject(
+                    400, body=f"unknown event type: {', '.join(sorted(unknown))}\n".encode()
+                )
+                return
+            if len(self.subscribers) >= MAX_SUBSCRIBERS or self.server.shutting_down:
+                await ws_request.reject(503, body=b"too many event subscribers\n")
+                return
+            websocket = await ws_request.accept()
+            subscriber = _Subscriber(uploads, types)
+            self.subscribers.add(subscriber)
+            try:
+                await self._pump(websocket, subscriber)
+            finally:
+                self.subscribers.discard(subscriber)
+                nursery.cancel_scope.cancel()
+
+    async def _pump(
+        self, websocket: trio_websocket.WebSocketConnection, subscriber: _Subscriber
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_peer() -> None:
+                # Messages from the client are ignored; this notices when it goes.
+                try:
+                    while True:
+                        await websocket.get_message()
+                except trio_websocket.ConnectionClosed:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_peer)
+            try:
+                async with subscriber.receive:
+                    async for payload in subscriber.receive:
+                        with trio.move_on_after(self.server.config.network_timeout) as scope:
+                            await websocket.send_message(payload)
+                        if scope.cancelled_caught:
+                            self._drop(subscriber)
+                            break
+            except trio_websocket.ConnectionClosed:
+                nursery.cancel_scope.cancel()
+                return
+            if subscriber.dropped:
+                with trio.move_on_after(2):
+                    await websocket.aclose(code=CLOSE_TOO_SLOW, reason="subscriber too slow")
+            nursery.cancel_scope.cancel()
+
+
+def _split(values: Iterable[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _raw_head(request: h11.Request) -> bytes:
+    lines = [request.method + b" " + request.target + b" HTTP/1.1"]
+    lines += [name + b": " + value for name, value in request.headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def is_websocket_upgrade(request: h11.Request) -> bool:
+    for name, value in request.headers:
+        if name == b"upgrade" and value.strip().lower() == b"websocket":
+            return True
+    return False
