@@ -50,6 +50,15 @@ class Config:
     hooks_http_timeout: float = 15.0
     hooks_http_size_limit: int = 5120
     hooks_http_skip_verify: bool = False
+    hooks_grpc: str = ""
+    hooks_grpc_retry: int = 3
+    hooks_grpc_backoff: float = 1.0
+    hooks_grpc_timeout: float = 15.0
+    hooks_grpc_secure: bool = False
+    hooks_grpc_server_tls_certificate: str = ""
+    hooks_grpc_client_tls_certificate: str = ""
+    hooks_grpc_client_tls_key: str = ""
+    hooks_grpc_forward_headers: tuple[str, ...] = ()
     hooks_plugin: str = ""
     hooks_blocking_timeout: float = 30.0
     # Live events (GET /events, WebSocket)

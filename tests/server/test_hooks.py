@@ -294,3 +294,30 @@ async def test_creation_with_upload_uses_the_hook_id(make_server: Any) -> None:
         srv.port, b"GET /files/fixed-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     assert out.endswith(b"abc")
+
+
+async def test_grpc_hook_from_configuration(make_server: Any) -> None:
+    # The daemon builds its gRPC backend from the -hooks-grpc settings.
+    from tests.hooks.test_grpc import HookServer as GRPCServer, Reply
+    from tusd_trio.hooks.proto import hook_pb2
+
+    grpc_server = GRPCServer()
+    try:
+        reject = hook_pb2.HookResponse(rejectUpload=True)
+        reject.httpResponse.statusCode = 418
+        reject.httpResponse.body = "teapot"
+        grpc_server.answer(Reply(response=reject))
+        srv: Running = await make_server(
+            hooks_grpc=grpc_server.target,
+            hooks_enabled_events=frozenset({"pre-create"}),
+            hooks_grpc_backoff=0.05,
+        )
+        r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "3"})
+        assert r.status_code == 418
+        assert r.text == "teapot"
+        call = grpc_server.calls[0]
+        assert call.request.type == "pre-create"
+        assert call.request.event.httpRequest.method == "POST"
+        assert call.request.event.httpRequest.header["Upload-Length"] == "3"
+    finally:
+        grpc_server.stop()

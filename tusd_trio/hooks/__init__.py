@@ -64,4 +64,9 @@ def __getattr__(name: str) -> Any:
         from .http import HTTPHookBackend
 
         return HTTPHookBackend
+    if name == "GRPCHookBackend":
+        # grpcio is an optional extra: pip install 'tusd-trio[grpc]'
+        from .grpc import GRPCHookBackend
+
+        return GRPCHookBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -232,6 +232,24 @@ def build_hooks(config: Config) -> HookDispatcher | None:
                 skip_verify=config.hooks_http_skip_verify,
             )
         )
+    if config.hooks_grpc:
+        try:
+            from ..hooks.grpc import GRPCHookBackend
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise RuntimeError("-hooks-grpc needs grpcio: pip install 'tusd-trio[grpc]'") from exc
+        backends.append(
+            GRPCHookBackend(
+                config.hooks_grpc,
+                retry=config.hooks_grpc_retry,
+                backoff=config.hooks_grpc_backoff,
+                timeout=config.hooks_grpc_timeout,
+                secure=config.hooks_grpc_secure,
+                server_ca=config.hooks_grpc_server_tls_certificate or None,
+                client_cert=config.hooks_grpc_client_tls_certificate or None,
+                client_key=config.hooks_grpc_client_tls_key or None,
+                forward_headers=config.hooks_grpc_forward_headers,
+            )
+        )
     if config.hooks_plugin:
         backends.append(PluginHookBackend(config.hooks_plugin))
     if not backends:
