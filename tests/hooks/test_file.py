@@ -83,16 +83,20 @@ async def test_missing_hook_is_skipped(tmp_path: Path) -> None:
     assert await FileHookBackend(tmp_path).invoke("post-create", payload) == HookResponse()
 
 
-async def test_not_executable_is_skipped(tmp_path: Path) -> None:
+async def test_not_executable_fails_the_hook(tmp_path: Path) -> None:
+    # As tusd ("permission denied"): an access check that lost its +x bit must
+    # not be bypassed silently.
     write_hook(tmp_path, "post-create", "#!/bin/sh\nexit 3\n", mode=0o644)
     payload = build_request(make_event("post-create"), idempotency_key="k")
-    assert await FileHookBackend(tmp_path).invoke("post-create", payload) == HookResponse()
+    with pytest.raises(HookError, match="not an executable file"):
+        await FileHookBackend(tmp_path).invoke("post-create", payload)
 
 
-async def test_directory_named_like_a_hook_is_skipped(tmp_path: Path) -> None:
+async def test_directory_named_like_a_hook_fails_the_hook(tmp_path: Path) -> None:
     (tmp_path / "post-create").mkdir()
     payload = build_request(make_event("post-create"), idempotency_key="k")
-    assert await FileHookBackend(tmp_path).invoke("post-create", payload) == HookResponse()
+    with pytest.raises(HookError):
+        await FileHookBackend(tmp_path).invoke("post-create", payload)
 
 
 async def test_empty_stdout_is_empty_response(tmp_path: Path) -> None:

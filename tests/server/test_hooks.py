@@ -321,3 +321,104 @@ async def test_grpc_hook_from_configuration(make_server: Any) -> None:
         assert call.request.event.httpRequest.header["Upload-Length"] == "3"
     finally:
         grpc_server.stop()
+
+
+def _script(path: Any, body: str, mode: int = 0o755) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(mode)
+
+
+async def test_file_hook_that_is_not_executable_fails(make_server: Any, tmp_path: Any) -> None:
+    hooks_dir = tmp_path / "hooks"
+    hooks_dir.mkdir()
+    _script(hooks_dir / "pre-create", "echo '{}'\n", mode=0o644)
+    srv: Running = await make_server(
+        hooks_dir=str(hooks_dir), hooks_enabled_events=frozenset({"pre-create"})
+    )
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "1"})
+    assert r.status_code == 500
+    assert "not an executable file" in r.text
+
+
+async def test_slow_notification_file_hook_is_not_cut(make_server: Any, tmp_path: Any) -> None:
+    hooks_dir = tmp_path / "hooks"
+    hooks_dir.mkdir()
+    marker = tmp_path / "marker"
+    _script(hooks_dir / "post-create", f"sleep 1\necho done > {marker}\n")
+    srv: Running = await make_server(
+        hooks_dir=str(hooks_dir),
+        hooks_enabled_events=frozenset({"post-create"}),
+        hooks_blocking_timeout=0.3,
+    )
+    assert (
+        await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "1"})
+    ).status_code == 201
+    await wait_for(marker.exists, timeout=10)
+
+
+async def test_hook_status_outside_final_range_is_a_clean_500(make_server: Any) -> None:
+    for status in (99999, 150, 101):
+        rec = Recorder({"pre-create": {"HTTPResponse": {"StatusCode": status}}})
+        srv: Running = await make_server(hooks=dispatcher(rec))
+        r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "1"})
+        assert r.status_code == 500
+        assert r.text.startswith("ERR_INTERNAL_SERVER_ERROR: hook failed")
+
+
+async def test_hook_cannot_break_response_framing(make_server: Any) -> None:
+    rec = Recorder(
+        {
+            "pre-create": {
+                "HTTPResponse": {
+                    "StatusCode": 204,
+                    "Body": "ignored",
+                    "Header": {"Content-Length": "1000", "X-Ok": "1"},
+                }
+            }
+        }
+    )
+    srv: Running = await make_server(hooks=dispatcher(rec))
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "1"})
+    assert r.status_code == 204
+    assert r.content == b""
+    assert r.headers["x-ok"] == "1"
+    # The connection is still usable.
+    assert (await srv.client.options(srv.url)).status_code == 200
+
+
+async def test_repeated_headers_reach_hooks_as_separate_values(make_server: Any) -> None:
+    rec = Recorder()
+    srv: Running = await make_server(hooks=dispatcher(rec, {"pre-create"}))
+    raw = (
+        "POST /files/ HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Length: 1\r\n"
+        "X-Dup: a\r\nX-Dup: b,c\r\nX-Name: \u00e9\r\nConnection: close\r\n\r\n"
+    ).encode("utf-8")
+    out = await raw_request(srv.port, raw)
+    assert out.startswith(b"HTTP/1.1 201")
+    header = rec.of("pre-create")[0]["Event"]["HTTPRequest"]["Header"]
+    assert header["X-Dup"] == ["a", "b,c"]
+    assert header["X-Name"] == ["\u00e9"]
+
+
+async def test_pre_access_guards_partials_of_a_final_upload(make_server: Any) -> None:
+    class Guard(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.secret = ""
+
+            async def pre_access(request: dict[str, Any]) -> Any:
+                self.events.append(request)
+                if request["Event"]["Upload"]["ID"] == self.secret:
+                    return {"RejectAccess": True}
+                return None
+
+            self.pre_access = pre_access
+
+    guard = Guard()
+    srv: Running = await make_server(hooks=dispatcher(guard, {"pre-access"}))
+    secret = await srv.create(1, Upload_Concat="partial")
+    await srv.patch(secret, 0, b"s")
+    guard.secret = secret.rsplit("/", 1)[1]
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Concat": f"final;{secret}"})
+    assert r.status_code == 403
+    assert r.text.startswith("ERR_ACCESS_DENIED")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import stat
 import time
 from pathlib import Path
@@ -544,3 +545,22 @@ async def test_staged_discard_after_cleanup_removed_the_part(store: FileStore) -
     await writer.discard()
     await writer.aclose()
     assert (await store.get("s")).offset == 0
+
+
+async def test_check_removes_an_interrupted_creation(tmp_path: pathlib.Path) -> None:
+    from tusd_trio.stores.file import FileStore
+
+    store = FileStore(tmp_path / "up")
+    upload_id = "ab" * 16
+    (tmp_path / "up" / upload_id).write_bytes(b"")
+    (tmp_path / "up" / f"{upload_id}.info").write_bytes(b"")
+    keep = "cd" * 16
+    (tmp_path / "up" / keep).write_bytes(b"data")
+    (tmp_path / "up" / f"{keep}.info").write_bytes(b"")
+    actions = await store.check_consistency(0.0)
+    assert any(a.startswith("Removed interrupted creation") for a in actions)
+    assert not (tmp_path / "up" / upload_id).exists()
+    assert not (tmp_path / "up" / f"{upload_id}.info").exists()
+    # Bytes were stored under the other one: it is reported, not deleted.
+    assert (tmp_path / "up" / keep).exists()
+    assert any("unreadable info" in a and keep in a for a in actions)

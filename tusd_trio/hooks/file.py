@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from typing import Any
 
 import trio
@@ -13,8 +14,22 @@ from .model import HookError, HookResponse, parse_response
 __all__ = ["FileHookBackend"]
 
 
-def _is_executable_file(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
+def _hook_file_state(path: str) -> str:
+    """``missing``, ``ready`` or ``not-executable`` (also a directory)."""
+    if not os.path.lexists(path):
+        return "missing"
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        return "ready"
+    return "not-executable"
+
+
+async def _kill_group(process: trio.Process) -> None:
+    # The hook and every child it started (a script's sleep, curl, ...).
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+    await trio.lowlevel.checkpoint()
 
 
 class FileHookBackend:
@@ -22,8 +37,8 @@ class FileHookBackend:
 
     As tusd: the working directory is the hooks directory, the environment is
     ours plus ``TUS_ID``, ``TUS_SIZE`` and ``TUS_OFFSET``, stderr goes to our
-    stderr and stdout is the JSON answer (empty is fine).  A missing (or, ours,
-    non-executable) file skips the hook.  A non-zero exit, an answer that does
+    stderr and stdout is the JSON answer (empty is fine).  A missing file skips the
+    hook; one that is not executable fails it.  A non-zero exit, an answer that does
     not parse or a run longer than ``timeout`` seconds raise :class:`HookError`.
     """
 
@@ -41,8 +56,13 @@ class FileHookBackend:
         forward_headers: dict[str, list[str]] | None = None,
     ) -> HookResponse:
         path = os.path.join(self.hooks_dir, hook_type)
-        if not await trio.to_thread.run_sync(_is_executable_file, path):
+        state = await trio.to_thread.run_sync(_hook_file_state, path)
+        if state == "missing":
             return HookResponse()
+        if state != "ready":
+            # tusd fails such a hook ("permission denied"); skipping it silently
+            # would bypass, e.g., an access check whose +x bit was lost.
+            raise HookError(f"hook file {path} is not an executable file")
         upload = payload.get("Event", {}).get("Upload", {})
         env = dict(os.environ)
         env["TUS_ID"] = str(upload.get("ID", ""))
@@ -59,6 +79,8 @@ class FileHookBackend:
                     cwd=self.hooks_dir,
                     env=env,
                     check=False,
+                    start_new_session=True,
+                    deliver_cancel=_kill_group,
                 )
             except OSError as exc:
                 raise HookError(f"failed to run hook {hook_type}: {exc.strerror or exc}") from None

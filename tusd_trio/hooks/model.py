@@ -147,9 +147,20 @@ def canonical_header_name(name: str) -> str:
 
 
 def _header_lists(headers: Mapping[str, str]) -> dict[str, list[str]]:
+    """Go's ``http.Header``: canonical names, one list item per header line.
+
+    Values are the bytes received read as UTF-8 (the HTTP layer hands them over
+    as Latin-1 text), as a Go string holding them would be.
+    """
+    raw = getattr(headers, "raw", None)
+    items = raw if isinstance(raw, list) else list(headers.items())
     result: dict[str, list[str]] = {}
-    for name, value in headers.items():
-        result.setdefault(canonical_header_name(name), []).append(value)
+    for name, value in items:
+        try:
+            text = value.encode("latin-1").decode("utf-8", errors="replace")
+        except UnicodeEncodeError:
+            text = value
+        result.setdefault(canonical_header_name(name), []).append(text)
     return result
 
 
@@ -319,6 +330,10 @@ def parse_response(raw: bytes | str | dict[str, Any]) -> HookResponse:
         status = http.get("statuscode")
         if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
             raise HookError("failed to parse hook response: HTTPResponse.StatusCode is not an int")
+        if status and not 200 <= status <= 599:
+            raise HookError(
+                f"hook response HTTPResponse.StatusCode {status} is not a final status (200-599)"
+            )
         result.http_response = HTTPResponse(
             status_code=status or None,
             body=_string(http.get("body"), "HTTPResponse.Body"),

@@ -139,12 +139,15 @@ class Headers(Mapping[str, str]):
     duplicates where a duplicate is ambiguous (``Upload-Offset``, ...).
     """
 
-    __slots__ = ("_counts", "_data")
+    __slots__ = ("_counts", "_data", "raw")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._data: dict[str, str] = {}
         self._counts: dict[str, int] = {}
+        #: The header lines as received (lower-case names), repeated ones apart.
+        self.raw: list[tuple[str, str]] = []
         for name, value in items:
+            self.raw.append((name.lower(), value))
             key = name.lower()
             if key in self._data:
                 self._data[key] = f"{self._data[key]}, {value}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import socket
 import stat
@@ -160,6 +161,13 @@ class Server:
             log.info("Using %s:%s as address to listen.", self.config.host, self.bound_port)
             log.info("Using %s as the base path.", base)
             log.info("Supported tus extensions: %s", ",".join(self.config.protocol.extensions()))
+            hooks = self.supervisor.hooks
+            if hooks is not None:
+                log.info(
+                    "Enabled hook events: %s (via %s)",
+                    ",".join(sorted(hooks.enabled)),
+                    ", ".join(backend.name for backend in hooks.backends),
+                )
         for url in self.urls:
             log.info("You can now upload files to: %s", url)
 
@@ -217,7 +225,9 @@ def build_hooks(config: Config) -> HookDispatcher | None:
     """The hook dispatcher for the configured backends (several may be set at once)."""
     backends: list[HookBackend] = []
     if config.hooks_dir:
-        backends.append(FileHookBackend(config.hooks_dir, timeout=config.hooks_blocking_timeout))
+        # No limit of its own: blocking hooks are limited by the dispatcher
+        # (-hooks-blocking-timeout); notification hooks may run as long as they need.
+        backends.append(FileHookBackend(config.hooks_dir, timeout=math.inf))
     if config.hooks_http:
         from ..hooks.http import HTTPHookBackend
 

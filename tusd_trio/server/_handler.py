@@ -162,7 +162,9 @@ class TusHandler:
 
     async def _pre_access(self, exchange: Exchange, upload_id: str) -> None:
         """Our ``pre-access`` hook: may refuse HEAD, PATCH, GET and DELETE."""
-        info = await self.store.get(upload_id)
+        await self._check_access(exchange, await self.store.get(upload_id))
+
+    async def _check_access(self, exchange: Exchange, info: UploadInfo) -> None:
         answer = await self.supervisor.run_blocking_hook(
             HookEvent("pre-access", info, exchange.request, exchange.remote_addr)
         )
@@ -207,6 +209,10 @@ class TusHandler:
         info = plan.info
         if plan.info.is_final:
             partials = [await self.store.get(pid) for pid in plan.partial_ids]
+            if self.supervisor.hook_enabled("pre-access"):
+                # Reading a partial through a final upload is an access to it.
+                for partial in partials:
+                    await self._check_access(exchange, partial)
             info = core.plan_final(plan, partials, self.protocol)
 
         answer = await self.supervisor.run_blocking_hook(
@@ -259,7 +265,8 @@ class TusHandler:
             ):
                 info, body_error = await self._write_body(exchange, info, write_plan, interrupter)
             if body_error is not None:
-                body_error.location = location
+                if not isinstance(body_error, errors.UploadStoppedError):
+                    body_error.location = location  # not for a terminated upload
                 raise body_error
         elif info.is_complete:
             await self._finish(info, exchange)
@@ -322,6 +329,7 @@ class TusHandler:
                 hashers[name] = hashlib.new(CHECKSUM_ALGORITHMS[name][0])
         error: errors.TusError | None = None
         writer: ChunkWriter = await self.store.open_writer(info, staged=staged)
+        exchange.reported_offset = info.offset
         limit = plan.limit
         server.active_interrupters.add(interrupter)
         if server.shutting_down:
@@ -376,8 +384,8 @@ class TusHandler:
             info, error = await self._settle(exchange, info, plan, writer, hashers, error)
         if settle.cancelled_caught:
             return info, errors.StoreError("the store did not finish in time")
-        if self.supervisor.hook_enabled("post-receive"):
-            # The last progress event of this request, with what was stored.
+        if self.supervisor.hook_enabled("post-receive") and info.offset != exchange.reported_offset:
+            # The last progress event of this request, if the offset moved since.
             self.supervisor.notify(
                 HookEvent("post-receive", info, exchange.request, exchange.remote_addr)
             )
@@ -400,6 +408,7 @@ class TusHandler:
             if offset == reported:
                 continue
             reported = offset
+            exchange.reported_offset = offset
             event = HookEvent(
                 "post-receive", info.with_offset(offset), exchange.request, exchange.remote_addr
             )
@@ -578,9 +587,21 @@ class TusHandler:
 
 
 def _apply_hook_response(response: Response, hook: HTTPResponse) -> Response:
+    # Framing is ours to decide: a hook cannot set these, and 204/304 carry no body.
+    hook = HTTPResponse(
+        status_code=hook.status_code,
+        body=hook.body,
+        headers={
+            k: v
+            for k, v in hook.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "date")
+        },
+    )
     status, headers, body = merge_http_response(
         response.status, response.headers, hook, base_body=response.body
     )
+    if status in (204, 304):
+        body = b""
     if body != response.body:
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
     return Response(status, headers, body)

@@ -87,6 +87,8 @@ class Exchange:
         self.close_after = False
         #: A hook's changes to the final response (set by the handler).
         self.hook_response: HTTPResponse | None = None
+        #: The offset the last post-receive event of this request reported.
+        self.reported_offset = -1
         self.received = 0
 
     @property

@@ -575,8 +575,17 @@ class FileStore:
     ) -> None:
         try:
             with open(info_path, "rb") as handle:
-                info = UploadInfo.from_json(handle.read())
+                raw = handle.read()
+            info = UploadInfo.from_json(raw)
         except (OSError, ValueError) as exc:
+            if self._remove_interrupted_creation(
+                info_path,
+                data_path,
+                raw_empty=_is_empty(info_path),
+                actions=actions,
+                old_enough=old_enough,
+            ):
+                return
             actions.append(f"Found unreadable info {info_path} ({exc}); left alone")
             return
         custom = (info.storage or {}).get("Path")
@@ -605,8 +614,49 @@ class FileStore:
             else:
                 actions.append(f"Repaired data file {target}: cut from {size} to {info.size} bytes")
 
+    def _remove_interrupted_creation(
+        self,
+        info_path: str,
+        data_path: str,
+        *,
+        raw_empty: bool,
+        actions: list[str],
+        old_enough: Callable[[str], bool],
+    ) -> bool:
+        """An empty .info beside an empty (or no) data file: a crash during creation.
+
+        Nothing was ever acknowledged for such an upload; remove both files.
+        """
+        if not raw_empty or not old_enough(info_path):
+            return False
+        try:
+            data_size = os.stat(data_path).st_size
+        except FileNotFoundError:
+            data_size = 0
+        except OSError:
+            return False
+        if data_size:
+            return False
+        for path in (data_path, info_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+        self._info_cache.pop(info_path, None)
+        actions.append(f"Removed interrupted creation {info_path}")
+        return True
+
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
+
+
+def _is_empty(path: str) -> bool:
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
 
 
 _GENERATED_ID = re.compile(r"[0-9a-f]{32}")

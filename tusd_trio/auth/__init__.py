@@ -1,0 +1,38 @@
+"""Access control: JWT bearer tokens, hashed API keys and pre-signed creation URLs.
+
+Wiring (for the request handler)::
+
+    auth = Authenticator(AuthConfig(...))            # at start-up; reads key files
+    principal = auth.authenticate(method, target, lower_case_headers, time.time())
+    # creation:  metadata = auth.creation_metadata(principal, metadata, upload_length)
+    #            location += "?" + auth.location_query(principal, upload_id, now)  # if non-empty
+    # others:    auth.check_owner(principal, stored_metadata)
+
+:class:`AuthError` is a :class:`~tusd_trio.protocol.errors.TusError`; add its
+``headers`` to the response.
+"""
+
+from ._model import (
+    OWNER_METADATA_KEY,
+    AuthConfig,
+    AuthConfigError,
+    AuthError,
+    Principal,
+)
+from .apikeys import hash_api_key
+from .authenticator import Authenticator
+from .commands import main_hash_key, main_sign
+from .presign import sign_upload_url
+
+__all__ = [
+    "OWNER_METADATA_KEY",
+    "AuthConfig",
+    "AuthConfigError",
+    "AuthError",
+    "Authenticator",
+    "Principal",
+    "hash_api_key",
+    "main_hash_key",
+    "main_sign",
+    "sign_upload_url",
+]
