@@ -16,6 +16,7 @@ import trio
 
 from ._logging import setup_logging
 from ._version import __version__
+from .auth import AuthConfig, AuthConfigError, Authenticator, main_hash_key, main_sign
 from .config import Config
 from .hooks.model import parse_enabled_events
 from .protocol.core import (
@@ -367,6 +368,66 @@ FLAGS: list[Flag] = [
         "Hooks",
     ),
     Flag("events-path", "str", "/events", "Path of the live event stream", "Hooks"),
+    # Access control
+    Flag(
+        "auth-jwt-secret",
+        "str",
+        "",
+        "HS256 secret for Authorization: Bearer tokens (32+ bytes)",
+        "Access control",
+    ),
+    Flag("auth-jwt-secret-file", "str", "", "File holding the HS256 secret", "Access control"),
+    Flag(
+        "auth-jwt-public-key",
+        "str",
+        "",
+        "PEM public key for RS256 (RSA) or ES256 (P-256) tokens",
+        "Access control",
+    ),
+    Flag("auth-jwt-jwks", "str", "", "JWKS file; a token's kid picks the key", "Access control"),
+    Flag("auth-jwt-audience", "str", "", "Accepted aud values (comma-separated)", "Access control"),
+    Flag("auth-jwt-issuer", "str", "", "Accepted iss values (comma-separated)", "Access control"),
+    Flag(
+        "auth-jwt-admin-claim",
+        "str",
+        "",
+        "Claim that makes a token an admin: CLAIM (true) or CLAIM=VALUE (e.g. roles=admin)",
+        "Access control",
+    ),
+    Flag(
+        "auth-jwt-leeway", "duration", 0.0, "Clock skew allowed for exp and nbf", "Access control"
+    ),
+    Flag(
+        "auth-api-keys",
+        "str",
+        "",
+        "File of hashed API keys (see tusd-trio hash-key)",
+        "Access control",
+    ),
+    Flag(
+        "auth-api-key-header",
+        "str",
+        "X-API-Key",
+        "Header that carries an API key",
+        "Access control",
+    ),
+    Flag(
+        "auth-signing-secret",
+        "str",
+        "",
+        "HMAC secret of pre-signed creation URLs (16+ bytes)",
+        "Access control",
+    ),
+    Flag(
+        "auth-signing-secret-file", "str", "", "File holding the signing secret", "Access control"
+    ),
+    Flag(
+        "auth-presigned-upload-ttl",
+        "duration",
+        86400.0,
+        "How long an upload created through a pre-signed URL stays reachable with its Location",
+        "Access control",
+    ),
     # Timeouts
     Flag(
         "network-timeout",
@@ -514,7 +575,28 @@ def build_config(values: dict[str, Any]) -> Config:
         checksum_algorithms=algorithms,
         show_greeting=values["show-greeting"],
     )
+    auth = AuthConfig(
+        jwt_secret=values["auth-jwt-secret"],
+        jwt_secret_file=values["auth-jwt-secret-file"],
+        jwt_public_key_file=values["auth-jwt-public-key"],
+        jwt_jwks_file=values["auth-jwt-jwks"],
+        jwt_audience=values["auth-jwt-audience"],
+        jwt_issuer=values["auth-jwt-issuer"],
+        jwt_admin_claim=values["auth-jwt-admin-claim"],
+        jwt_leeway=values["auth-jwt-leeway"],
+        api_keys_file=values["auth-api-keys"],
+        api_key_header=values["auth-api-key-header"],
+        signing_secret=values["auth-signing-secret"],
+        signing_secret_file=values["auth-signing-secret-file"],
+        presigned_upload_ttl=values["auth-presigned-upload-ttl"],
+        base_path=base_path if base_path.endswith("/") else base_path + "/",
+    )
+    try:
+        Authenticator(auth)  # reads the key files: a bad one stops the start here
+    except (AuthConfigError, ImportError) as exc:
+        raise UsageError(f"invalid access-control settings (-auth-*): {exc}") from None
     return Config(
+        auth=auth,
         host=values["host"],
         port=int(port_text),
         unix_sock=values["unix-sock"],
@@ -571,6 +653,8 @@ def build_config(values: dict[str, Any]) -> Config:
 def usage() -> str:
     lines = [
         "Usage: tusd-trio [flags]",
+        "       tusd-trio sign -auth-signing-secret S -base-url URL [-expires 1h] ...",
+        "       tusd-trio hash-key [-name NAME] [-admin] [-generate] [KEY]",
         "",
         "A tus resumable upload server (tus 1.0.0), compatible with tusd.",
         "Flags take one or two dashes: -port=8080, -port 8080, --port=8080.",
@@ -592,6 +676,10 @@ def usage() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] == "sign":
+        return main_sign(args[1:])
+    if args and args[0] == "hash-key":
+        return main_hash_key(args[1:])
     try:
         values = parse_args(args)
         if values["version"]:

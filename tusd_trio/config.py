@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .auth import AuthConfig
 from .protocol.core import ProtocolConfig
 
 
@@ -61,6 +62,8 @@ class Config:
     hooks_grpc_forward_headers: tuple[str, ...] = ()
     hooks_plugin: str = ""
     hooks_blocking_timeout: float = 30.0
+    # Access control (off unless a credential kind is configured)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # Live events (GET /events, WebSocket)
     expose_events: bool = False
     events_path: str = "/events"

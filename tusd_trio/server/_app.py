@@ -8,10 +8,12 @@ import math
 import os
 import socket
 import stat
+from dataclasses import replace
 from typing import Any
 
 import trio
 
+from ..auth import Authenticator
 from ..config import Config
 from ..hooks import FileHookBackend, HookBackend, HookDispatcher, PluginHookBackend
 from ..lockers.base import Locker
@@ -65,6 +67,7 @@ class Server:
         self.big_buffers = 0
         self.active_interrupters: set[Interrupter] = set()
         self.connections: set[HTTPConnection] = set()
+        self.auth = Authenticator(replace(config.auth, base_path=config.protocol.base_path))
         self.events = EventStream(self)
         self.supervisor = Supervisor(self)
         self.supervisor.hooks = hooks if hooks is not None else build_hooks(config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ import h11
 import trio
 import trio_websocket
 
+from ..auth import AuthError
 from ..hooks.model import HOOK_TYPES, build_request
 
 if TYPE_CHECKING:
@@ -121,6 +123,11 @@ class EventStream:
             except (trio.TooSlowError, trio_websocket.HandshakeError, trio.BrokenResourceError):
                 nursery.cancel_scope.cancel()
                 return
+            refusal = self._refusal(request)
+            if refusal is not None:
+                status, body = refusal
+                await ws_request.reject(status, body=body)
+                return
             unknown = types - set(HOOK_TYPES)
             if unknown:
                 await ws_request.reject(
@@ -138,6 +145,24 @@ class EventStream:
             finally:
                 self.subscribers.discard(subscriber)
                 nursery.cancel_scope.cancel()
+
+    def _refusal(self, request: h11.Request) -> tuple[int, bytes] | None:
+        """With access control on, only admins may watch every upload's events."""
+        auth = self.server.auth
+        if not auth.enabled:
+            return None
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers
+        }
+        try:
+            principal = auth.authenticate(
+                "GET", request.target.decode("latin-1"), headers, time.time()
+            )
+        except AuthError as exc:
+            return exc.status, f"{exc.code}: {exc.message}\n".encode()
+        if principal is None or not principal.admin:
+            return 403, b"ERR_FORBIDDEN: the event stream is for administrators\n"
+        return None
 
     async def _pump(
         self, websocket: trio_websocket.WebSocketConnection, subscriber: _Subscriber

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._logging import debug_event, info_event
+from ..auth import AuthError
 from ..hooks import HookError, HookResponse, HTTPResponse, merge_http_response
 from ..protocol import core, errors
 from ..protocol.core import Action, Response, Routed, WritePlan
@@ -128,6 +129,8 @@ class TusHandler:
         response = core.error_response(exc, method=routed.method, common=routed.common)
         if exc.location is not None:
             response.headers.append(("Location", exc.location))
+        if isinstance(exc, AuthError):
+            response.headers += list(exc.headers.items())
         if isinstance(exc.hook_response, HTTPResponse):
             response = _apply_hook_response(response, exc.hook_response)
         await exchange.send_response(response, head=exchange.request.method.upper() == "HEAD")
@@ -144,11 +147,17 @@ class TusHandler:
             return await self._health()
         if self.server.shutting_down and action in (Action.CREATE, Action.PATCH):
             raise errors.UnavailableError("the server is shutting down", code="ERR_SERVER_SHUTDOWN")
+        auth = self.server.auth
+        if auth.enabled:
+            request = exchange.request
+            exchange.principal = auth.authenticate(
+                routed.method, request.target, request.headers, time.time()
+            )
         if action is Action.CREATE:
             return await self._create(exchange, routed)
         upload_id = routed.upload_id
         assert upload_id is not None
-        if self.supervisor.hook_enabled("pre-access"):
+        if self.supervisor.hook_enabled("pre-access") or auth.enabled:
             await self._pre_access(exchange, upload_id)
         if action is Action.HEAD:
             return await self._head(exchange, routed, upload_id)
@@ -165,6 +174,9 @@ class TusHandler:
         await self._check_access(exchange, await self.store.get(upload_id))
 
     async def _check_access(self, exchange: Exchange, info: UploadInfo) -> None:
+        self.server.auth.check_owner(exchange.principal, info.metadata)
+        if not self.supervisor.hook_enabled("pre-access"):
+            return
         answer = await self.supervisor.run_blocking_hook(
             HookEvent("pre-access", info, exchange.request, exchange.remote_addr)
         )
@@ -209,12 +221,22 @@ class TusHandler:
         info = plan.info
         if plan.info.is_final:
             partials = [await self.store.get(pid) for pid in plan.partial_ids]
-            if self.supervisor.hook_enabled("pre-access"):
+            if self.supervisor.hook_enabled("pre-access") or self.server.auth.enabled:
                 # Reading a partial through a final upload is an access to it.
                 for partial in partials:
                     await self._check_access(exchange, partial)
             info = core.plan_final(plan, partials, self.protocol)
 
+        auth = self.server.auth
+        if auth.enabled:
+            info = replace(
+                info,
+                metadata=auth.creation_metadata(
+                    exchange.principal,
+                    info.metadata,
+                    None if info.size_is_deferred else info.size,
+                ),
+            )
         answer = await self.supervisor.run_blocking_hook(
             HookEvent("pre-create", info, request, exchange.remote_addr)
         )
@@ -235,7 +257,14 @@ class TusHandler:
                             f"pre-create chose an invalid upload ID {changes.id!r}"
                         ) from None
                 if changes.metadata is not None:
-                    info = replace(info, metadata=dict(changes.metadata))
+                    metadata = dict(changes.metadata)
+                    if auth.enabled:  # a hook cannot move an upload to another owner
+                        metadata = auth.creation_metadata(
+                            exchange.principal,
+                            metadata,
+                            None if info.size_is_deferred else info.size,
+                        )
+                    info = replace(info, metadata=metadata)
                 if changes.storage is not None:
                     info = replace(info, storage=dict(changes.storage))
         info = replace(info, id=new_id)
@@ -244,6 +273,9 @@ class TusHandler:
         info_event("UploadCreated", id=info.id, size=info.size, requestId=_rid(request))
         self.supervisor.notify(HookEvent("post-create", info, request, exchange.remote_addr))
         location = core.upload_url(request, self.protocol, info.id)
+        grant = auth.location_query(exchange.principal, info.id, time.time())
+        if grant:
+            location += "?" + grant
 
         wrote_body = False
         if info.is_final:
@@ -274,6 +306,10 @@ class TusHandler:
         response = core.creation_response(
             request, self.protocol, info, routed.common, wrote_body=wrote_body, now=time.time()
         )
+        if grant:
+            response.headers = [
+                (k, location if k == "Location" else v) for k, v in response.headers
+            ]
         return response
 
     async def _concat(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
+from ..auth import Principal
 from ..hooks.model import HTTPResponse
 from ..protocol import errors
 from ..protocol.core import Headers, Request, Response
@@ -89,6 +90,8 @@ class Exchange:
         self.hook_response: HTTPResponse | None = None
         #: The offset the last post-receive event of this request reported.
         self.reported_offset = -1
+        #: Who made the request (access control), once authenticated.
+        self.principal: Principal | None = None
         self.received = 0
 
     @property
