@@ -316,7 +316,8 @@ class GRPCHookBackend:
         except BaseException:
             future.cancel()
             raise
-        return future.result()
+        result: hook_pb2.HookResponse = future.result()
+        return result
 
     async def invoke(
         self,
