@@ -111,4 +111,6 @@ async def test_slow_websocket_client_is_closed_with_1013(make_server: Any) -> No
                 while True:
                     await ws.get_message()
             except trio_websocket.ConnectionClosed as exc:
-                assert exc.reason.code == 1013
+                # 1013 when the close frame could be sent, 1006 when the server had
+                # to cut a connection that took nothing; never a corrupt frame (1007).
+                assert exc.reason.code in (1013, 1006)

@@ -184,12 +184,18 @@ class EventStream:
                         with trio.move_on_after(self.server.config.network_timeout) as scope:
                             await websocket.send_message(payload)
                         if scope.cancelled_caught:
-                            self._drop(subscriber)
-                            break
+                            # The peer took nothing for a whole network timeout and a
+                            # frame may be half written: no close frame can follow it
+                            # cleanly, so the connection is cut (the peer sees 1006).
+                            if not subscriber.dropped:
+                                self._drop(subscriber)
+                            nursery.cancel_scope.cancel()
+                            return
             except trio_websocket.ConnectionClosed:
                 nursery.cancel_scope.cancel()
                 return
             if subscriber.dropped:
+                # Its queue overflowed while the socket still took data: say why.
                 with trio.move_on_after(2):
                     await websocket.aclose(code=CLOSE_TOO_SLOW, reason="subscriber too slow")
             nursery.cancel_scope.cancel()
