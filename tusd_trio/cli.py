@@ -541,6 +541,16 @@ def build_config(values: dict[str, Any]) -> Config:
                 getattr(module, attribute)
         except Exception as exc:
             raise UsageError(f"invalid value for flag -hooks-plugin: {exc!r}") from None
+    for flag in (
+        "hooks-grpc-server-tls-certificate",
+        "hooks-grpc-client-tls-certificate",
+        "hooks-grpc-client-tls-key",
+    ):
+        path = values[flag]
+        if path and not os.access(path, os.R_OK):
+            raise UsageError(f"invalid value for flag -{flag}: cannot read {path!r}")
+        if path and not values["hooks-grpc-secure"]:
+            raise UsageError(f"flag -{flag} needs -hooks-grpc-secure")
     if values["hooks-dir"] and not os.path.isdir(values["hooks-dir"]):
         raise UsageError("invalid value for flag -hooks-dir: not a directory")
     base_path = values["base-path"]

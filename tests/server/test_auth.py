@@ -114,3 +114,40 @@ async def test_event_stream_is_for_admins(make_server: Any) -> None:
     admin = [(b"Authorization", f"Bearer {token('root', admin=True)}".encode())]
     async with trio_websocket.open_websocket_url(url, extra_headers=admin) as ws:
         assert not ws.closed
+
+
+async def test_a_refused_presigned_creation_leaves_the_url_usable(make_server: Any) -> None:
+    secret = "p" * 32
+    srv: Running = await make_server(auth=AuthConfig(signing_secret=secret))
+    url = sign_upload_url(srv.url, secret, expires_in=60, max_size=10)
+    r = await srv.client.post(url, headers={**TUS, "Upload-Length": "11"})
+    assert r.status_code == 403
+    r = await srv.client.post(url, headers={**TUS, "Upload-Length": "5"})
+    assert r.status_code == 201
+    again = await srv.client.post(url, headers={**TUS, "Upload-Length": "5"})
+    assert again.status_code == 403
+
+
+async def test_api_key_header_is_allowed_by_cors(make_server: Any, tmp_path: Any) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text(hash_api_key("k-one-0123456789", "one") + "\n")
+    srv: Running = await make_server(auth=AuthConfig(api_keys_file=str(keys)))
+    r = await srv.client.options(srv.url, headers={"Origin": "https://app.example"})
+    assert "X-API-Key" in r.headers["access-control-allow-headers"]
+    r = await srv.client.post(
+        srv.url, headers={**TUS, "Upload-Length": "1", "Origin": "https://app.example"}
+    )
+    assert "WWW-Authenticate" in r.headers["access-control-expose-headers"]
+
+
+async def test_event_stream_401_has_a_challenge(make_server: Any) -> None:
+    srv: Running = await make_server(expose_events=True, auth=AuthConfig(jwt_secret=SECRET))
+    raw = (
+        b"GET /events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    from .conftest import raw_request
+
+    out = await raw_request(srv.port, raw, read_timeout=3)
+    assert out.startswith(b"HTTP/1.1 401")
+    assert b"www-authenticate: bearer" in out.lower()

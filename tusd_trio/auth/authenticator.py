@@ -139,6 +139,12 @@ class Authenticator:
 
     # --- ownership -----------------------------------------------------------------
 
+    def release(self, principal: Principal | None) -> None:
+        """A pre-signed URL's creation failed before an upload existed: the URL
+        may be used again (its single use is the upload it creates)."""
+        if self._presign is not None and principal is not None and principal.via == "presigned":
+            self._presign.release(principal.subject)
+
     def check_owner(self, principal: Principal | None, upload_metadata: Mapping[str, str]) -> None:
         """Refuse (403) access to an upload created by someone else.
 

@@ -142,6 +142,10 @@ class PresignVerifier:
         for nonce in [nonce for nonce, expires in self._used.items() if expires <= now]:
             del self._used[nonce]
 
+    def release(self, nonce: str) -> None:
+        """Forget a use: the creation it authorized did not happen."""
+        self._used.pop(nonce, None)
+
     def used_count(self) -> int:
         return len(self._used)
 

@@ -68,6 +68,13 @@ class Server:
         self.active_interrupters: set[Interrupter] = set()
         self.connections: set[HTTPConnection] = set()
         self.auth = Authenticator(replace(config.auth, base_path=config.protocol.base_path))
+        cors = config.protocol.cors
+        if config.auth.api_keys_file and cors is not None:
+            # Browsers may only send the API key header if the preflight allows it.
+            header = config.auth.api_key_header
+            if header.lower() not in cors.allow_headers.lower():
+                cors = replace(cors, allow_headers=f"{cors.allow_headers}, {header}")
+                config.protocol = replace(config.protocol, cors=cors)
         self.events = EventStream(self)
         self.supervisor = Supervisor(self)
         self.supervisor.hooks = hooks if hooks is not None else build_hooks(config)

@@ -125,8 +125,8 @@ class EventStream:
                 return
             refusal = self._refusal(request)
             if refusal is not None:
-                status, body = refusal
-                await ws_request.reject(status, body=body)
+                status, body, headers = refusal
+                await ws_request.reject(status, body=body, extra_headers=headers)
                 return
             unknown = types - set(HOOK_TYPES)
             if unknown:
@@ -146,7 +146,7 @@ class EventStream:
                 self.subscribers.discard(subscriber)
                 nursery.cancel_scope.cancel()
 
-    def _refusal(self, request: h11.Request) -> tuple[int, bytes] | None:
+    def _refusal(self, request: h11.Request) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
         """With access control on, only admins may watch every upload's events."""
         auth = self.server.auth
         if not auth.enabled:
@@ -159,9 +159,15 @@ class EventStream:
                 "GET", request.target.decode("latin-1"), headers, time.time()
             )
         except AuthError as exc:
-            return exc.status, f"{exc.code}: {exc.message}\n".encode()
+            extra = [(b"Content-Type", b"text/plain; charset=utf-8")]
+            extra += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+            return exc.status, f"{exc.code}: {exc.message}\n".encode(), extra
         if principal is None or not principal.admin:
-            return 403, b"ERR_FORBIDDEN: the event stream is for administrators\n"
+            return (
+                403,
+                b"ERR_FORBIDDEN: the event stream is for administrators\n",
+                [(b"Content-Type", b"text/plain; charset=utf-8")],
+            )
         return None
 
     async def _pump(

@@ -154,7 +154,12 @@ class TusHandler:
                 routed.method, request.target, request.headers, time.time()
             )
         if action is Action.CREATE:
-            return await self._create(exchange, routed)
+            try:
+                return await self._create(exchange, routed)
+            except BaseException:
+                if not exchange.upload_created:
+                    auth.release(exchange.principal)
+                raise
         upload_id = routed.upload_id
         assert upload_id is not None
         if self.supervisor.hook_enabled("pre-access") or auth.enabled:
@@ -269,6 +274,7 @@ class TusHandler:
                     info = replace(info, storage=dict(changes.storage))
         info = replace(info, id=new_id)
         info = await self.store.create(info)
+        exchange.upload_created = True
         self.metrics.uploads_created += 1
         info_event("UploadCreated", id=info.id, size=info.size, requestId=_rid(request))
         self.supervisor.notify(HookEvent("post-create", info, request, exchange.remote_addr))

@@ -92,6 +92,8 @@ class Exchange:
         self.reported_offset = -1
         #: Who made the request (access control), once authenticated.
         self.principal: Principal | None = None
+        #: Whether this request created an upload (a failure then still leaves one).
+        self.upload_created = False
         self.received = 0
 
     @property
