@@ -426,11 +426,6 @@ class TusHandler:
             info, error = await self._settle(exchange, info, plan, writer, hashers, error)
         if settle.cancelled_caught:
             return info, errors.StoreError("the store did not finish in time")
-        if self.supervisor.hook_enabled("post-receive") and info.offset != exchange.reported_offset:
-            # The last progress event of this request, if the offset moved since.
-            self.supervisor.notify(
-                HookEvent("post-receive", info, exchange.request, exchange.remote_addr)
-            )
         if isinstance(error, errors.UploadStoppedError):
             # A hook stopped the upload: it is terminated, as in tusd.
             with trio.CancelScope(shield=True):
@@ -528,6 +523,13 @@ class TusHandler:
         info = info.with_offset(info.offset + written)
         if written:
             info = replace(info, modified=time.time())
+        if self.supervisor.hook_enabled("post-receive") and info.offset != exchange.reported_offset:
+            # The last progress event of this request (if the offset moved since the
+            # previous one), before the finish events.
+            exchange.reported_offset = info.offset
+            self.supervisor.notify(
+                HookEvent("post-receive", info, exchange.request, exchange.remote_addr)
+            )
         if info.is_complete and not isinstance(error, errors.StoreError):
             try:
                 await self._finish(info, exchange)
