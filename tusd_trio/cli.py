@@ -428,6 +428,11 @@ FLAGS: list[Flag] = [
         "How long an upload created through a pre-signed URL stays reachable with its Location",
         "Access control",
     ),
+    # Monitoring
+    Flag("expose-metrics", "bool", True, "Expose Prometheus metrics", "Monitoring"),
+    Flag(
+        "metrics-path", "str", "/metrics", "Path under which the metrics are served", "Monitoring"
+    ),
     # Timeouts
     Flag(
         "network-timeout",
@@ -584,6 +589,7 @@ def build_config(values: dict[str, Any]) -> Config:
         expiration=values["expiration"],
         checksum_algorithms=algorithms,
         show_greeting=values["show-greeting"],
+        metrics_path=values["metrics-path"] if values["expose-metrics"] else "",
     )
     auth = AuthConfig(
         jwt_secret=values["auth-jwt-secret"],

@@ -1675,3 +1675,10 @@ def test_plan_download_attachment_for_unsafe_type_with_escaped_name() -> None:
 def test_id_from_url_malformed_absolute_url_is_not_found() -> None:
     with pytest.raises(errors.UploadNotFoundError):
         id_from_url("http://[/files/abc", ProtocolConfig())
+
+
+def test_route_readiness_and_metrics_paths() -> None:
+    config = ProtocolConfig(metrics_path="/metrics")
+    assert route(make_request("GET", "/health/ready", []), config).action is Action.READY
+    assert route(make_request("GET", "/metrics", []), config).action is Action.METRICS
+    assert route(make_request("GET", "/metrics", []), ProtocolConfig()).action is Action.GREETING

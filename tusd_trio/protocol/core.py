@@ -93,6 +93,8 @@ class ProtocolConfig:
     capabilities: StoreCapabilities = field(default_factory=StoreCapabilities)
     show_greeting: bool = True
     health_path: str = "/health"
+    #: Path of the Prometheus metrics; empty = not served.
+    metrics_path: str = ""
 
     def __post_init__(self) -> None:
         base = self.base_path
@@ -232,6 +234,8 @@ class Action(Enum):
     OPTIONS = "options"
     GREETING = "greeting"
     HEALTH = "health"
+    READY = "ready"
+    METRICS = "metrics"
 
 
 @dataclass(slots=True)
@@ -283,9 +287,16 @@ def route(request: Request, config: ProtocolConfig) -> Routed:
 
     base = config.base_path
     in_base = path == base or path == base.rstrip("/") or path.startswith(base)
-    if path == config.health_path and method in ("GET", "HEAD"):
-        routed.action = Action.HEALTH
-        return routed
+    if method in ("GET", "HEAD"):
+        if path == config.health_path:
+            routed.action = Action.HEALTH
+            return routed
+        if path == config.health_path + "/ready":
+            routed.action = Action.READY
+            return routed
+        if config.metrics_path and path == config.metrics_path:
+            routed.action = Action.METRICS
+            return routed
     if not in_base:
         if config.show_greeting and method in ("GET", "HEAD"):
             routed.action = Action.GREETING

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,6 +22,7 @@ from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
 from ..stores.base import ChunkWriter
 from ._http import ConnectionClosedError, Exchange
+from ._metrics import METRICS_CONTENT_TYPE, render_metrics
 from ._supervisor import HookEvent
 
 if TYPE_CHECKING:
@@ -61,13 +63,16 @@ class TusHandler:
         request = exchange.request
         routed = core.route(request, self.protocol)
         method = routed.method
+        # Every answer carries a request ID: the client's X-Request-ID, else a new one.
+        exchange.request_id = _rid(request) or secrets.token_hex(8)
+        routed.common.append(("X-Request-ID", exchange.request_id))
         if method in ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"):
             self.metrics.requests_total[method] += 1
         started = time.monotonic()
         verbose = self.config.verbose
         if verbose:
             debug_event(
-                "RequestIncoming", method=method, path=request.target, requestId=_rid(request)
+                "RequestIncoming", method=method, path=request.target, requestId=exchange.request_id
             )
         status = 500
         try:
@@ -109,7 +114,7 @@ class TusHandler:
                 path=request.target,
                 status=status,
                 duration_ms=round((time.monotonic() - started) * 1000, 3),
-                requestId=_rid(request),
+                requestId=exchange.request_id,
             )
 
     async def _send_error(self, exchange: Exchange, routed: Routed, exc: errors.TusError) -> None:
@@ -145,6 +150,14 @@ class TusHandler:
             return core.greeting_response()
         if action is Action.HEALTH:
             return await self._health()
+        if action is Action.READY:
+            return await self._health(ready=True)
+        if action is Action.METRICS:
+            return Response(
+                200,
+                [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
+                render_metrics(self.server).encode(),
+            )
         if self.server.shutting_down and action in (Action.CREATE, Action.PATCH):
             raise errors.UnavailableError("the server is shutting down", code="ERR_SERVER_SHUTDOWN")
         auth = self.server.auth
@@ -192,9 +205,18 @@ class TusHandler:
 
     # --- health ----------------------------------------------------------------------------
 
-    async def _health(self) -> Response:
+    async def _health(self, *, ready: bool = False) -> Response:
+        """``/health``: the loop answers and the store takes a write.  ``/health/ready``
+        also reports the hook backends and the access-control set-up, and is 503
+        while shutting down so load balancers drain the instance."""
         checks: dict[str, str] = {}
         status = 200
+        if ready:
+            hooks = self.supervisor.hooks
+            checks["hooks"] = (
+                ", ".join(backend.name for backend in hooks.backends) if hooks else "none"
+            )
+            checks["auth"] = "on" if self.server.auth.enabled else "off"
         try:
             with trio.fail_after(5):
                 await self.store.check_writable()
@@ -276,7 +298,7 @@ class TusHandler:
         info = await self.store.create(info)
         exchange.upload_created = True
         self.metrics.uploads_created += 1
-        info_event("UploadCreated", id=info.id, size=info.size, requestId=_rid(request))
+        info_event("UploadCreated", id=info.id, size=info.size, requestId=exchange.request_id)
         self.supervisor.notify(HookEvent("post-create", info, request, exchange.remote_addr))
         location = core.upload_url(request, self.protocol, info.id)
         grant = auth.location_query(exchange.principal, info.id, time.time())
@@ -625,7 +647,7 @@ class TusHandler:
                 exchange.hook_response = answer.http_response
             await self.store.terminate(info)
         self.metrics.uploads_terminated += 1
-        info_event("UploadTerminated", id=upload_id, requestId=_rid(request))
+        info_event("UploadTerminated", id=upload_id, requestId=exchange.request_id)
         self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
         return core.delete_response(routed.common)
 

@@ -94,6 +94,8 @@ class Exchange:
         self.principal: Principal | None = None
         #: Whether this request created an upload (a failure then still leaves one).
         self.upload_created = False
+        #: The request's ID (X-Request-ID, or one made up), echoed and logged.
+        self.request_id = ""
         self.received = 0
 
     @property
