@@ -43,14 +43,55 @@ async def test_request_id_is_echoed_or_made(srv: Running) -> None:
 
 async def test_readiness(make_server: Any) -> None:
     srv: Running = await make_server()
-    r = await srv.client.get(f"http://127.0.0.1:{srv.port}/health/ready")
+    close = {"Connection": "close"}  # the shutdown flag below closes kept-alive connections
+    r = await srv.client.get(f"http://127.0.0.1:{srv.port}/health/ready", headers=close)
     assert r.status_code == 200
     body = r.json()
     assert body["checks"]["store"] == "ok"
     assert body["checks"]["hooks"] == "none"
     srv.server.shutting_down = True
     try:
-        r = await srv.client.get(f"http://127.0.0.1:{srv.port}/health/ready")
-        assert r.status_code == 503
+        # While shutting down no new request is read, so ask the handler directly.
+        response = await srv.server.handler._health(ready=True)
+        assert response.status == 503
     finally:
         srv.server.shutting_down = False
+
+
+async def test_latency_histograms_and_gauges(make_server: Any) -> None:
+    srv: Running = await make_server(protocol={"metrics_path": "/metrics"})
+    loc = await srv.create(1)
+    await srv.patch(loc, 0, b"a")
+    text = (await srv.client.get(f"http://127.0.0.1:{srv.port}/metrics")).text
+    assert (
+        'tusd_trio_request_duration_seconds_bucket{le="0.001",method="POST",status="201"}' in (text)
+        or 'tusd_trio_request_duration_seconds_count{method="POST",status="201"}' in text
+    )
+    assert 'tusd_trio_request_duration_seconds_count{method="PATCH",status="204"}' in text
+    assert "tusd_trio_active_uploads 0\n" in text
+
+
+async def test_grafana_dashboard_only_uses_exposed_metrics(make_server: Any) -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    srv: Running = await make_server(protocol={"metrics_path": "/metrics"})
+    await srv.create(1)
+    text = (await srv.client.get(f"http://127.0.0.1:{srv.port}/metrics")).text
+    families = set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "charts" / "grafana-dashboard.json").read_text()
+    )
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {
+        re.sub(r"_bucket$", "", name)
+        for e in exprs
+        for name in re.findall(r"\b(?:tusd|process)_[a-z_]+", e)
+    }
+    missing = {
+        name
+        for name in used
+        if name not in families and name.removesuffix("_total") not in families
+    }
+    assert not missing, missing

@@ -22,7 +22,7 @@ from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
 from ..stores.base import ChunkWriter
 from ._http import ConnectionClosedError, Exchange
-from ._metrics import METRICS_CONTENT_TYPE, render_metrics
+from ._metrics import METRICS_CONTENT_TYPE, histograms, render_metrics
 from ._supervisor import HookEvent
 
 if TYPE_CHECKING:
@@ -107,6 +107,8 @@ class TusHandler:
             await self._send_error(
                 exchange, routed, errors.TusError("the server failed to handle the request")
             )
+        if method in ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"):
+            histograms.observe_request(method, status, time.monotonic() - started)
         if verbose:
             debug_event(
                 "ResponseOutgoing",

@@ -10,7 +10,7 @@ its process and Python collectors are appended.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..hooks.model import HOOK_TYPES
 
@@ -102,6 +102,12 @@ def render_metrics(server: Server) -> str:
         [({}, m.uploads_expired)],
     )
     lines += _family(
+        "tusd_trio_active_uploads",
+        "gauge",
+        "Requests writing upload data right now.",
+        [({}, len(server.active_interrupters))],
+    )
+    lines += _family(
         "tusd_trio_event_subscribers",
         "gauge",
         "Current subscribers of the live event stream.",
@@ -119,3 +125,55 @@ def render_metrics(server: Server) -> str:
     except ImportError:  # pragma: no cover - prometheus-client is optional
         return text
     return text + generate_latest(REGISTRY).decode("utf-8")
+
+
+class _Histograms:
+    """Latency histograms (prometheus-client), created once per process."""
+
+    def __init__(self) -> None:
+        self.request: Any = None
+        self.hook: Any = None
+        try:
+            from prometheus_client import Histogram
+        except ImportError:  # pragma: no cover - prometheus-client is optional
+            return
+        self.request = Histogram(
+            "tusd_trio_request_duration_seconds",
+            "Time from a request's head to the end of its answer, by method and status.",
+            ["method", "status"],
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                30,
+                60,
+                300,
+            ),
+        )
+        self.hook = Histogram(
+            "tusd_trio_hook_duration_seconds",
+            "Time a hook call took, by hook type.",
+            ["hooktype"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+
+    def observe_request(self, method: str, status: int, seconds: float) -> None:
+        if self.request is not None:
+            self.request.labels(method, str(status)).observe(seconds)
+
+    def observe_hook(self, hook_type: str, seconds: float) -> None:
+        if self.hook is not None:
+            self.hook.labels(hook_type).observe(seconds)
+
+
+histograms = _Histograms()

@@ -8,6 +8,7 @@ an upload), the file locker's stop-request watcher and the expiry janitor.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from .._logging import flush_logs
 from ..hooks import HookDispatcher, HookError, HookResponse
 from ..protocol.core import Request
 from ..protocol.info import UploadInfo
+from ._metrics import histograms
 
 if TYPE_CHECKING:
     from ._app import Server
@@ -99,12 +101,15 @@ class Supervisor:
             await trio.lowlevel.checkpoint()
             return None
         self.metrics.hook_invocations_total[event.type] += 1
+        started = time.monotonic()
         try:
             return await hooks.invoke(event)
         except HookError as exc:
             self.metrics.hook_errors_total[event.type] += 1
             log.warning("HookInvocationError type=%s: %s", event.type, exc)
             raise
+        finally:
+            histograms.observe_hook(event.type, time.monotonic() - started)
 
     def notify(self, event: HookEvent) -> None:
         """Fire a non-blocking hook; its outcome never affects the request."""
