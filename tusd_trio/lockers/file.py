@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from .._process import pid_alive
 from ..protocol.errors import LockTimeoutError, UploadNotFoundError
 from .memory import MemoryLocker
 
@@ -38,18 +39,6 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class FileLocker:
@@ -105,7 +94,7 @@ class FileLocker:
             except FileExistsError:
                 owner = self._read_owner(path)
                 # An unreadable PID is stale too, as in tusd's lockfile (ErrInvalidPid).
-                stale = owner is None or owner == self._pid or not _pid_alive(owner)
+                stale = owner is None or owner == self._pid or not pid_alive(owner)
                 if not stale:
                     return False
                 log.info("taking over stale lock %s of dead process %s", path, owner)
@@ -144,7 +133,7 @@ class FileLocker:
         owner = self._read_owner(self._lock_path(upload_id))
         if owner == 0 or owner is None or owner == self._pid:
             return False
-        return _pid_alive(owner)
+        return pid_alive(owner)
 
     def _unlock_file(self, upload_id: str) -> None:
         path = self._lock_path(upload_id)

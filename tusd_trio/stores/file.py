@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import trio
 
+from .._process import pid_alive
 from ..protocol.core import StoreCapabilities
 from ..protocol.errors import InsufficientStorageError, StoreError, UploadNotFoundError
 from ..protocol.info import SIDE_FILE_SUFFIXES, UploadInfo
@@ -318,11 +319,13 @@ class FileStore:
             data_path = os.path.join(self.directory, chosen)
         storage = {"Type": self.name, "Path": data_path, "InfoPath": self.info_path(info.id)}
         stored = replace(info, offset=0, storage=storage)
-        # Inline: a worker thread per creation measured 30 % slower (see benchmarks/).
-        self._create_files(stored, data_path)
         if self.fsync:
+            # fsync (of the .info, then of the directory) never runs on the event loop.
+            await trio.to_thread.run_sync(self._create_files, stored, data_path)
             await trio.to_thread.run_sync(self._fsync_dir, os.path.dirname(data_path))
         else:
+            # Inline: a worker thread per creation measured 30 % slower (see benchmarks/).
+            self._create_files(stored, data_path)
             await trio.lowlevel.checkpoint()
         return stored
 
@@ -374,10 +377,16 @@ class FileStore:
 
     async def declare_length(self, info: UploadInfo, length: int) -> UploadInfo:
         stored = self._read_info(info.id)
-        updated = replace(stored, size=length, size_is_deferred=False)
-        self._write_info(updated)
-        await trio.lowlevel.checkpoint()
+        await self._store_info(replace(stored, size=length, size_is_deferred=False))
         return replace(info, size=length, size_is_deferred=False)
+
+    async def _store_info(self, info: UploadInfo) -> None:
+        """Replace an upload's .info; with -fsync in a worker thread (fsync blocks)."""
+        if self.fsync:
+            await trio.to_thread.run_sync(self._write_info, info)
+        else:
+            self._write_info(info)
+            await trio.lowlevel.checkpoint()
 
     async def finish(self, info: UploadInfo) -> None:
         await trio.lowlevel.checkpoint()
@@ -421,7 +430,7 @@ class FileStore:
             raise _store_error(exc, "concatenating the uploads") from exc
         if info.size_is_deferred or info.size != total:
             stored = self._read_info(info.id)
-            self._write_info(replace(stored, size=total, size_is_deferred=False))
+            await self._store_info(replace(stored, size=total, size_is_deferred=False))
         return replace(info, size=total, size_is_deferred=False, offset=total)
 
     async def read(self, info: UploadInfo, start: int, end: int) -> AsyncIterator[bytes]:
@@ -518,7 +527,7 @@ class FileStore:
                     pid = int(handle.read().strip() or b"0")
             except (OSError, ValueError):
                 return False
-            return pid != own_pid and _pid_alive(pid)
+            return pid != own_pid and pid_alive(pid)
 
         def remove(path: str, message: str) -> None:
             try:
@@ -544,7 +553,7 @@ class FileStore:
                     marker = ".info." if ".info." in name else ".lock."
                     pid_text = name.rsplit(marker, 1)[1].split(".", 1)[0]
                     pid = int(pid_text) if pid_text.isdigit() else 0
-                    if pid == own_pid or not _pid_alive(pid):
+                    if pid == own_pid or not pid_alive(pid):
                         remove(full, "Removed staging leftover")
                 elif name.endswith(".lock"):
                     # The owner's PID decides; a dead owner's lock is stale at any age.
@@ -660,18 +669,6 @@ def _is_empty(path: str) -> bool:
 
 
 _GENERATED_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = ["SIDE_FILE_SUFFIXES", "FileStore"]
