@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs @tus/server + @tus/file-store (pinned in benchmarks/node/package.json) into
-# benchmarks/node/node_modules, for the reference server benchmarks/node/server.mjs.
+# Installs @tus/server + @tus/file-store + @tus/s3-store (pinned in benchmarks/node/package.json)
+# into benchmarks/node/node_modules, for the reference servers benchmarks/node/server.mjs (run.py)
+# and benchmarks/node/s3-server.mjs (s3.py).
 # Usage: bash benchmarks/setup-node.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,4 +16,4 @@ if [ -f package-lock.json ]; then
 else
     npm install --no-audit --no-fund --loglevel=error
 fi
-node -e 'import("@tus/server").then(() => import("@tus/file-store")).then(() => console.log("@tus/server and @tus/file-store import fine"))'
+node -e 'Promise.all(["@tus/server", "@tus/file-store", "@tus/s3-store"].map((m) => import(m))).then(() => console.log("@tus/server, @tus/file-store and @tus/s3-store import fine"))'

@@ -28,7 +28,7 @@ ensure_venv() {
         if [ -n "$want_dev" ]; then
             .venv/bin/python -m pip install --quiet --disable-pip-version-check -e . --group dev
         else
-            .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+            .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all]'
         fi
         touch "$stamp"
     fi

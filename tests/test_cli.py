@@ -162,7 +162,7 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["-port=http"], "-port", "invalid value"),
         (["-port=70000"], "-port", "invalid value"),
         (["-log-format=xml"], "-log-format", "invalid value"),
-        (["-locker=redis"], "-locker", "invalid value"),
+        (["-locker=zookeeper"], "-locker", "invalid value"),
         (["-cors-allow-origin=("], "-cors-allow-origin", "invalid value"),
         (["-checksum-algorithms=sha1,crc32"], "-checksum-algorithms", "invalid value"),
         (["-base-path=files/"], "-base-path", "invalid value"),

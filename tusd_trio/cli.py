@@ -27,6 +27,9 @@ from .protocol.core import (
     ProtocolConfig,
 )
 from .protocol.headers import CHECKSUM_ALGORITHMS
+from .server._tls import TLS_MODES, TLSConfigError
+from .stores.config import AzureConfig, GCSConfig, MiB, S3Config
+from .stores.factory import StoreConfigError, store_description
 
 log = logging.getLogger("tusd_trio")
 
@@ -132,6 +135,14 @@ FLAGS: list[Flag] = [
     Flag("host", "str", "127.0.0.1", "Host to bind the HTTP server to", "Listening"),
     Flag("port", "str", "8080", "Port to bind the HTTP server to (0 = any free port)", "Listening"),
     Flag("unix-sock", "str", "", "Listen on this UNIX socket instead of TCP", "Listening"),
+    Flag(
+        "workers",
+        "uint",
+        1,
+        "Worker processes sharing the port (restarted if they crash); more than 1 needs a "
+        "locker that works across processes (file or redis)",
+        "Listening",
+    ),
     Flag("base-path", "str", "/files/", "Basepath of the HTTP server", "Listening"),
     Flag(
         "behind-proxy",
@@ -146,6 +157,29 @@ FLAGS: list[Flag] = [
         False,
         "Answer upload creation with a relative Location URL",
         "Listening",
+    ),
+    Flag(
+        "enable-h2c",
+        "bool",
+        False,
+        "Serve cleartext HTTP/2 (prior knowledge or Upgrade: h2c) beside HTTP/1.1",
+        "Listening",
+    ),
+    Flag(
+        "tls-certificate",
+        "str",
+        "",
+        "Path to the PEM certificate chain; HTTPS is used if both it and -tls-key are set",
+        "TLS",
+    ),
+    Flag("tls-key", "str", "", "Path to the unencrypted PEM private key", "TLS"),
+    Flag(
+        "tls-mode",
+        "str",
+        "tls12",
+        "tls13 (TLS 1.3 only), tls12 (TLS 1.2+ with ECDHE AEAD suites) or "
+        "tls12-strong (TLS 1.2 only, ECDHE AES-256-GCM)",
+        "TLS",
     ),
     Flag(
         "max-connections",
@@ -208,6 +242,13 @@ FLAGS: list[Flag] = [
         "Upload protocol",
     ),
     Flag(
+        "enable-experimental-protocol",
+        "bool",
+        True,
+        "Serve the IETF Resumable Uploads draft (interop versions 3-9) next to tus 1.0.0",
+        "Upload protocol",
+    ),
+    Flag(
         "show-greeting",
         "bool",
         True,
@@ -252,7 +293,8 @@ FLAGS: list[Flag] = [
         "locker",
         "str",
         "file",
-        "Lock implementation: file (cross-process) or memory",
+        "Lock implementation: file (processes on one host), memory (one process) or redis "
+        "(many instances; needs -redis-url)",
         "File storage",
     ),
     Flag(
@@ -268,6 +310,139 @@ FLAGS: list[Flag] = [
         2.0,
         "How often a process retries a lock another process holds",
         "File storage",
+    ),
+    Flag(
+        "redis-url",
+        "str",
+        "",
+        "Redis for -locker redis: redis://[user:pw@]host:6379/0, rediss://, unix://, "
+        "redis+sentinel://h1,h2/primary/0, redis+cluster://h1,h2",
+        "Locks",
+    ),
+    Flag(
+        "redis-lock-ttl",
+        "duration",
+        30.0,
+        "Lease of a Redis lock; renewed every third of it while held",
+        "Locks",
+    ),
+    Flag("redis-key-prefix", "str", "tusd-trio:", "Prefix of the Redis keys and channels", "Locks"),
+    # S3 store (chosen when -s3-bucket is set)
+    Flag(
+        "s3-bucket",
+        "str",
+        "",
+        "Use AWS S3 (or an S3-compatible store) with this bucket; credentials and region come "
+        "from the AWS environment variables and files",
+        "AWS S3 storage",
+    ),
+    Flag("s3-object-prefix", "str", "", "Prefix of the object keys", "AWS S3 storage"),
+    Flag(
+        "s3-endpoint",
+        "str",
+        "",
+        "Endpoint with scheme (S3-compatible stores); forces path-style addressing",
+        "AWS S3 storage",
+    ),
+    Flag("s3-part-size", "uint", 50 * MiB, "Preferred part size in bytes", "AWS S3 storage"),
+    Flag(
+        "s3-min-part-size",
+        "uint",
+        5 * MiB,
+        "Smallest part the store accepts (except the last), in bytes",
+        "AWS S3 storage",
+    ),
+    Flag(
+        "s3-max-parts",
+        "uint",
+        10_000,
+        "Most parts in one multipart upload (lower it for stores with lower caps)",
+        "AWS S3 storage",
+    ),
+    Flag(
+        "s3-equal-parts",
+        "bool",
+        False,
+        "Make every part but the last the same size (Cloudflare R2 requires it)",
+        "AWS S3 storage",
+    ),
+    Flag(
+        "s3-max-buffered-parts",
+        "uint",
+        20,
+        "Parts held in memory per upload (being filled or uploaded); bounds memory",
+        "AWS S3 storage",
+    ),
+    Flag(
+        "s3-concurrent-part-uploads",
+        "uint",
+        10,
+        "Parts uploaded at the same time per upload",
+        "AWS S3 storage",
+    ),
+    Flag(
+        "s3-disable-content-hashes",
+        "bool",
+        False,
+        "Do not compute MD5/SHA-256 hashes of parts (saves CPU)",
+        "AWS S3 storage",
+    ),
+    Flag("s3-disable-ssl", "bool", False, "Talk plain HTTP to S3", "AWS S3 storage"),
+    Flag(
+        "s3-transfer-acceleration",
+        "bool",
+        False,
+        "Use the S3 Transfer Acceleration endpoint",
+        "AWS S3 storage",
+    ),
+    Flag("s3-log-api-calls", "bool", False, "Log every S3 API call", "AWS S3 storage"),
+    # GCS store (chosen when -gcs-bucket is set)
+    Flag(
+        "gcs-bucket",
+        "str",
+        "",
+        "Use Google Cloud Storage with this bucket; credentials from GCS_SERVICE_ACCOUNT_FILE "
+        "or Application Default Credentials",
+        "Google Cloud Storage",
+    ),
+    Flag(
+        "gcs-object-prefix",
+        "str",
+        "",
+        "Prefix of the object names (must not contain an underscore)",
+        "Google Cloud Storage",
+    ),
+    Flag("gcs-endpoint", "str", "", "Custom endpoint (e.g. an emulator)", "Google Cloud Storage"),
+    # Azure store (chosen when -azure-storage is set)
+    Flag(
+        "azure-storage",
+        "str",
+        "",
+        "Use Azure Blob Storage with this container; account and key from "
+        "AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY",
+        "Azure Blob storage",
+    ),
+    Flag(
+        "azure-container-access-type",
+        "str",
+        "",
+        "Public access of a container we create: blob, container or empty (private)",
+        "Azure Blob storage",
+    ),
+    Flag(
+        "azure-blob-access-tier",
+        "str",
+        "",
+        "Access tier of finished blobs: archive, cool, hot or empty (account default)",
+        "Azure Blob storage",
+    ),
+    Flag("azure-object-prefix", "str", "", "Prefix of the blob names", "Azure Blob storage"),
+    Flag(
+        "azure-endpoint",
+        "str",
+        "",
+        "Endpoint (default https://ACCOUNT.blob.core.windows.net; e.g. Azurite)",
+        "Azure Blob storage",
     ),
     # Hooks
     Flag(
@@ -516,10 +691,23 @@ def build_config(values: dict[str, Any]) -> Config:
     port_text = str(values["port"])
     if not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
         raise UsageError(f"invalid value {port_text!r} for flag -port: not a port number")
+    if values["tls-mode"] not in TLS_MODES:
+        raise UsageError("invalid value for flag -tls-mode: must be tls13, tls12 or tls12-strong")
     if values["log-format"] not in ("text", "json"):
         raise UsageError("invalid value for flag -log-format: must be text or json")
-    if values["locker"] not in ("file", "memory"):
-        raise UsageError("invalid value for flag -locker: must be file or memory")
+    if values["locker"] not in ("file", "memory", "redis"):
+        raise UsageError("invalid value for flag -locker: must be file, memory or redis")
+    if values["locker"] == "redis":
+        if not values["redis-url"]:
+            raise UsageError("-locker redis needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
+        from .lockers.redis import parse_redis_url
+
+        try:
+            parse_redis_url(values["redis-url"])
+        except ValueError as exc:
+            raise UsageError(f"invalid value for flag -redis-url: {exc}") from None
+        if values["redis-lock-ttl"] < 1:
+            raise UsageError("invalid value for flag -redis-lock-ttl: must be at least 1s")
     origin = values["cors-allow-origin"]
     try:
         re.compile(origin)
@@ -611,17 +799,39 @@ def build_config(values: dict[str, Any]) -> Config:
         Authenticator(auth)  # reads the key files: a bad one stops the start here
     except (AuthConfigError, ImportError) as exc:
         raise UsageError(f"invalid access-control settings (-auth-*): {exc}") from None
+    s3, gcs, azure = _object_store_configs(values)
+    if values["workers"] < 1:
+        raise UsageError("invalid value for flag -workers: must be at least 1")
+    if values["workers"] > 1:
+        object_store = s3 is not None or gcs is not None or azure is not None
+        if values["locker"] == "memory" or (object_store and values["locker"] != "redis"):
+            raise UsageError(
+                "-workers above 1 needs a lock shared by the worker processes: -locker redis "
+                "(or -locker file with the file store); the memory locker only works in one process"
+            )
     return Config(
+        s3=s3,
+        gcs=gcs,
+        azure=azure,
         auth=auth,
         host=values["host"],
         port=int(port_text),
         unix_sock=values["unix-sock"],
+        enable_h2c=values["enable-h2c"],
+        tls_certificate=values["tls-certificate"],
+        tls_key=values["tls-key"],
+        tls_mode=values["tls-mode"],
+        workers=values["workers"],
         protocol=protocol,
         upload_dir=values["upload-dir"],
         dir_perms=values["dir-perms"],
         file_perms=values["file-perms"],
         fsync=values["fsync"],
         locker=values["locker"],
+        redis_url=values["redis-url"],
+        redis_lock_ttl=values["redis-lock-ttl"],
+        redis_key_prefix=values["redis-key-prefix"],
+        enable_experimental_protocol=values["enable-experimental-protocol"],
         acquire_lock_timeout=values["acquire-lock-timeout"],
         filelock_holder_poll_interval=values["filelock-holder-poll-interval"],
         filelock_acquirer_poll_interval=values["filelock-acquirer-poll-interval"],
@@ -664,6 +874,79 @@ def build_config(values: dict[str, Any]) -> Config:
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],
     )
+
+
+def _object_store_configs(
+    values: dict[str, Any],
+) -> tuple[S3Config | None, GCSConfig | None, AzureConfig | None]:
+    """The object store settings; the first configured store wins (S3, GCS, Azure),
+    as in tusd."""
+    s3 = gcs = azure = None
+    if values["s3-bucket"]:
+        endpoint = values["s3-endpoint"]
+        if endpoint and not re.match(r"https?://", endpoint):
+            raise UsageError(
+                "invalid value for flag -s3-endpoint: must start with http:// or https://"
+            )
+        min_part, part = values["s3-min-part-size"], values["s3-part-size"]
+        if part < min_part:
+            raise UsageError("-s3-part-size must not be smaller than -s3-min-part-size")
+        if min_part < 1 or values["s3-max-parts"] < 1:
+            raise UsageError("-s3-min-part-size and -s3-max-parts must be at least 1")
+        if values["s3-max-buffered-parts"] < 1 or values["s3-concurrent-part-uploads"] < 1:
+            raise UsageError(
+                "-s3-max-buffered-parts and -s3-concurrent-part-uploads must be at least 1"
+            )
+        s3 = S3Config(
+            bucket=values["s3-bucket"],
+            object_prefix=values["s3-object-prefix"],
+            endpoint=endpoint,
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "",
+            part_size=part,
+            min_part_size=min_part,
+            max_parts=values["s3-max-parts"],
+            equal_parts=values["s3-equal-parts"],
+            max_buffered_parts=values["s3-max-buffered-parts"],
+            concurrent_part_uploads=values["s3-concurrent-part-uploads"],
+            disable_content_hashes=values["s3-disable-content-hashes"],
+            disable_ssl=values["s3-disable-ssl"],
+            transfer_acceleration=values["s3-transfer-acceleration"],
+            log_api_calls=values["s3-log-api-calls"],
+        )
+    elif values["gcs-bucket"]:
+        if "_" in values["gcs-object-prefix"]:
+            raise UsageError("invalid value for flag -gcs-object-prefix: must not contain '_'")
+        gcs = GCSConfig(
+            bucket=values["gcs-bucket"],
+            object_prefix=values["gcs-object-prefix"],
+            endpoint=values["gcs-endpoint"],
+            service_account_file=os.environ.get("GCS_SERVICE_ACCOUNT_FILE", ""),
+            project=os.environ.get("GOOGLE_CLOUD_PROJECT", ""),
+        )
+    elif values["azure-storage"]:
+        account = os.environ.get("AZURE_STORAGE_ACCOUNT", "")
+        if not account:
+            raise UsageError("-azure-storage needs the AZURE_STORAGE_ACCOUNT environment variable")
+        if values["azure-container-access-type"] not in ("", "blob", "container"):
+            raise UsageError(
+                "invalid value for flag -azure-container-access-type: must be blob, container "
+                "or empty"
+            )
+        if values["azure-blob-access-tier"].lower() not in ("", "archive", "cool", "hot"):
+            raise UsageError(
+                "invalid value for flag -azure-blob-access-tier: must be archive, cool, hot "
+                "or empty"
+            )
+        azure = AzureConfig(
+            container=values["azure-storage"],
+            account=account,
+            key=os.environ.get("AZURE_STORAGE_KEY", ""),
+            endpoint=values["azure-endpoint"],
+            container_access_type=values["azure-container-access-type"],
+            blob_access_tier=values["azure-blob-access-tier"].lower(),
+            object_prefix=values["azure-object-prefix"],
+        )
+    return s3, gcs, azure
 
 
 def usage() -> str:
@@ -710,14 +993,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(config.log_format, config.verbose)
     _raise_file_limit()
-    try:
-        os.makedirs(config.upload_dir, mode=config.dir_perms, exist_ok=True)
-    except OSError as exc:
-        sys.stderr.write(f"tusd-trio: cannot create -upload-dir {config.upload_dir!r}: {exc}\n")
-        return 1
+    if config.s3 is None and config.gcs is None and config.azure is None:
+        try:
+            os.makedirs(config.upload_dir, mode=config.dir_perms, exist_ok=True)
+        except OSError as exc:
+            sys.stderr.write(f"tusd-trio: cannot create -upload-dir {config.upload_dir!r}: {exc}\n")
+            return 1
     if config.show_startup_logs:
-        log.info("Using '%s' as directory storage.", os.path.abspath(config.upload_dir))
+        log.info("%s", store_description(config))
         log.info("Using %.2fMB as maximum size.", config.protocol.max_size / 1024 / 1024)
+    # --- worker processes (-workers N; see tusd_trio/_workers.py) ---
+    worker_fd = os.environ.get("TUSD_TRIO_WORKER_FD")
+    if worker_fd is not None:
+        # A worker started by the parent: serve on the socket it passed down.
+        from ._workers import setup_worker
+
+        if not setup_worker(config, int(worker_fd)):
+            return 1  # the parent is gone already
+    elif config.workers > 1:
+        from ._workers import run_workers
+
+        return run_workers(config, args)
+    # --- end of worker processes ---
     try:
         trio.run(_run, config)
     except (OSError, BaseExceptionGroup) as exc:
@@ -730,6 +1027,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else f"-host {config.host} -port {config.port}"
         )
         sys.stderr.write(f"tusd-trio: cannot listen on {where}: {failure}\n")
+        return 1
+    except StoreConfigError as exc:
+        sys.stderr.write(f"tusd-trio: cannot use the configured store: {exc}\n")
+        return 1
+    except TLSConfigError as exc:
+        sys.stderr.write(f"tusd-trio: {exc}\n")
         return 1
     except KeyboardInterrupt:  # pragma: no cover - signals are handled in _run
         return 130

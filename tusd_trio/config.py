@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .auth import AuthConfig
 from .protocol.core import ProtocolConfig
+from .stores.config import AzureConfig, GCSConfig, S3Config
 
 
 @dataclass
@@ -14,6 +15,19 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     unix_sock: str = ""
+    # Worker processes sharing the listening socket (-workers); 1 = this process serves
+    workers: int = 1
+    #: An already bound, listening socket inherited from the worker supervisor (-1 = none).
+    listen_fd: int = -1
+    #: Directory where worker processes share their metrics ("" = not a worker).
+    metrics_dir: str = ""
+    # TLS and HTTP/2 on the native server
+    tls_certificate: str = ""
+    tls_key: str = ""
+    tls_mode: str = "tls12"  # tls12 | tls12-strong | tls13
+    enable_h2c: bool = False
+    # IETF Resumable Uploads draft (on by default; tusd's -enable-experimental-protocol)
+    enable_experimental_protocol: bool = True
     # Protocol (base path, max size, CORS, extensions, expiration, ...)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     # File store
@@ -21,8 +35,15 @@ class Config:
     dir_perms: int = 0o775
     file_perms: int = 0o664
     fsync: bool = False
+    # Object stores (the first one set wins: S3, GCS, Azure; none = the file store)
+    s3: S3Config | None = None
+    gcs: GCSConfig | None = None
+    azure: AzureConfig | None = None
     # Locks
-    locker: str = "file"
+    locker: str = "file"  # file | memory | redis
+    redis_url: str = ""
+    redis_lock_ttl: float = 30.0
+    redis_key_prefix: str = "tusd-trio:"
     acquire_lock_timeout: float = 20.0
     filelock_holder_poll_interval: float = 5.0
     filelock_acquirer_poll_interval: float = 2.0

@@ -69,8 +69,11 @@ async def make_server(nursery: trio.Nursery, tmp_path: Any) -> AsyncIterator[Fac
         settings.update(overrides)
         store = settings.pop("store", None)
         hooks = settings.pop("hooks", None)
+        locker = settings.pop("locker_instance", None) or (
+            settings.pop("locker") if not isinstance(settings.get("locker", ""), str) else None
+        )
         config = Config(protocol=ProtocolConfig(**(protocol or {})), **settings)
-        server = Server(config, store=store, hooks=hooks)
+        server = Server(config, store=store, locker=locker, hooks=hooks)
         await nursery.start(server.serve)
         servers.append(server)
         client = httpx.AsyncClient(timeout=30)

@@ -22,3 +22,12 @@ async def write_chunk(store: Store, info: UploadInfo, data: bytes, *, staged: bo
 
 async def read_all(store: Store, info: UploadInfo, start: int, end: int) -> bytes:
     return b"".join([chunk async for chunk in store.read(info, start, end)])
+
+
+async def readable(store: Store, info: UploadInfo) -> UploadInfo:
+    """``info`` after the handler's finish step when the upload is complete and the
+    store cannot serve unfinished data (S3, Azure); ``info`` unchanged otherwise."""
+    if info.is_complete and not store.capabilities.serve_incomplete:
+        await store.finish(info)
+        return await store.get(info.id)
+    return info

@@ -12,11 +12,15 @@ from tusd_trio.stores import FileStore, MemoryStore
 from tusd_trio.stores.base import Store
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "s3", "gcs", "azure"])
 def store(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Store:
+    """Every store, the object stores on their real servers (tests/_services.py)."""
     if request.param == "memory":
         return MemoryStore()
-    return FileStore(os.path.join(tmp_path, "uploads"))
+    if request.param == "file":
+        return FileStore(os.path.join(tmp_path, "uploads"))
+    found: Store = request.getfixturevalue(f"{request.param}_store")
+    return found
 
 
 @pytest.fixture

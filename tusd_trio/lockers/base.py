@@ -20,6 +20,10 @@ class Locker(Protocol):
     ``"read"`` (look at it: HEAD, downloads) or ``"new"`` (an upload this very
     request created).  Within a process every access is exclusive; a locker
     across processes may skip work for ``"read"`` and ``"new"``.
+
+    ``on_lost`` is called if the lock stops being held while the holder still
+    thinks it holds it (a distributed lease that could not be renewed); the
+    holder must stop writing at once.  Lockers without leases ignore it.
     """
 
     name: str
@@ -31,6 +35,7 @@ class Locker(Protocol):
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
         access: str = "write",
+        on_lost: ReleaseCallback | None = None,
     ) -> None: ...
 
     def release(self, upload_id: str) -> None: ...
@@ -42,6 +47,7 @@ class Locker(Protocol):
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
         access: str = "write",
+        on_lost: ReleaseCallback | None = None,
     ) -> AbstractAsyncContextManager[None]: ...
 
     async def aclose(self) -> None: ...

@@ -157,6 +157,7 @@ class FileLocker:
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
         access: str = "write",
+        on_lost: ReleaseCallback | None = None,
     ) -> None:
         """Take the lock.
 
@@ -227,6 +228,7 @@ class FileLocker:
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
         access: str = "write",
+        on_lost: ReleaseCallback | None = None,
     ) -> AsyncIterator[None]:
         await self.acquire(
             upload_id,

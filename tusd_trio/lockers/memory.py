@@ -61,6 +61,7 @@ class MemoryLocker:
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
         access: str = "write",
+        on_lost: ReleaseCallback | None = None,
     ) -> None:
         me = _Waiter(on_release_requested=on_release_requested)
         entry = self._entries.get(upload_id)
@@ -126,6 +127,7 @@ class MemoryLocker:
         max_wait: float,
         on_release_requested: ReleaseCallback | None = None,
         access: str = "write",
+        on_lost: ReleaseCallback | None = None,
     ) -> AsyncIterator[None]:
         await self.acquire(upload_id, max_wait=max_wait, on_release_requested=on_release_requested)
         try:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from . import errors
@@ -35,6 +36,9 @@ from .headers import (
 )
 from .info import UploadInfo, check_upload_id
 
+if TYPE_CHECKING:  # the draft table imports this module; no import cycle at run time
+    from .ietf import InteropVersion
+
 TUS_VERSION = "1.0.0"
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 
@@ -49,7 +53,7 @@ DEFAULT_CORS_EXPOSE_HEADERS = (
     "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, Tus-Max-Size, "
     "Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, "
     "Upload-Complete, Upload-Draft-Interop-Version, Upload-Expires, Tus-Checksum-Algorithm, "
-    "WWW-Authenticate"
+    "WWW-Authenticate, Upload-Limit"
 )
 
 
@@ -74,6 +78,9 @@ class StoreCapabilities:
     concatenate: bool = True
     defer_length: bool = True
     checksum: bool = True
+    #: GET of an unfinished upload serves the bytes so far (file store); otherwise
+    #: 400 ERR_INCOMPLETE_UPLOAD (tusd's S3 store; Azure cannot read uncommitted blocks).
+    serve_incomplete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +224,8 @@ def error_response(
         headers.append(("Allow", error.allow))
     if isinstance(error, errors.RangeNotSatisfiableError):
         headers.append(("Content-Range", f"bytes */{error.size}"))
+    if isinstance(error, errors.UnavailableError):
+        headers.append(("Retry-After", str(error.retry_after)))
     if method == "HEAD":
         body = b""
     return Response(error.status, headers, body)
@@ -248,6 +257,8 @@ class Routed:
     #: Headers every response to this request carries (Tus-Resumable, CORS, ...).
     common: list[tuple[str, str]] = field(default_factory=list)
     error: errors.TusError | None = None
+    #: The IETF draft interop version the request speaks; None for tus 1.0.0.
+    interop: InteropVersion | None = None
 
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"})
@@ -268,14 +279,21 @@ def request_path(target: str) -> str:
     return unquote(path, errors="strict")
 
 
-def route(request: Request, config: ProtocolConfig) -> Routed:
-    """Decide what a request asks for, and the headers every answer carries."""
+def route(
+    request: Request, config: ProtocolConfig, *, interop: InteropVersion | None = None
+) -> Routed:
+    """Decide what a request asks for, and the headers every answer carries.
+
+    ``interop`` is the IETF draft version the request speaks (see
+    :func:`tusd_trio.protocol.ietf.route`): such a request needs no
+    ``Tus-Resumable`` header and its answers carry none.
+    """
     headers = request.headers
     method = request.method.upper()
     override = headers.get("x-http-method-override")
     if method == "POST" and override:
         method = override.strip().upper()
-    routed = Routed(method=method)
+    routed = Routed(method=method, interop=interop)
     common = routed.common
     common.append(("X-Content-Type-Options", "nosniff"))
 
@@ -304,7 +322,10 @@ def route(request: Request, config: ProtocolConfig) -> Routed:
             routed.error = errors.UploadNotFoundError("not found")
         return routed
 
-    common.append(("Tus-Resumable", TUS_VERSION))
+    if interop is None:
+        common.append(("Tus-Resumable", TUS_VERSION))
+    else:
+        common.append(("Upload-Draft-Interop-Version", str(interop.number)))
 
     origin = headers.get("origin")
     if config.cors is not None and origin is not None:
@@ -332,7 +353,12 @@ def route(request: Request, config: ProtocolConfig) -> Routed:
         return routed
 
     version = (headers.get("tus-resumable") or "").strip()
-    if method not in ("GET", "HEAD") and method in _KNOWN_METHODS and version != TUS_VERSION:
+    if (
+        interop is None
+        and method not in ("GET", "HEAD")
+        and method in _KNOWN_METHODS
+        and version != TUS_VERSION
+    ):
         routed.error = errors.UnsupportedVersionError()
         return routed
 
@@ -681,6 +707,18 @@ def plan_patch(request: Request, info: UploadInfo, config: ProtocolConfig, now: 
     return _write_plan(request, info, config, offset, declared, checksum, in_trailer)
 
 
+def plan_append_write(
+    request: Request,
+    info: UploadInfo,
+    config: ProtocolConfig,
+    offset: int,
+    declared: int | None,
+) -> WritePlan:
+    """The write plan of an append whose offset and new length are already checked."""
+    checksum, in_trailer = _checksum_of(request, config)
+    return _write_plan(request, info, config, offset, declared, checksum, in_trailer)
+
+
 def plan_body_write(request: Request, info: UploadInfo, config: ProtocolConfig) -> WritePlan:
     """The write plan for the body of a creation-with-upload POST."""
     checksum, in_trailer = _checksum_of(request, config)
@@ -825,6 +863,8 @@ def plan_download(
         raise errors.UploadGoneError()
     if info.is_final and not info.is_complete:
         raise errors.UploadNotFinishedError("the concatenation has not finished yet")
+    if not info.is_complete and not config.capabilities.serve_incomplete:
+        raise errors.IncompleteUploadError()
     available = info.offset
     headers = list(common)
     filetype = info.metadata.get("filetype")

@@ -135,6 +135,13 @@ class UploadNotFinishedError(ProtocolError):
     default_message = "one of the partial uploads is not finished"
 
 
+class IncompleteUploadError(ProtocolError):
+    """GET of an unfinished upload on a store that cannot serve partial data."""
+
+    code = "ERR_INCOMPLETE_UPLOAD"
+    default_message = "cannot stream non-finished upload"
+
+
 class InvalidConcatError(ProtocolError):
     code = "ERR_INVALID_CONCAT"
     default_message = "invalid Upload-Concat header"
@@ -290,3 +297,56 @@ class UnavailableError(TusError):
     status = 503
     code = "ERR_SERVICE_UNAVAILABLE"
     default_message = "service unavailable"
+    #: Seconds a client should wait before retrying (sent as Retry-After).
+    retry_after = 1
+
+
+class LockLostError(BodyInterruptedError, UnavailableError):
+    """The upload's lease was lost mid-request (the lock service failed or another
+    instance took over): the write stopped at once."""
+
+    status = 503
+    code = "ERR_LOCK_LOST"
+    default_message = "the upload's lock was lost while writing; retry from the offset HEAD reports"
+
+
+# --- IETF "Resumable Uploads for HTTP" draft (tusd_trio.protocol.ietf) ---
+
+
+class MismatchingUploadOffsetError(MismatchedOffsetError):
+    """409 of a draft append: carries both offsets for the problem details."""
+
+    def __init__(self, expected: int, provided: int) -> None:
+        super().__init__(
+            f"offset from request ({provided}) does not match offset of resource ({expected})"
+        )
+        self.expected = expected
+        self.provided = provided
+
+
+class InconsistentUploadLengthError(InvalidUploadLengthError):
+    """Two indications of a draft upload's length disagree."""
+
+    default_message = "inconsistent length values for upload"
+
+
+class CompletedUploadError(ProtocolError):
+    """A draft append to an upload that is already complete."""
+
+    code = "ERR_UPLOAD_COMPLETED"
+    default_message = "upload is already completed"
+
+
+class InvalidUploadCompleteError(ProtocolError):
+    """A draft request without a valid ``Upload-Complete`` (``Upload-Incomplete``) field."""
+
+    code = "ERR_INVALID_UPLOAD_COMPLETE"
+    default_message = "missing or invalid Upload-Complete header"
+
+
+class LockerUnavailableError(UnavailableError):
+    """The distributed locker's backend (Redis) cannot be reached or failed."""
+
+    status = 503
+    code = "ERR_LOCKER_UNAVAILABLE"
+    default_message = "the upload lock service is unavailable: Redis is unreachable"

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 import stat
 from dataclasses import replace
 from typing import Any
@@ -21,12 +22,16 @@ from ..lockers.file import FileLocker
 from ..lockers.memory import MemoryLocker
 from ..protocol.errors import ServerShutdownError
 from ..stores.base import Store
+from ..stores.factory import build_store
 from ..stores.file import FileStore
 from ._events import EventStream
+from ._h2 import H2Connection, prepare_connection
 from ._handler import Interrupter, TusHandler
 from ._http import HTTPConnection, _date, close_gracefully
 from ._janitor import Janitor
+from ._metrics import share_metrics
 from ._supervisor import Supervisor
+from ._tls import TLSConfigError, context_from_config, tls_enabled, wrap_stream
 
 log = logging.getLogger("tusd_trio")
 
@@ -44,15 +49,18 @@ class Server:
     ) -> None:
         self.config = config
         if store is None:
-            store = FileStore(
-                config.upload_dir,
-                dir_perms=config.dir_perms,
-                file_perms=config.file_perms,
-                fsync=config.fsync,
-            )
+            store = build_store(config)
         self.store: Store = store
+        # What the store can do decides what is advertised (Tus-Extension) and allowed.
+        config.protocol = replace(config.protocol, capabilities=store.capabilities)
         if locker is None:
-            if config.locker == "file" and isinstance(store, FileStore):
+            if config.locker == "redis":
+                from ..lockers.redis import RedisLocker
+
+                locker = RedisLocker(
+                    config.redis_url, ttl=config.redis_lock_ttl, key_prefix=config.redis_key_prefix
+                )
+            elif config.locker == "file" and isinstance(store, FileStore):
                 locker = FileLocker(
                     store.directory,
                     holder_poll_interval=config.filelock_holder_poll_interval,
@@ -62,11 +70,23 @@ class Server:
                 locker = MemoryLocker()
         self.locker: Locker = locker
         self.scheme = "http"
+        #: TLS for every connection when -tls-certificate and -tls-key are set.
+        self.ssl_context: ssl.SSLContext | None = None
+        if tls_enabled(config.tls_certificate, config.tls_key):
+            if config.enable_h2c:
+                raise TLSConfigError(
+                    "-enable-h2c cannot be combined with TLS "
+                    "(HTTP/2 over TLS is negotiated with ALPN)"
+                )
+            self.ssl_context = context_from_config(config)
+            self.scheme = "https"
         self.shutting_down = False
         #: Connections reading a body with a large receive buffer (see _http.py).
         self.big_buffers = 0
         self.active_interrupters: set[Interrupter] = set()
-        self.connections: set[HTTPConnection] = set()
+        #: Shielded scopes of requests saving their bytes (bounded at shutdown).
+        self.settling: set[trio.CancelScope] = set()
+        self.connections: set[HTTPConnection | H2Connection] = set()
         self.auth = Authenticator(replace(config.auth, base_path=config.protocol.base_path))
         cors = config.protocol.cors
         if config.auth.api_keys_file and cors is not None:
@@ -115,6 +135,9 @@ class Server:
 
                     root.start_soon(accept_all)
                     self._announce()
+                    if self.config.metrics_dir:
+                        # A worker process (-workers N): publish its metrics for the others.
+                        root.start_soon(share_metrics, self)
                     task_status.started(self)
                     await self._shutdown.wait()
                     log.info("Received interrupt signal. Shutting down tusd-trio...")
@@ -133,6 +156,8 @@ class Server:
                     connections.cancel_scope.cancel()
                 root.cancel_scope.cancel()
             await self.supervisor.aclose()
+            with trio.CancelScope(shield=True):
+                await self.store.aclose()
             log.info("Shutdown completed. Goodbye!")
         finally:
             self._stopped.set()
@@ -145,17 +170,34 @@ class Server:
     def _stop_idle_and_interrupt(self) -> None:
         for interrupter in list(self.active_interrupters):
             interrupter.interrupt(ServerShutdownError())
+        latest = trio.current_time() + self.config.request_completion_timeout
+        for scope in list(self.settling):
+            scope.deadline = min(scope.deadline, latest)
         for connection in list(self.connections):
             if connection.idle and connection.cancel_scope is not None:
                 connection.cancel_scope.cancel()
 
     async def _open_listeners(self) -> list[trio.SocketListener]:
         config = self.config
+        if config.listen_fd >= 0:
+            # A worker process: the supervisor bound the socket and passed it down.
+            sock = trio.socket.fromfd(config.listen_fd, socket.AF_INET, socket.SOCK_STREAM)
+            family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+            if family != socket.AF_INET:
+                sock.close()
+                sock = trio.socket.fromfd(config.listen_fd, family, socket.SOCK_STREAM)
+            os.close(config.listen_fd)
+            await trio.lowlevel.checkpoint()
+            return [trio.SocketListener(sock)]
         if config.unix_sock:
             return [await _unix_listener(config.unix_sock)]
         return await trio.open_tcp_listeners(config.port, host=config.host or None, backlog=1024)
 
     def _announce(self) -> None:
+        if self.config.listen_fd >= 0:
+            # A worker process (-workers N): the parent printed the start-up lines once.
+            log.info("Worker process %d is serving.", os.getpid())
+            return
         base = self.config.protocol.base_path
         self.urls = []
         if self.config.unix_sock:
@@ -166,7 +208,7 @@ class Server:
             host, port = sockname[0], sockname[1]
             if ":" in host:
                 host = f"[{host}]"
-            self.urls.append(f"http://{host}:{port}{base}")
+            self.urls.append(f"{self.scheme}://{host}:{port}{base}")
         if self.config.show_startup_logs:
             log.info("Using %s:%s as address to listen.", self.config.host, self.bound_port)
             log.info("Using %s as the base path.", base)
@@ -213,11 +255,25 @@ class Server:
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         except OSError:
             pass
-        connection = HTTPConnection(stream, self, remote)
         limit = self.config.max_connections
         if limit and len(self.connections) >= limit:
-            await _refuse(stream)
+            if self.ssl_context is None:
+                await _refuse(stream)
+            else:  # no plaintext answer on a TLS port
+                with trio.CancelScope(shield=True):
+                    await close_gracefully(stream, linger=False)
             return
+        connection: HTTPConnection | H2Connection | None
+        if self.ssl_context is not None or self.config.enable_h2c:
+            # The TLS handshake (ALPN) or the h2c preface sniff, in this task.
+            wrapped: trio.abc.Stream = stream
+            if self.ssl_context is not None:
+                wrapped = wrap_stream(stream, self.ssl_context)
+            connection = await prepare_connection(wrapped, self, remote)
+            if connection is None:
+                return
+        else:
+            connection = HTTPConnection(stream, self, remote)
         self.connections.add(connection)
         self.supervisor.metrics.connections_open += 1
         try:

@@ -16,7 +16,7 @@ import trio
 from .._logging import debug_event, info_event
 from ..auth import AuthError
 from ..hooks import HookError, HookResponse, HTTPResponse, merge_http_response
-from ..protocol import core, errors
+from ..protocol import core, errors, ietf
 from ..protocol.core import Action, Response, Routed, WritePlan
 from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
@@ -61,7 +61,9 @@ class TusHandler:
 
     async def __call__(self, exchange: Exchange) -> None:
         request = exchange.request
-        routed = core.route(request, self.protocol)
+        routed = ietf.route(
+            request, self.protocol, enabled=self.config.enable_experimental_protocol
+        )
         method = routed.method
         # Every answer carries a request ID: the client's X-Request-ID, else a new one.
         exchange.request_id = _rid(request) or secrets.token_hex(8)
@@ -133,7 +135,12 @@ class TusHandler:
                 exc.code,
                 exc.message,
             )
-        response = core.error_response(exc, method=routed.method, common=routed.common)
+        if routed.interop is not None:
+            response = ietf.error_response(
+                exc, routed.interop, method=routed.method, common=routed.common
+            )
+        else:
+            response = core.error_response(exc, method=routed.method, common=routed.common)
         if exc.location is not None:
             response.headers.append(("Location", exc.location))
         if isinstance(exc, AuthError):
@@ -147,6 +154,8 @@ class TusHandler:
             raise routed.error
         action = routed.action
         if action is Action.OPTIONS:
+            if routed.interop is not None:
+                return ietf.options_response(routed.interop, self.protocol, routed.common)
             return core.options_response(self.protocol, routed.common)
         if action is Action.GREETING:
             return core.greeting_response()
@@ -226,6 +235,15 @@ class TusHandler:
         except (errors.TusError, trio.TooSlowError) as exc:
             checks["store"] = f"failing: {exc}"
             status = 503
+        check_locker = getattr(self.locker, "check", None)
+        if ready and check_locker is not None:
+            try:
+                with trio.fail_after(5):
+                    await check_locker()
+                checks["locker"] = "ok"
+            except (errors.TusError, trio.TooSlowError) as exc:
+                checks["locker"] = f"failing: {exc}"
+                status = 503
         if self.server.shutting_down:
             checks["server"] = "shutting down"
             status = 503
@@ -245,7 +263,13 @@ class TusHandler:
     async def _create(self, exchange: Exchange, routed: Routed) -> Response:
         request = exchange.request
         now = time.time()
-        plan = core.plan_creation(request, self.protocol, now)
+        interop = routed.interop
+        draft_complete = False
+        if interop is not None:
+            draft = ietf.plan_creation(request, self.protocol, interop, now)
+            plan, draft_complete = draft.plan, draft.complete
+        else:
+            plan = core.plan_creation(request, self.protocol, now)
         partials: list[UploadInfo] = []
         info = plan.info
         if plan.info.is_final:
@@ -306,6 +330,10 @@ class TusHandler:
         grant = auth.location_query(exchange.principal, info.id, time.time())
         if grant:
             location += "?" + grant
+        if interop is not None:
+            return await self._create_draft(
+                exchange, routed, interop, info, location, complete=draft_complete
+            )
 
         wrote_body = False
         if info.is_final:
@@ -323,6 +351,7 @@ class TusHandler:
                 info.id,
                 max_wait=self.config.acquire_lock_timeout,
                 on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
+                on_lost=lambda: interrupter.interrupt(errors.LockLostError()),
                 access="new",
             ):
                 info, body_error = await self._write_body(exchange, info, write_plan, interrupter)
@@ -342,6 +371,62 @@ class TusHandler:
             ]
         return response
 
+    async def _create_draft(
+        self,
+        exchange: Exchange,
+        routed: Routed,
+        interop: ietf.InteropVersion,
+        info: UploadInfo,
+        location: str,
+        *,
+        complete: bool,
+    ) -> Response:
+        """The rest of an IETF draft creation: the 104 (before the body is read), the
+        body through the ordinary write path, completion, then the 201."""
+        request = exchange.request
+        protocol = self.protocol
+        await exchange.send_informational(
+            104, ietf.interim_headers(interop, protocol, info, location, time.time())
+        )
+        interrupter = Interrupter()
+        body_error: errors.TusError | None = None
+        try:
+            async with self.locker.lock(
+                info.id,
+                max_wait=self.config.acquire_lock_timeout,
+                on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
+                on_lost=lambda: interrupter.interrupt(errors.LockLostError()),
+                access="new",
+            ):
+                if exchange.has_body:
+                    write_plan = core.plan_body_write(request, info, protocol)
+                    info, body_error = await self._write_body(
+                        exchange, info, write_plan, interrupter
+                    )
+                elif info.is_complete:
+                    await self._finish(info, exchange)
+                if body_error is None:
+                    info = await self._complete_draft(exchange, info, complete)
+        except errors.TusError as exc:
+            exc.location = location  # the upload exists: the client may resume it
+            raise
+        if body_error is not None:
+            if not isinstance(body_error, errors.UploadStoppedError):
+                body_error.location = location  # not for a terminated upload
+            raise body_error
+        return ietf.creation_response(interop, protocol, info, location, routed.common, time.time())
+
+    async def _complete_draft(
+        self, exchange: Exchange, info: UploadInfo, complete: bool
+    ) -> UploadInfo:
+        """A draft request that completes the upload: a deferred length becomes the
+        offset, and the upload is finished (a known length finished on its own)."""
+        length = ietf.length_to_declare(info, complete)
+        if length is not None:
+            info = await self.store.declare_length(info, length)
+            await self._finish(info, exchange)
+        return info
+
     async def _concat(
         self, info: UploadInfo, partials: list[UploadInfo], exchange: Exchange | None
     ) -> UploadInfo:
@@ -353,12 +438,16 @@ class TusHandler:
 
     async def _patch(self, exchange: Exchange, routed: Routed, upload_id: str) -> Response:
         request = exchange.request
+        interop = routed.interop
+        if interop is not None:
+            return await self._append_draft(exchange, routed, interop, upload_id)
         core.check_patch_headers(request)
         interrupter = Interrupter()
         async with self.locker.lock(
             upload_id,
             max_wait=self.config.acquire_lock_timeout,
             on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
+            on_lost=lambda: interrupter.interrupt(errors.LockLostError()),
         ):
             info = await self.store.get(upload_id)
             now = time.time()
@@ -371,6 +460,32 @@ class TusHandler:
             if error is not None:
                 raise error
             return core.patch_response(info, self.protocol, routed.common, time.time())
+
+    async def _append_draft(
+        self, exchange: Exchange, routed: Routed, interop: ietf.InteropVersion, upload_id: str
+    ) -> Response:
+        """An IETF draft append (PATCH): the tus PATCH path with the draft's checks."""
+        request = exchange.request
+        protocol = self.protocol
+        ietf.check_append_headers(request, interop)
+        interrupter = Interrupter()
+        async with self.locker.lock(
+            upload_id,
+            max_wait=self.config.acquire_lock_timeout,
+            on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
+            on_lost=lambda: interrupter.interrupt(errors.LockLostError()),
+        ):
+            info = await self.store.get(upload_id)
+            now = time.time()
+            append, plan = ietf.plan_append(request, info, protocol, interop, now)
+            if not plan.already_complete:
+                if plan.declare_length is not None:
+                    info = await self.store.declare_length(info, plan.declare_length)
+                info, error = await self._write_body(exchange, info, plan, interrupter)
+                if error is not None:
+                    raise error
+                info = await self._complete_draft(exchange, info, append.complete)
+            return ietf.append_response(interop, protocol, info, routed.common, time.time())
 
     async def _write_body(
         self,
@@ -443,11 +558,18 @@ class TusHandler:
             interrupter.scope = None
             server.active_interrupters.discard(interrupter)
 
-        # Whatever happened, settle the bytes before answering; the store gets
-        # request-completion-timeout seconds even if we are being cancelled.
+        # Whatever happened, settle the bytes before answering.  As tusd's delayed
+        # context: while the client waits for the answer the store takes the time it
+        # needs (an S3 completion can take long); once the request is over (client
+        # gone, lease lost) or the server shuts down, it gets request-completion-timeout.
         with trio.CancelScope(shield=True) as settle:
-            settle.deadline = trio.current_time() + self.config.request_completion_timeout
-            info, error = await self._settle(exchange, info, plan, writer, hashers, error)
+            if isinstance(error, errors.BodyInterruptedError) or server.shutting_down:
+                settle.deadline = trio.current_time() + self.config.request_completion_timeout
+            server.settling.add(settle)
+            try:
+                info, error = await self._settle(exchange, info, plan, writer, hashers, error)
+            finally:
+                server.settling.discard(settle)
         if settle.cancelled_caught:
             return info, errors.StoreError("the store did not finish in time")
         if isinstance(error, errors.UploadStoppedError):
@@ -508,6 +630,15 @@ class TusHandler:
         error: errors.TusError | None,
     ) -> tuple[UploadInfo, errors.TusError | None]:
         try:
+            if isinstance(error, errors.LockLostError):
+                # Another instance may own the upload now: store nothing more.  Bytes an
+                # append-only store already holds stay; buffered ones are dropped.
+                if plan.verify_checksum or not getattr(writer, "durable_on_write", False):
+                    await writer.discard()
+                await writer.aclose()
+                written = max(writer.written, 0)
+                self.metrics.bytes_received += written
+                return info.with_offset(info.offset + written), error
             if plan.verify_checksum:
                 checksum: Checksum | None = plan.checksum
                 if error is None and checksum is None:
@@ -543,7 +674,7 @@ class TusHandler:
             error = exc
         written = writer.written
         if written:
-            self.metrics.bytes_received += written
+            self.metrics.bytes_received += max(written, 0)
         info = info.with_offset(info.offset + written)
         if written:
             info = replace(info, modified=time.time())
@@ -582,11 +713,16 @@ class TusHandler:
     # --- HEAD ----------------------------------------------------------------------------------
 
     async def _head(self, exchange: Exchange, routed: Routed, upload_id: str) -> Response:
+        interop = routed.interop
+        if interop is not None:
+            ietf.check_state_fields(exchange.request, interop)
         async with self.locker.lock(
             upload_id, max_wait=self.config.acquire_lock_timeout, access="read"
         ):
             info = await self.store.get(upload_id)
             info = await self._maybe_complete_final(info, exchange)
+            if interop is not None:
+                return ietf.head_response(interop, self.protocol, info, routed.common, time.time())
             return core.head_response(
                 exchange.request, info, self.protocol, routed.common, time.time()
             )
@@ -623,7 +759,10 @@ class TusHandler:
             ):
                 info = await self.store.get(upload_id)
                 info = await self._maybe_complete_final(info, exchange)
-        plan = core.plan_download(exchange.request, info, self.protocol, routed.common, time.time())
+        now = time.time()
+        plan = core.plan_download(exchange.request, info, self.protocol, routed.common, now)
+        if routed.interop is not None and routed.interop.get_reports_state:
+            plan.headers.extend(ietf.state_headers(routed.interop, self.protocol, info, now))
         head = exchange.request.method.upper() == "HEAD"
         if plan.length == 0 or head:
             await exchange.send_response(Response(plan.status, plan.headers), head=head)
@@ -636,6 +775,8 @@ class TusHandler:
 
     async def _delete(self, exchange: Exchange, routed: Routed, upload_id: str) -> Response:
         request = exchange.request
+        if routed.interop is not None:
+            ietf.check_state_fields(request, routed.interop)
         async with self.locker.lock(upload_id, max_wait=self.config.acquire_lock_timeout):
             info = await self.store.get(upload_id)
             answer = await self.supervisor.run_blocking_hook(

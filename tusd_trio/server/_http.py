@@ -270,11 +270,25 @@ class Exchange:
         raise errors.ReadTimeoutError()
 
     async def send_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """Send a 1xx interim response (none to an HTTP/1.0 client, which cannot take one).
+
+        h11 takes any interim response as the answer to ``Expect: 100-continue``;
+        the client still gets its ``100 (Continue)`` right after (the resumable
+        upload draft forbids leaving it out because a 104 was sent).
+        """
+        conn = self._connection.conn
+        if conn.their_http_version is None or conn.their_http_version < b"1.1":
+            return
+        waiting = conn.they_are_waiting_for_100_continue and status != 100
         await self._connection.send_event(
             h11.InformationalResponse(
                 status_code=status, headers=_encode_headers(headers), reason=reason_phrase(status)
             )
         )
+        if waiting:
+            await self._connection.send_event(
+                h11.InformationalResponse(status_code=100, headers=[])
+            )
 
     async def send_response(self, response: Response, *, head: bool = False) -> None:
         headers = _encode_headers(response.headers)
@@ -464,6 +478,11 @@ class HTTPConnection:
                 if event is None:
                     return
                 self.idle = False
+                if server.config.enable_h2c:
+                    from ._h2 import upgrade_h2c
+
+                    if await upgrade_h2c(self, event):
+                        return
                 if server.config.expose_events and _is_events_request(event, server):
                     await server.events.serve(self, event)
                     return
@@ -614,7 +633,7 @@ async def close_gracefully(stream: trio.abc.Stream, *, linger: bool) -> None:
     Reads at most 64 KiB for at most one second, so a peer cannot hold it open.
     """
     with trio.move_on_after(1):
-        if linger and isinstance(stream, trio.SocketStream):
+        if linger and isinstance(stream, trio.abc.HalfCloseableStream):
             try:
                 await stream.send_eof()
                 drained = 0

@@ -56,7 +56,11 @@ class Janitor:
                     if not core.is_expired(info, protocol, time.time() if now is None else now):
                         continue
                     await server.store.terminate(info)
-            except (errors.LockTimeoutError, errors.UploadNotFoundError):
+            except (
+                errors.LockTimeoutError,
+                errors.LockerUnavailableError,
+                errors.UploadNotFoundError,
+            ):
                 continue
             removed += 1
             server.supervisor.metrics.uploads_expired += 1

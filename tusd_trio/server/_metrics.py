@@ -5,24 +5,61 @@ tusd's counters keep their exact names (``tusd_bytes_received``, without the
 working; the values are read from the supervisor's plain counters at scrape
 time, so requests pay nothing for them.  When prometheus-client is installed,
 its process and Python collectors are appended.
+
+Worker processes (``-workers N``) share their metrics through a directory
+(``Config.metrics_dir``): every worker writes a snapshot of its counters,
+gauges and histograms to ``<dir>/<pid>.json`` every half second and when it
+stops (:func:`share_metrics`), replacing the file atomically.  Whichever worker
+answers a scrape adds its own live values, the other workers' snapshots and
+``<dir>/retired.json``: the parent folds the last snapshot of every worker that
+exited into it (:func:`retire_snapshot`), counters and histograms only, so totals
+never go backwards when a worker dies or is restarted.  The process and Python
+collectors describe one process and are left out in that mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from ..hooks.model import HOOK_TYPES
 
 if TYPE_CHECKING:
     from ._app import Server
 
+log = logging.getLogger("tusd_trio")
+
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _METHODS = ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS")
+#: How often a worker process publishes its snapshot (seconds).
+SNAPSHOT_INTERVAL = 0.5
+RETIRED_FILE = "retired.json"
+_SNAPSHOT_NAME = re.compile(r"^([0-9]+)\.json$")
+#: Retired worker ids remembered (a reader skips a snapshot that is already retired).
+_RETIRED_IDS_KEPT = 1000
+
+#: (sample name, label pairs in order)
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    """Integers exactly (``{:g}`` would print 1.23457e+07 for byte counts)."""
+    if float(value).is_integer() and abs(value) < 2**63:
+        return str(int(value))
+    return repr(float(value))
 
 
 def _family(
@@ -32,94 +69,118 @@ def _family(
     for labels, value in samples:
         if labels:
             inner = ",".join(f'{key}="{_escape(val)}"' for key, val in labels.items())
-            lines.append(f"{name}{{{inner}}} {value:g}")
+            lines.append(f"{name}{{{inner}}} {_number(value)}")
         else:
-            lines.append(f"{name} {value:g}")
+            lines.append(f"{name} {_number(value)}")
     return lines
 
 
-def render_metrics(server: Server) -> str:
+@dataclass
+class Family:
+    """One metric family as plain data (what a worker snapshot holds)."""
+
+    name: str
+    kind: str  # counter | gauge | histogram
+    help: str
+    #: Rendered by prometheus-client (histograms) rather than by :func:`_family`.
+    prom: bool = False
+    samples: dict[SampleKey, float] = field(default_factory=dict)
+
+    def add(self, labels: dict[str, str], value: float, sample_name: str = "") -> None:
+        self.samples[(sample_name or self.name, tuple(labels.items()))] = float(value)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.kind,
+            "help": self.help,
+            "prom": self.prom,
+            "samples": [
+                [name, [list(p) for p in labels], v] for (name, labels), v in self.samples.items()
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Family:
+        family = cls(str(data["name"]), str(data["type"]), str(data["help"]), bool(data["prom"]))
+        for name, labels, value in data["samples"]:
+            key = (str(name), tuple((str(k), str(v)) for k, v in labels))
+            family.samples[key] = float(value)
+        return family
+
+
+def _tusd_families(server: Server) -> list[Family]:
     m = server.supervisor.metrics
-    lines: list[str] = []
-    lines += _family(
-        "tusd_requests_total",
-        "counter",
-        "Total number of requests served by tusd per method.",
-        [({"method": method}, m.requests_total.get(method, 0)) for method in _METHODS],
+    families: list[Family] = []
+
+    def family(name: str, kind: str, help_text: str) -> Family:
+        families.append(Family(name, kind, help_text))
+        return families[-1]
+
+    requests = family(
+        "tusd_requests_total", "counter", "Total number of requests served by tusd per method."
     )
-    lines += _family(
-        "tusd_errors_total",
-        "counter",
-        "Total number of errors per status.",
-        [
-            ({"status": status, "code": code}, count)
-            for (status, code), count in sorted(m.errors_total.items())
-        ],
+    for method in _METHODS:
+        requests.add({"method": method}, m.requests_total.get(method, 0))
+    errors = family("tusd_errors_total", "counter", "Total number of errors per status.")
+    for (status, code), count in sorted(m.errors_total.items()):
+        errors.add({"status": status, "code": code}, count)
+    family("tusd_bytes_received", "counter", "Number of bytes received for uploads.").add(
+        {}, m.bytes_received
     )
-    lines += _family(
-        "tusd_bytes_received",
-        "counter",
-        "Number of bytes received for uploads.",
-        [({}, m.bytes_received)],
+    family("tusd_uploads_created", "counter", "Number of created uploads.").add(
+        {}, m.uploads_created
     )
-    lines += _family(
-        "tusd_uploads_created", "counter", "Number of created uploads.", [({}, m.uploads_created)]
+    family("tusd_uploads_finished", "counter", "Number of finished uploads.").add(
+        {}, m.uploads_finished
     )
-    lines += _family(
-        "tusd_uploads_finished",
-        "counter",
-        "Number of finished uploads.",
-        [({}, m.uploads_finished)],
+    family("tusd_uploads_terminated", "counter", "Number of terminated uploads.").add(
+        {}, m.uploads_terminated
     )
-    lines += _family(
-        "tusd_uploads_terminated",
-        "counter",
-        "Number of terminated uploads.",
-        [({}, m.uploads_terminated)],
+    family("tusd_connections_open", "gauge", "Current number of open connections.").add(
+        {}, m.connections_open
     )
-    lines += _family(
-        "tusd_connections_open",
-        "gauge",
-        "Current number of open connections.",
-        [({}, m.connections_open)],
+    invocations = family(
+        "tusd_hook_invocations_total", "counter", "Total number of invocations per hook type."
     )
-    lines += _family(
-        "tusd_hook_invocations_total",
-        "counter",
-        "Total number of invocations per hook type.",
-        [({"hooktype": hook}, m.hook_invocations_total.get(hook, 0)) for hook in HOOK_TYPES],
+    for hook in HOOK_TYPES:
+        invocations.add({"hooktype": hook}, m.hook_invocations_total.get(hook, 0))
+    hook_errors = family(
+        "tusd_hook_errors_total", "counter", "Total number of execution errors per hook type."
     )
-    lines += _family(
-        "tusd_hook_errors_total",
-        "counter",
-        "Total number of execution errors per hook type.",
-        [({"hooktype": hook}, m.hook_errors_total.get(hook, 0)) for hook in HOOK_TYPES],
-    )
-    lines += _family(
+    for hook in HOOK_TYPES:
+        hook_errors.add({"hooktype": hook}, m.hook_errors_total.get(hook, 0))
+    family(
         "tusd_trio_uploads_expired_total",
         "counter",
         "Unfinished uploads removed by the expiry janitor.",
-        [({}, m.uploads_expired)],
+    ).add({}, m.uploads_expired)
+    family("tusd_trio_active_uploads", "gauge", "Requests writing upload data right now.").add(
+        {}, len(server.active_interrupters)
     )
-    lines += _family(
-        "tusd_trio_active_uploads",
-        "gauge",
-        "Requests writing upload data right now.",
-        [({}, len(server.active_interrupters))],
-    )
-    lines += _family(
-        "tusd_trio_event_subscribers",
-        "gauge",
-        "Current subscribers of the live event stream.",
-        [({}, len(server.events.subscribers))],
-    )
-    lines += _family(
+    family(
+        "tusd_trio_event_subscribers", "gauge", "Current subscribers of the live event stream."
+    ).add({}, len(server.events.subscribers))
+    family(
         "tusd_trio_event_subscribers_dropped_total",
         "counter",
         "Event-stream subscribers dropped for falling behind.",
-        [({}, server.events.dropped)],
-    )
-    text = "\n".join(lines) + "\n"
+    ).add({}, server.events.dropped)
+    return families
+
+
+def _render_text(families: Iterable[Family]) -> str:
+    lines: list[str] = []
+    for fam in families:
+        samples = [(dict(labels), value) for (_name, labels), value in fam.samples.items()]
+        lines += _family(fam.name, fam.kind, fam.help, samples)
+    return "\n".join(lines) + "\n"
+
+
+def render_metrics(server: Server) -> str:
+    if server.config.metrics_dir:
+        return _render_shared(server)
+    text = _render_text(_tusd_families(server))
     try:
         from prometheus_client import REGISTRY, generate_latest
     except ImportError:  # pragma: no cover - prometheus-client is optional
@@ -177,3 +238,228 @@ class _Histograms:
 
 
 histograms = _Histograms()
+
+
+# --- worker processes (-workers N): shared snapshots ---------------------------------
+
+_worker_id = uuid.uuid4().hex
+
+
+def _histogram_families() -> list[Family]:
+    families: list[Family] = []
+    for metric in (histograms.request, histograms.hook):
+        if metric is None:
+            continue
+        for collected in metric.collect():
+            fam = Family(collected.name, collected.type, collected.documentation, prom=True)
+            for sample in collected.samples:
+                fam.add(dict(sample.labels), sample.value, sample.name)
+            families.append(fam)
+    return families
+
+
+def local_families(server: Server) -> list[Family]:
+    """This process's counters, gauges and histograms."""
+    return _tusd_families(server) + _histogram_families()
+
+
+def merge_families(
+    target: dict[str, Family], families: Iterable[Family], *, gauges: bool = True
+) -> None:
+    """Add ``families`` into ``target``: values are summed (a histogram's ``_created``
+    keeps the earliest); gauges are skipped with ``gauges=False`` (a dead process has none)."""
+    for fam in families:
+        if fam.kind == "gauge" and not gauges:
+            continue
+        into = target.get(fam.name)
+        if into is None:
+            into = target[fam.name] = Family(fam.name, fam.kind, fam.help, fam.prom)
+        # prometheus-client's creation time of a series (not tusd_uploads_created).
+        created = f"{fam.name}_created" if fam.prom else None
+        for key, value in fam.samples.items():
+            old = into.samples.get(key)
+            if old is None:
+                into.samples[key] = value
+            elif key[0] == created:
+                into.samples[key] = min(old, value)
+            else:
+                into.samples[key] = old + value
+
+
+def _write_json_atomically(path: str, data: dict[str, Any]) -> None:
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, separators=(",", ":"))
+    os.replace(temporary, path)
+
+
+def _load_json(path: str) -> dict[str, Any] | None:
+    """The file's JSON object; ``None`` when the file does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # never expected: files are replaced atomically
+        log.warning("ignoring unreadable metrics snapshot %s: %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _families_of(data: dict[str, Any]) -> list[Family]:
+    try:
+        return [Family.from_json(item) for item in data.get("families", [])]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
+def _snapshot(server: Server) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "id": _worker_id,
+        "families": [fam.to_json() for fam in local_families(server)],
+    }
+
+
+def snapshot_path(metrics_dir: str, pid: int) -> str:
+    return os.path.join(metrics_dir, f"{pid}.json")
+
+
+async def share_metrics(server: Server, interval: float = SNAPSHOT_INTERVAL) -> None:
+    """Publish this worker's metrics now, every ``interval`` seconds and when cancelled.
+
+    The first snapshot also tells the parent process that this worker serves.
+    """
+    path = snapshot_path(server.config.metrics_dir, os.getpid())
+    try:
+        while True:
+            # Collected here, on the event loop thread; written by a worker thread.
+            try:
+                await trio.to_thread.run_sync(_write_json_atomically, path, _snapshot(server))
+            except OSError as exc:  # e.g. a full disk: serving matters more than metrics
+                log.warning("cannot write the metrics snapshot %s: %s", path, exc)
+            await trio.sleep(interval)
+    finally:
+        # At shutdown (cancelled): the final values, synchronously (a few KiB).
+        try:
+            _write_json_atomically(path, _snapshot(server))
+        except OSError as exc:
+            log.warning("cannot write the final metrics snapshot %s: %s", path, exc)
+
+
+def read_shared(
+    metrics_dir: str, own_pid: int
+) -> tuple[list[tuple[int, list[Family]]], list[Family]]:
+    """The other workers' snapshots and the retired total, read consistently.
+
+    The parent retires a worker by rewriting ``retired.json`` (which lists the
+    retired snapshot ids) and then deleting ``<pid>.json``.  Listing first and
+    reading ``retired.json`` second means a snapshot listed but already gone has
+    been retired after we read the total: read everything again in that case.
+    """
+    live: list[tuple[int, list[Family]]] = []
+    retired: list[Family] = []
+    for _attempt in range(5):
+        try:
+            names = os.listdir(metrics_dir)
+        except OSError:
+            return [], []
+        pids = sorted(
+            int(match.group(1)) for match in map(_SNAPSHOT_NAME.match, names) if match is not None
+        )
+        retired_data = _load_json(os.path.join(metrics_dir, RETIRED_FILE)) or {}
+        retired_ids = set(retired_data.get("ids", []))
+        retired = _families_of(retired_data)
+        live = []
+        vanished = False
+        for pid in pids:
+            if pid == own_pid:
+                continue
+            data = _load_json(snapshot_path(metrics_dir, pid))
+            if data is None:
+                vanished = True
+                break
+            if data.get("id") in retired_ids:
+                continue
+            live.append((pid, _families_of(data)))
+        if not vanished:
+            break
+    return live, retired
+
+
+def retire_snapshot(metrics_dir: str, pid: int) -> None:
+    """Fold the last snapshot of an exited worker into ``retired.json`` (parent only).
+
+    Counters and histograms are kept (totals never go backwards); gauges are
+    dropped.  Written atomically before the snapshot is deleted (see read_shared).
+    """
+    path = snapshot_path(metrics_dir, pid)
+    data = _load_json(path)
+    if data is None:
+        return  # it died before its first snapshot
+    retired_path = os.path.join(metrics_dir, RETIRED_FILE)
+    retired_data = _load_json(retired_path) or {}
+    ids = [str(item) for item in retired_data.get("ids", [])]
+    snapshot_id = data.get("id")
+    if isinstance(snapshot_id, str) and snapshot_id not in ids:
+        total: dict[str, Family] = {}
+        merge_families(total, _families_of(retired_data), gauges=False)
+        merge_families(total, _families_of(data), gauges=False)
+        ids = [*ids, snapshot_id][-_RETIRED_IDS_KEPT:]
+        _write_json_atomically(
+            retired_path, {"ids": ids, "families": [fam.to_json() for fam in total.values()]}
+        )
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _requests_served(families: Iterable[Family]) -> float:
+    return sum(sum(fam.samples.values()) for fam in families if fam.name == "tusd_requests_total")
+
+
+def _render_shared(server: Server) -> str:
+    own_pid = os.getpid()
+    own = local_families(server)
+    live, retired = read_shared(server.config.metrics_dir, own_pid)
+    merged: dict[str, Family] = {}
+    merge_families(merged, own)
+    for _pid, families in live:
+        merge_families(merged, families)
+    merge_families(merged, retired, gauges=False)
+    per_worker = Family(
+        "tusd_trio_worker_requests_total",
+        "counter",
+        "Requests served by each running worker process (-workers), by pid.",
+    )
+    for pid, families in [(own_pid, own), *live]:
+        per_worker.add({"pid": str(pid)}, _requests_served(families))
+    text = _render_text([*(f for f in merged.values() if not f.prom), per_worker])
+    return text + _render_prom([f for f in merged.values() if f.prom])
+
+
+class _Collected:
+    """A registry stand-in for ``generate_latest``: fixed, already merged families."""
+
+    def __init__(self, metrics: list[Any]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self._metrics)
+
+
+def _render_prom(families: list[Family]) -> str:
+    if not families:
+        return ""
+    try:
+        from prometheus_client import generate_latest
+        from prometheus_client.metrics_core import Metric
+    except ImportError:  # pragma: no cover - prometheus-client is optional
+        return ""
+    metrics: list[Any] = []
+    for fam in families:
+        metric = Metric(fam.name, fam.help, fam.kind)
+        for (name, labels), value in fam.samples.items():
+            metric.add_sample(name, dict(labels), value)
+        metrics.append(metric)
+    registry: Any = _Collected(metrics)
+    return generate_latest(registry).decode("utf-8")

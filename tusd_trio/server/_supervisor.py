@@ -68,6 +68,10 @@ class Supervisor:
             watch = getattr(locker, "watch_stop_requests", None)
             if watch is not None:
                 nursery.start_soon(watch)
+            run_locker = getattr(locker, "run", None)
+            if run_locker is not None:
+                # Lease renewals and cross-instance release requests (Redis locker).
+                await nursery.start(run_locker)
             if self.server.config.janitor_interval > 0:
                 nursery.start_soon(self.server.janitor.run)
             nursery.start_soon(self._flush_logs_periodically)

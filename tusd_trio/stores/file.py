@@ -74,6 +74,9 @@ def _makedirs(path: str, mode: int) -> None:
 class _FileWriter:
     """Appends to the data file, or to ``<data>.part`` when staged."""
 
+    #: Every write() reaches the upload at once (no buffer to drop on lease loss).
+    durable_on_write = True
+
     def __init__(self, store: FileStore, info: UploadInfo, data_path: str, staged: bool) -> None:
         self._store = store
         self._info = info

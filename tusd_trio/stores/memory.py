@@ -22,6 +22,9 @@ class _Entry:
 
 
 class _MemoryWriter:
+    #: Every write() reaches the upload at once (no buffer to drop on lease loss).
+    durable_on_write = True
+
     def __init__(self, entry: _Entry, staged: bool) -> None:
         self._entry = entry
         self._staged = staged

@@ -1,0 +1,474 @@
+"""``-workers N``: real daemon processes sharing one port (file and Redis lockers)."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TUS = {"Tus-Resumable": "1.0.0"}
+BANNER = "You can now upload files to: "
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+CHUNK = 64 * 1024
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process, or None when it does not exist."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def _children(parent: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(int(entry))
+            if stat is not None and stat[1] == parent and stat[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class WorkerDaemon:
+    """``python -m tusd_trio -workers N ...`` in its own session, stdout collected."""
+
+    def __init__(self, args: list[str]) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tusd_trio", *args],
+            cwd=str(REPO_ROOT),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.seen_workers: set[int] = set()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_line(self, needle: str, timeout: float = START_TIMEOUT) -> str:
+        def find() -> str | None:
+            for line in list(self.lines):
+                if needle in line:
+                    return line
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                pytest.fail(f"daemon exited ({self.proc.returncode}):\n{self.output()[-4000:]}")
+            return None
+
+        line: str = _wait_for(find, f"{needle!r} in the output", timeout)
+        return line
+
+    def base_url(self) -> str:
+        return self.wait_line(BANNER).split(BANNER, 1)[1].strip()
+
+    def workers(self) -> set[int]:
+        pids = _children(self.proc.pid)
+        self.seen_workers |= pids
+        return pids
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the parent only (not its group): it must forward the signal itself."""
+        self.workers()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail("the parent did not exit after SIGTERM:\n" + self.output()[-4000:])
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        for pid in [self.proc.pid, *self.workers()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., WorkerDaemon]]:
+    started: list[WorkerDaemon] = []
+
+    def start(*extra: str, workers: int = 2, tcp: bool = True) -> WorkerDaemon:
+        args = ["-workers", str(workers), "-upload-dir", str(tmp_path / "uploads")]
+        if tcp:
+            args += ["-host", "127.0.0.1", "-port", "0"]
+        daemon = WorkerDaemon([*args, *extra])
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+
+
+def _metrics(base_url: str, client: httpx.Client | None = None) -> dict[str, float]:
+    root = base_url.split("/files/")[0]
+    if client is None:
+        response = httpx.get(f"{root}/metrics", timeout=10)
+    else:
+        response = client.get("http://tusd/metrics")
+    assert response.status_code == 200, response.text
+    values: dict[str, float] = {}
+    for line in response.text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def _per_worker(metrics: dict[str, float]) -> dict[int, float]:
+    found = {}
+    for name, value in metrics.items():
+        match = re.fullmatch(r'tusd_trio_worker_requests_total\{pid="([0-9]+)"\}', name)
+        if match:
+            found[int(match.group(1))] = value
+    return found
+
+
+class _Retry(Exception):
+    pass
+
+
+def _upload(
+    base_url: str,
+    data: bytes,
+    *,
+    retry: bool = False,
+    transport: httpx.HTTPTransport | None = None,
+    attempts: list[int] | None = None,
+) -> str:
+    """Create, PATCH in chunks and read back; a fresh connection per attempt.
+
+    With ``retry``, failures (a worker killed under the request) are retried,
+    resuming from the offset the server reports.
+    """
+    location = ""
+    for _attempt in range(40):
+        try:
+            with httpx.Client(timeout=15, transport=transport) as client:
+                if not location:
+                    if attempts is not None:
+                        attempts.append(1)
+                    response = client.post(
+                        base_url, headers={**TUS, "Upload-Length": str(len(data))}
+                    )
+                    if response.status_code != 201:
+                        raise _Retry(f"POST {response.status_code}")
+                    location = response.headers["location"]
+                    if transport is not None:
+                        location = "http://tusd" + httpx.URL(location).path
+                    offset = 0
+                else:
+                    response = client.head(location, headers=TUS)
+                    if response.status_code != 200:
+                        raise _Retry(f"HEAD {response.status_code}")
+                    offset = int(response.headers["upload-offset"])
+                while offset < len(data):
+                    response = client.patch(
+                        location,
+                        content=data[offset : offset + CHUNK],
+                        headers={
+                            **TUS,
+                            "Upload-Offset": str(offset),
+                            "Content-Type": "application/offset+octet-stream",
+                        },
+                    )
+                    if response.status_code != 204:
+                        raise _Retry(f"PATCH {response.status_code}: {response.text}")
+                    offset = int(response.headers["upload-offset"])
+                response = client.get(location)
+                assert response.status_code == 200
+                assert response.content == data, "the upload's bytes differ"
+                return location
+        except (httpx.TransportError, _Retry):
+            if not retry:
+                raise
+            time.sleep(0.1)
+    raise AssertionError(f"upload {location or '(not created)'} never completed")
+
+
+def _payloads(count: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(rng.randrange(1, 3 * CHUNK)) for _ in range(count)]
+
+
+def _upload_all(base_url: str, payloads: list[bytes], **options: Any) -> list[str]:
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda data: _upload(base_url, data, **options), payloads))
+
+
+def _requests_of(payloads: list[bytes]) -> dict[str, int]:
+    """POST, PATCH and GET requests _upload makes (without failures)."""
+    patches = sum(-(-len(data) // CHUNK) for data in payloads)
+    return {"POST": len(payloads), "PATCH": patches, "GET": len(payloads)}
+
+
+def _settled(base_url: str) -> dict[str, float]:
+    """Metrics once no snapshot changes any more (snapshots are written twice a second)."""
+    keys = ("tusd_uploads_created", 'tusd_requests_total{method="PATCH"}', "tusd_bytes_received")
+    previous = _metrics(base_url)
+    while True:
+        time.sleep(1.2)
+        current = _metrics(base_url)
+        if all(current[key] == previous[key] for key in keys):
+            return current
+        previous = current
+
+
+def test_workers_share_port_restart_and_metrics(
+    start_daemon: Callable[..., WorkerDaemon],
+) -> None:
+    daemon = start_daemon()
+    url = daemon.base_url()
+    assert re.fullmatch(r"http://127\.0\.0\.1:[0-9]+/files/", url)
+    workers = _wait_for(lambda: len(daemon.workers()) == 2 and daemon.workers(), "2 workers")
+    metrics_dirs = {
+        Path(f"/proc/{pid}/environ")
+        .read_bytes()
+        .split(b"TUSD_TRIO_METRICS_DIR=")[1]
+        .split(b"\0")[0]
+        for pid in workers
+    }
+    assert len(metrics_dirs) == 1
+
+    # Many concurrent uploads, each on fresh connections: both workers serve.
+    first = _payloads(40, seed=1)
+    _upload_all(url, first)
+    expected = _requests_of(first)
+    counts = _wait_for(
+        lambda: (m := _metrics(url))["tusd_uploads_created"] == 40 and m,
+        "the uploads of both workers in /metrics",
+    )
+    assert counts['tusd_requests_total{method="POST"}'] == expected["POST"]
+    assert counts['tusd_requests_total{method="PATCH"}'] == expected["PATCH"]
+    assert counts["tusd_bytes_received"] == sum(map(len, first))
+    assert counts["tusd_uploads_finished"] == 40
+    per_worker = _per_worker(counts)
+    assert set(per_worker) == workers, (per_worker, workers)
+    assert all(count > 0 for count in per_worker.values()), per_worker
+    assert 'tusd_trio_request_duration_seconds_count{method="POST",status="201"}' in counts
+    assert counts['tusd_trio_request_duration_seconds_count{method="POST",status="201"}'] == 40
+
+    # SIGKILL one worker while uploads run: the parent restarts it and every upload
+    # completes (requests that hit the dead worker are retried).
+    before_kill = _metrics(url)
+    victim = min(workers)
+    second = _payloads(30, seed=2)
+    attempts: list[int] = []
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(_upload_all, url, second, retry=True, attempts=attempts)
+        _wait_for(lambda: len(attempts) >= 10 or running.done(), "uploads under way")
+        os.kill(victim, signal.SIGKILL)
+        seen = [before_kill["tusd_uploads_created"]]
+        while not running.done():
+            seen.append(_metrics(url)["tusd_uploads_created"])
+            time.sleep(0.05)
+        running.result()
+    assert seen == sorted(seen), f"uploads_created went backwards: {seen}"
+    daemon.wait_line("restarted (pid")
+    workers_after = _wait_for(
+        lambda: len(w := daemon.workers()) == 2 and victim not in w and w, "the restarted worker"
+    )
+    assert _proc_stat(victim) is None
+
+    # The dead worker's counts stay in the totals; new requests add exactly.
+    settled = _settled(url)
+    assert settled["tusd_uploads_created"] >= before_kill["tusd_uploads_created"]
+    assert settled["tusd_uploads_created"] <= 40 + len(attempts)
+    third = _payloads(20, seed=3)
+    _upload_all(url, third)
+    target = settled["tusd_uploads_created"] + 20
+    final = _wait_for(
+        lambda: (m := _metrics(url))["tusd_uploads_created"] == target and m,
+        f"tusd_uploads_created == {target}",
+    )
+    patches = settled['tusd_requests_total{method="PATCH"}'] + _requests_of(third)["PATCH"]
+    assert final['tusd_requests_total{method="PATCH"}'] == patches
+    assert set(_per_worker(final)) == workers_after
+
+    # One banner, printed by the parent; workers announce themselves differently.
+    output = daemon.output()
+    assert output.count(BANNER) == 1
+    assert output.count("is serving.") == 3  # two workers and the restarted one
+    assert output.count("Supported tus extensions:") == 1
+
+    # SIGTERM to the parent: graceful, exit 0, nothing left behind.
+    assert daemon.stop() == 0, daemon.output()[-3000:]
+    assert daemon.output().count("Shutdown completed. Goodbye!") == 3
+    for pid in daemon.seen_workers:
+        assert _proc_stat(pid) is None, f"worker {pid} outlived the parent"
+    assert not _children(daemon.proc.pid)
+    assert not os.path.exists(os.fsdecode(metrics_dirs.pop()))
+
+
+def test_workers_refuse_the_memory_locker(start_daemon: Callable[..., WorkerDaemon]) -> None:
+    daemon = start_daemon("-locker", "memory")
+    assert daemon.proc.wait(STOP_TIMEOUT) == 2
+    daemon._reader.join(5)
+    assert "-workers above 1 needs a lock shared by the worker processes" in daemon.output()
+    assert BANNER not in daemon.output()
+
+
+def test_workers_with_the_redis_locker(start_daemon: Callable[..., WorkerDaemon]) -> None:
+    prefix = f"tusd-trio-test-workers-{uuid.uuid4().hex[:8]}:"
+    daemon = start_daemon(
+        "-locker",
+        "redis",
+        "-redis-url",
+        "redis://127.0.0.1:6379/0",
+        "-redis-key-prefix",
+        prefix,
+    )
+    url = daemon.base_url()
+    workers = _wait_for(lambda: len(daemon.workers()) == 2 and daemon.workers(), "2 workers")
+    payloads = _payloads(30, seed=4)
+    _upload_all(url, payloads)
+    counts = _wait_for(
+        lambda: (m := _metrics(url))["tusd_uploads_created"] == 30 and m, "30 uploads in /metrics"
+    )
+    assert counts["tusd_bytes_received"] == sum(map(len, payloads))
+    per_worker = _per_worker(counts)
+    assert set(per_worker) == workers and all(per_worker.values()), per_worker
+    assert daemon.stop(signal.SIGINT) == 0, daemon.output()[-3000:]
+    for pid in daemon.seen_workers:
+        assert _proc_stat(pid) is None
+
+
+def test_workers_on_a_unix_socket(
+    start_daemon: Callable[..., WorkerDaemon], tmp_path: Path
+) -> None:
+    path = str(tmp_path / "tusd.sock")
+    daemon = start_daemon("-unix-sock", path, tcp=False)
+    daemon.wait_line("Started 2 worker processes")
+    transport = httpx.HTTPTransport(uds=path)
+    workers = daemon.workers()
+    for data in _payloads(4, seed=5):
+        _upload("http://tusd/files/", data, transport=transport)
+    # A worker stopped on its own (exit 0) is replaced; the socket file stays.
+    os.kill(min(workers), signal.SIGTERM)
+    daemon.wait_line("restarted (pid")
+    assert os.path.exists(path)
+    for data in _payloads(4, seed=6):
+        _upload("http://tusd/files/", data, transport=transport, retry=True)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=path)) as client:
+        counts = _wait_for(
+            lambda: (
+                (m := _metrics("http://tusd/files/", client))["tusd_uploads_created"] >= 8 and m
+            ),
+            "8 uploads in /metrics",
+        )
+    assert counts["tusd_uploads_finished"] >= 8
+    assert BANNER not in daemon.output()
+    assert daemon.stop() == 0, daemon.output()[-3000:]
+    assert not os.path.exists(path)
+
+
+def test_workers_crash_loop_gives_up(start_daemon: Callable[..., WorkerDaemon]) -> None:
+    daemon = start_daemon()
+    daemon.base_url()
+    _wait_for(lambda: len(daemon.workers()) == 2, "2 workers")
+    first = daemon.workers()
+    survivor = max(first)
+    victim = min(first)
+    for crash in range(5):
+        os.kill(victim, signal.SIGKILL)
+        if crash == 4:
+            break
+        known = frozenset((survivor, victim))
+        victim = _wait_for(
+            lambda known=known: (w := daemon.workers() - known) and w.pop(), "a restart"
+        )
+    assert daemon.proc.wait(STOP_TIMEOUT) == 1
+    daemon._reader.join(5)
+    assert "crashed 5 times within 60s; giving up (crash loop)" in daemon.output()
+    for pid in daemon.seen_workers:
+        assert _proc_stat(pid) is None
+
+
+def test_second_signal_kills_the_workers_at_once(
+    start_daemon: Callable[..., WorkerDaemon],
+) -> None:
+    import socket
+
+    daemon = start_daemon("-shutdown-timeout", "300s")
+    url = daemon.base_url()
+    _wait_for(lambda: len(daemon.workers()) == 2, "2 workers")
+    size = 48 * 1024 * 1024
+    with httpx.Client(timeout=30) as client:
+        response = client.post(
+            url,
+            content=b"\0" * size,
+            headers={
+                **TUS,
+                "Upload-Length": str(size),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
+        assert response.status_code == 201
+        assert response.headers["upload-offset"] == str(size)
+        location = httpx.URL(response.headers["location"])
+    # A download nobody reads: its worker cannot finish draining on its own.
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect((location.host, location.port or 80))
+    reader.sendall(f"GET {location.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        _wait_for(
+            lambda: (m := _metrics(url))["tusd_connections_open"] >= 2 and m,
+            "the stalled download",
+        )
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.wait_line("Received interrupt signal. Stopping the worker processes")
+        daemon.wait_line("Shutdown completed. Goodbye!")  # the other worker
+        assert daemon.proc.poll() is None  # still draining the download
+        assert daemon.stop() == 1  # the second signal
+    finally:
+        reader.close()
+    assert "Second signal received: killing the worker processes at once." in daemon.output()
+    for pid in daemon.seen_workers:
+        assert _proc_stat(pid) is None

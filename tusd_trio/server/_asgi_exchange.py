@@ -1,0 +1,171 @@
+"""An :class:`~tusd_trio.server._http.Exchange` over ASGI ``receive``/``send``.
+
+The same :class:`~tusd_trio.server._handler.TusHandler` (and so the same protocol
+core) serves native connections and ASGI requests: this adapter only changes
+where body bytes come from and where the answer goes.
+
+Memory: the body is never accumulated.  Each ``http.request`` message is handed
+to the store's sink before the next one is received, so an upload holds one
+message (the ASGI server's chunk, 16-64 KiB with hypercorn) plus whatever the
+server itself queues (hypercorn: ``max_app_queue_size`` messages, 10 by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+import trio
+
+from ..protocol import errors
+from ..protocol.core import Response
+from ._http import ConnectionClosedError, Exchange, _encode_headers
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Hop-by-hop headers: the ASGI server frames the message (HTTP/2 forbids them).
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"proxy-connection"}
+)
+
+
+class ASGIExchange(Exchange):
+    """One ASGI ``http`` request and its response, as the handler sees them.
+
+    Request trailers do not exist in ASGI, so ``trailers`` stays empty (the
+    checksum-trailer extension then answers that the announced trailer is missing).
+    1xx informational responses are not part of ASGI either: they are skipped.
+    """
+
+    def __init__(
+        self,
+        request: Any,
+        has_body: bool,
+        receive: Receive,
+        send: Send,
+        *,
+        remote_addr: str,
+        network_timeout: float,
+        http_version: str = "1.1",
+    ) -> None:
+        # The native exchange keeps its connection here; nothing of it is used.
+        super().__init__(cast(Any, None), request, has_body)
+        self._receive = receive
+        self._send = send
+        self._remote = remote_addr
+        self._timeout = network_timeout
+        self._http_version = http_version
+        self.disconnected = False
+
+    @property
+    def remote_addr(self) -> str:
+        return self._remote
+
+    # --- request body ----------------------------------------------------------------
+
+    async def _next_message(self) -> Message:
+        with trio.move_on_after(self._timeout):
+            try:
+                return await self._receive()
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.disconnected = True
+                raise errors.ConnectionResetError_() from None
+        raise errors.ReadTimeoutError()
+
+    async def receive_body_chunk(self) -> bytes | None:
+        """The next piece of the body, ``None`` at its end.
+
+        Raises :class:`~tusd_trio.protocol.errors.ReadTimeoutError` when nothing
+        arrives within the network timeout and
+        :class:`~tusd_trio.protocol.errors.UnexpectedEOFError` when the client
+        disconnects mid-body.
+        """
+        while not self.body_done:
+            message = await self._next_message()
+            kind = message.get("type")
+            if kind == "http.request":
+                body = message.get("body", b"")
+                if not message.get("more_body", False):
+                    self.body_done = True
+                if body:
+                    data = body if type(body) is bytes else bytes(body)
+                    self.received += len(data)
+                    return data
+                continue
+            if kind == "http.disconnect":
+                self.body_done = True
+                self.disconnected = True
+                raise errors.UnexpectedEOFError()
+        return None
+
+    async def pump_body(
+        self,
+        sink: Callable[[Any], object],
+        limit: int | None,
+        *,
+        sink_is_async: bool = False,
+    ) -> bool:
+        """Feed the body to ``sink`` chunk by chunk; True if it went beyond ``limit``."""
+        while True:
+            received = self.received
+            data = await self.receive_body_chunk()
+            if data is None:
+                return False
+            if limit is not None and self.received > limit:
+                keep = limit - received
+                self.received = received
+                if keep > 0:
+                    part = data[:keep]
+                    self.received += keep
+                    if sink_is_async:
+                        await sink(part)  # type: ignore[misc]
+                    else:
+                        sink(part)
+                return True
+            if sink_is_async:
+                await sink(data)  # type: ignore[misc]
+            else:
+                sink(data)
+
+    # --- response ------------------------------------------------------------------------
+
+    async def send_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_response(self, response: Response, *, head: bool = False) -> None:
+        headers = _encode_headers(response.headers)
+        has_length = any(name.lower() == b"content-length" for name, _ in headers)
+        if not has_length and response.status not in (204, 304):
+            headers.append((b"Content-Length", str(len(response.body)).encode("ascii")))
+        await self._start(response.status, headers)
+        body = b"" if head else response.body
+        await self._emit({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def send_stream(
+        self, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]
+    ) -> None:
+        await self._start(status, _encode_headers(headers))
+        async for chunk in chunks:
+            if chunk:
+                await self._emit(
+                    {"type": "http.response.body", "body": bytes(chunk), "more_body": True}
+                )
+        await self._emit({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        out = [(name.lower(), value) for name, value in headers]
+        out = [(name, value) for name, value in out if name not in _HOP_BY_HOP]
+        if self.close_after and not self.body_done and self._http_version.startswith("1"):
+            # The rest of the body will not be read: ask the server to close.
+            out.append((b"connection", b"close"))
+        self.response_started = True
+        await self._emit({"type": "http.response.start", "status": status, "headers": out})
+
+    async def _emit(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.disconnected = True
+            raise ConnectionClosedError(reset=True) from exc

@@ -1,0 +1,78 @@
+"""Settings of the object stores, filled by the CLI (tusd's flag names) or by an
+embedding application.  Credentials come from the environment, as in tusd."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+
+@dataclass(frozen=True)
+class S3Config:
+    bucket: str
+    #: Key prefix; a "/" is added when missing.
+    object_prefix: str = ""
+    #: Custom endpoint with scheme (moto, MinIO, R2, ...); forces path-style addressing.
+    endpoint: str = ""
+    #: Region; empty = AWS_REGION / AWS_DEFAULT_REGION / ~/.aws/config, else us-east-1.
+    region: str = ""
+    #: Preferred part size (-s3-part-size).
+    part_size: int = 50 * MiB
+    #: Smallest part S3 accepts except the last (-s3-min-part-size).
+    min_part_size: int = 5 * MiB
+    #: Largest part S3 accepts.
+    max_part_size: int = 5 * GiB
+    #: Most parts in one multipart upload (-s3-max-parts; 10,000 on AWS).
+    max_parts: int = 10_000
+    #: Largest object S3 accepts.
+    max_object_size: int = 5 * TiB
+    #: Every part but the last has the same size (-s3-equal-parts; Cloudflare R2).
+    equal_parts: bool = False
+    #: Parts held in memory per upload, being filled or in flight (-s3-max-buffered-parts).
+    max_buffered_parts: int = 20
+    #: Parts uploaded at once per upload (-s3-concurrent-part-uploads).
+    concurrent_part_uploads: int = 10
+    #: Send no Content-MD5 / payload hashes (-s3-disable-content-hashes).
+    disable_content_hashes: bool = False
+    #: Plain HTTP to S3 (-s3-disable-ssl).
+    disable_ssl: bool = False
+    #: Use the S3 accelerate endpoint (-s3-transfer-acceleration).
+    transfer_acceleration: bool = False
+    #: Log every S3 call at debug level (-s3-log-api-calls).
+    log_api_calls: bool = False
+
+
+@dataclass(frozen=True)
+class GCSConfig:
+    bucket: str
+    #: Object name prefix (-gcs-object-prefix); must not contain "_" (as in tusd).
+    object_prefix: str = ""
+    #: Custom endpoint (-gcs-endpoint), e.g. an emulator; anonymous credentials then
+    #: unless GCS_SERVICE_ACCOUNT_FILE is set.
+    endpoint: str = ""
+    #: Service account JSON file (GCS_SERVICE_ACCOUNT_FILE); else Application Default
+    #: Credentials.
+    service_account_file: str = ""
+    #: Project for the client (GOOGLE_CLOUD_PROJECT); rarely needed.
+    project: str = ""
+
+
+@dataclass(frozen=True)
+class AzureConfig:
+    #: Container name (-azure-storage).
+    container: str
+    #: AZURE_STORAGE_ACCOUNT.
+    account: str = ""
+    #: AZURE_STORAGE_KEY; empty = DefaultAzureCredential (Entra ID).
+    key: str = ""
+    #: -azure-endpoint; default https://<account>.blob.core.windows.net
+    endpoint: str = ""
+    #: "", "blob" or "container": public access of a container we create.
+    container_access_type: str = ""
+    #: "", "archive", "cool" or "hot": tier of finished blobs.
+    blob_access_tier: str = ""
+    #: Blob name prefix (-azure-object-prefix).
+    object_prefix: str = ""
