@@ -33,20 +33,7 @@ FULLNAME = f"{RELEASE}-tusd-trio"
 # kubernetes-validate bundles.
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 
-# Flags the chart renders that tusd_trio.cli.FLAGS does not define yet: their features are
-# being added (Redis locks: -locker redis, -redis-url, -redis-lock-ttl; the daemon's own TLS).
-# Any other rendered flag must be in FLAGS, so a misspelt flag fails this test.  Once a flag
-# lands in FLAGS its entry here is harmless (the rendered value is then parsed by the CLI too)
-# and can be dropped.
-NOT_YET_IN_FLAGS = frozenset(
-    {
-        "redis-url",
-        "redis-lock-ttl",
-        "tls-certificate",
-        "tls-key",
-        "tls-mode",
-    }
-)
+# Every flag the chart renders must be one of the daemon's, so a misspelt flag fails here.
 KNOWN_FLAGS = frozenset(flag.name for flag in FLAGS)
 
 Manifest = dict[str, Any]
@@ -306,7 +293,7 @@ def test_every_rendered_flag_exists_in_the_cli(which: str, values: dict[str, Any
     rendered = render(values)
     args = rendered.args()
     names = [re.match(r"-([a-z0-9-]+)", arg).group(1) for arg in args]  # type: ignore[union-attr]
-    unknown = sorted(set(names) - KNOWN_FLAGS - NOT_YET_IN_FLAGS)
+    unknown = sorted(set(names) - KNOWN_FLAGS)
     assert unknown == [], f"{which}: flags not in tusd_trio.cli.FLAGS: {unknown}"
     assert len(names) == len(set(names)), f"{which}: a flag is given twice: {names}"
     # The values must parse too (types, durations, booleans), as the daemon will parse them.

@@ -281,7 +281,12 @@ def test_workers_share_port_restart_and_metrics(
     _upload_all(url, first)
     expected = _requests_of(first)
     counts = _wait_for(
-        lambda: (m := _metrics(url))["tusd_uploads_created"] == 40 and m,
+        lambda: (
+            (m := _metrics(url))["tusd_uploads_created"] == 40
+            and m['tusd_requests_total{method="PATCH"}'] >= expected["PATCH"]
+            and m["tusd_uploads_finished"] >= 40
+            and m
+        ),
         "the uploads of both workers in /metrics",
     )
     assert counts['tusd_requests_total{method="POST"}'] == expected["POST"]
@@ -323,11 +328,17 @@ def test_workers_share_port_restart_and_metrics(
     third = _payloads(20, seed=3)
     _upload_all(url, third)
     target = settled["tusd_uploads_created"] + 20
-    final = _wait_for(
-        lambda: (m := _metrics(url))["tusd_uploads_created"] == target and m,
-        f"tusd_uploads_created == {target}",
-    )
     patches = settled['tusd_requests_total{method="PATCH"}'] + _requests_of(third)["PATCH"]
+    # Each worker publishes its counts every 0.5 s: wait until every count has arrived
+    # (a POST and the PATCHes of one upload may be served by different workers).
+    final = _wait_for(
+        lambda: (
+            (m := _metrics(url))["tusd_uploads_created"] == target
+            and m['tusd_requests_total{method="PATCH"}'] >= patches
+            and m
+        ),
+        f"tusd_uploads_created == {target} and {patches} PATCHes",
+    )
     assert final['tusd_requests_total{method="PATCH"}'] == patches
     assert set(_per_worker(final)) == workers_after
 
@@ -368,10 +379,16 @@ def test_workers_with_the_redis_locker(start_daemon: Callable[..., WorkerDaemon]
     workers = _wait_for(lambda: len(daemon.workers()) == 2 and daemon.workers(), "2 workers")
     payloads = _payloads(30, seed=4)
     _upload_all(url, payloads)
+    total = sum(map(len, payloads))
     counts = _wait_for(
-        lambda: (m := _metrics(url))["tusd_uploads_created"] == 30 and m, "30 uploads in /metrics"
+        lambda: (
+            (m := _metrics(url))["tusd_uploads_created"] == 30
+            and m["tusd_bytes_received"] >= total
+            and m
+        ),
+        "30 uploads and their bytes in /metrics",
     )
-    assert counts["tusd_bytes_received"] == sum(map(len, payloads))
+    assert counts["tusd_bytes_received"] == total
     per_worker = _per_worker(counts)
     assert set(per_worker) == workers and all(per_worker.values()), per_worker
     assert daemon.stop(signal.SIGINT) == 0, daemon.output()[-3000:]

@@ -95,3 +95,102 @@ async def test_grafana_dashboard_only_uses_exposed_metrics(make_server: Any) -> 
         if name not in families and name.removesuffix("_total") not in families
     }
     assert not missing, missing
+
+
+def _sample(text: str, line_start: str) -> float:
+    """The value of the sample line starting with ``line_start`` (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_lock_wait_and_store_latency_histograms(make_server: Any) -> None:
+    # The histograms are per process (prometheus-client): compare before and after.
+    srv: Running = await make_server(protocol={"metrics_path": "/metrics"})
+    metrics = f"http://127.0.0.1:{srv.port}/metrics"
+    lock = 'tusd_trio_lock_wait_seconds_count{locker="filelocker",outcome="acquired"}'
+    ops = {
+        operation: (
+            f'tusd_trio_store_operation_seconds_count{{operation="{operation}",store="filestore"}}'
+        )
+        for operation in ("create", "commit", "finish", "terminate")
+    }
+    before = (await srv.client.get(metrics)).text
+    loc = await srv.create(2)
+    await srv.patch(loc, 0, b"ab")
+    await srv.client.delete(loc, headers=TUS)
+    after = (await srv.client.get(metrics)).text
+    # The PATCH and the DELETE each took the upload's lock once.
+    assert _sample(after, lock) - _sample(before, lock) == 2
+    for operation, line in ops.items():
+        assert _sample(after, line) - _sample(before, line) == 1, operation
+
+
+async def test_bytes_in_flight_gauge_counts_a_running_body(make_server: Any) -> None:
+    import httpx
+    import trio
+
+    srv: Running = await make_server(protocol={"metrics_path": "/metrics"})
+    loc = await srv.create(100_000)
+    path = httpx.URL(loc).raw_path.decode()
+    stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+    await stream.send_all(
+        (
+            f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+            "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+            "Content-Length: 100000\r\n\r\n"
+        ).encode()
+        + b"z" * 30_000
+    )
+    metrics = f"http://127.0.0.1:{srv.port}/metrics"
+    with trio.fail_after(10):
+        while "tusd_trio_bytes_in_flight 30000\n" not in (await srv.client.get(metrics)).text:
+            await trio.sleep(0.02)
+    await stream.send_all(b"z" * 70_000)
+    with trio.fail_after(10):
+        while "tusd_trio_bytes_in_flight 0\n" not in (await srv.client.get(metrics)).text:
+            await trio.sleep(0.02)
+    await stream.aclose()
+    assert (await srv.head(loc)).headers["upload-offset"] == "100000"
+
+
+async def test_readiness_checks_hook_endpoints(make_server: Any) -> None:
+    import trio
+
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    srv: Running = await make_server(hooks_http=f"http://127.0.0.1:{dead_port}/hook")
+    r = await srv.client.get(f"http://127.0.0.1:{srv.port}/health/ready")
+    assert r.status_code == 503
+    assert r.json()["checks"]["hooks_http"].startswith("failing: cannot connect")
+    live: Running = await make_server(hooks_http=f"http://127.0.0.1:{srv.port}/hook")
+    r = await live.client.get(f"http://127.0.0.1:{live.port}/health/ready")
+    assert r.status_code == 200
+    assert r.json()["checks"]["hooks_http"] == "ok"
+
+
+async def test_chunk_write_events_are_logged(make_server: Any, capsys: Any) -> None:
+    import json
+
+    from tusd_trio import _logging
+
+    _logging.setup_logging("json", verbose=True)
+    try:
+        srv: Running = await make_server(verbose=True)
+        loc = await srv.create(5)
+        await srv.patch(loc, 0, b"hello")
+        _logging.flush_logs()
+        events = [
+            json.loads(line)
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("{")
+        ]
+    finally:
+        _logging.events.handler = None
+    upload_id = loc.rsplit("/", 1)[1]
+    start = [e for e in events if e.get("event") == "ChunkWriteStart"]
+    done = [e for e in events if e.get("event") == "ChunkWriteComplete"]
+    assert start and start[0]["id"] == upload_id and start[0]["offset"] == 0
+    assert done and done[0]["id"] == upload_id and done[0]["bytesWritten"] == 5

@@ -31,6 +31,7 @@ from ._http import HTTPConnection, _date, close_gracefully
 from ._janitor import Janitor
 from ._metrics import share_metrics
 from ._supervisor import Supervisor
+from ._timed_locker import TimedLocker
 from ._tls import TLSConfigError, context_from_config, tls_enabled, wrap_stream
 
 log = logging.getLogger("tusd_trio")
@@ -68,7 +69,7 @@ class Server:
                 )
             else:
                 locker = MemoryLocker()
-        self.locker: Locker = locker
+        self.locker: Locker = TimedLocker(locker)
         self.scheme = "http"
         #: TLS for every connection when -tls-certificate and -tls-key are set.
         self.ssl_context: ssl.SSLContext | None = None
@@ -86,6 +87,8 @@ class Server:
         self.active_interrupters: set[Interrupter] = set()
         #: Shielded scopes of requests saving their bytes (bounded at shutdown).
         self.settling: set[trio.CancelScope] = set()
+        #: Requests streaming a body into the store right now (bytes-in-flight gauge).
+        self.receiving: set[Any] = set()
         self.connections: set[HTTPConnection | H2Connection] = set()
         self.auth = Authenticator(replace(config.auth, base_path=config.protocol.base_path))
         cors = config.protocol.cors

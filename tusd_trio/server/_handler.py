@@ -7,7 +7,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -235,6 +236,17 @@ class TusHandler:
         except (errors.TusError, trio.TooSlowError) as exc:
             checks["store"] = f"failing: {exc}"
             status = 503
+        if ready:
+            for name, target in (
+                ("hooks_http", self.config.hooks_http),
+                ("hooks_grpc", self.config.hooks_grpc),
+            ):
+                if not target:
+                    continue
+                problem = await _probe_endpoint(target)
+                checks[name] = "ok" if problem is None else f"failing: {problem}"
+                if problem is not None:
+                    status = 503
         check_locker = getattr(self.locker, "check", None)
         if ready and check_locker is not None:
             try:
@@ -257,6 +269,15 @@ class TusHandler:
             ],
             body.encode(),
         )
+
+    @contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        """Feed tusd_trio_store_operation_seconds."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            histograms.observe_store(self.store.name, operation, time.monotonic() - started)
 
     # --- POST --------------------------------------------------------------------------------
 
@@ -321,7 +342,8 @@ class TusHandler:
                 if changes.storage is not None:
                     info = replace(info, storage=dict(changes.storage))
         info = replace(info, id=new_id)
-        info = await self.store.create(info)
+        with self._timed("create"):
+            info = await self.store.create(info)
         exchange.upload_created = True
         self.metrics.uploads_created += 1
         info_event("UploadCreated", id=info.id, size=info.size, requestId=exchange.request_id)
@@ -513,6 +535,14 @@ class TusHandler:
         exchange.reported_offset = info.offset
         limit = plan.limit
         server.active_interrupters.add(interrupter)
+        server.receiving.add(exchange)
+        info_event(
+            "ChunkWriteStart",
+            id=info.id,
+            offset=info.offset,
+            maxSize=plan.limit if plan.limit is not None else -1,
+            requestId=exchange.request_id,
+        )
         if server.shutting_down:
             interrupter.interrupt(errors.ServerShutdownError())
         try:
@@ -557,6 +587,7 @@ class TusHandler:
         finally:
             interrupter.scope = None
             server.active_interrupters.discard(interrupter)
+            server.receiving.discard(exchange)
 
         # Whatever happened, settle the bytes before answering.  As tusd's delayed
         # context: while the client waits for the answer the store takes the time it
@@ -610,7 +641,8 @@ class TusHandler:
         if not self.protocol.capabilities.terminate:
             return
         try:
-            await self.store.terminate(info)
+            with self._timed("terminate"):
+                await self.store.terminate(info)
         except errors.TusError as exc:
             log.warning("UploadStopTerminateError id=%s: %s", info.id, exc)
             return
@@ -659,7 +691,8 @@ class TusHandler:
                     # An unverified chunk is never kept (tus checksum extension).
                     await writer.discard()
                     return info, error
-                await writer.commit()
+                with self._timed("commit"):
+                    await writer.commit()
             else:
                 if error is None and any(
                     name.lower() == "upload-checksum" for name, _ in exchange.trailers
@@ -668,11 +701,13 @@ class TusHandler:
                     return info, errors.InvalidChecksumError(
                         "an Upload-Checksum trailer must be announced with a Trailer header"
                     )
-                await writer.commit()
+                with self._timed("commit"):
+                    await writer.commit()
         except errors.StoreError as exc:
             await writer.aclose()
             error = exc
         written = writer.written
+        info_event("ChunkWriteComplete", id=info.id, bytesWritten=max(written, 0))
         if written:
             self.metrics.bytes_received += max(written, 0)
         info = info.with_offset(info.offset + written)
@@ -698,7 +733,8 @@ class TusHandler:
         self, info: UploadInfo, exchange: Exchange | None, *, call_store: bool = True
     ) -> None:
         if call_store:
-            await self.store.finish(info)
+            with self._timed("finish"):
+                await self.store.finish(info)
         request = exchange.request if exchange is not None else None
         remote = exchange.remote_addr if exchange is not None else ""
         answer = await self.supervisor.run_blocking_hook(
@@ -788,11 +824,31 @@ class TusHandler:
                     error.hook_response = answer.http_response
                     raise error
                 exchange.hook_response = answer.http_response
-            await self.store.terminate(info)
+            with self._timed("terminate"):
+                await self.store.terminate(info)
         self.metrics.uploads_terminated += 1
         info_event("UploadTerminated", id=upload_id, requestId=exchange.request_id)
         self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
         return core.delete_response(routed.common)
+
+
+async def _probe_endpoint(target: str) -> str | None:
+    """Open (and close) a TCP connection to a hook endpoint; the problem, or None."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target if "://" in target else f"tcp://{target}")
+    host = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"invalid endpoint {target!r}"
+    try:
+        with trio.fail_after(2):
+            stream = await trio.open_tcp_stream(host, port)
+        await stream.aclose()
+    except (OSError, trio.TooSlowError) as exc:
+        return f"cannot connect to {host}:{port} ({exc.__class__.__name__})"
+    return None
 
 
 def _apply_hook_response(response: Response, hook: HTTPResponse) -> Response:

@@ -159,6 +159,11 @@ def _tusd_families(server: Server) -> list[Family]:
         {}, len(server.active_interrupters)
     )
     family(
+        "tusd_trio_bytes_in_flight",
+        "gauge",
+        "Body bytes received by requests that are still writing them.",
+    ).add({}, sum(exchange.received for exchange in server.receiving))
+    family(
         "tusd_trio_event_subscribers", "gauge", "Current subscribers of the live event stream."
     ).add({}, len(server.events.subscribers))
     family(
@@ -194,6 +199,8 @@ class _Histograms:
     def __init__(self) -> None:
         self.request: Any = None
         self.hook: Any = None
+        self.lock_wait: Any = None
+        self.store: Any = None
         try:
             from prometheus_client import Histogram
         except ImportError:  # pragma: no cover - prometheus-client is optional
@@ -227,6 +234,26 @@ class _Histograms:
             ["hooktype"],
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.lock_wait = Histogram(
+            "tusd_trio_lock_wait_seconds",
+            "Time a request waited for an upload's lock, by locker and outcome.",
+            ["locker", "outcome"],
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 20, 60),
+        )
+        self.store = Histogram(
+            "tusd_trio_store_operation_seconds",
+            "Time the store took, by operation (create, commit, finish, terminate).",
+            ["store", "operation"],
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+        )
+
+    def observe_lock_wait(self, locker: str, outcome: str, seconds: float) -> None:
+        if self.lock_wait is not None:
+            self.lock_wait.labels(locker, outcome).observe(seconds)
+
+    def observe_store(self, store: str, operation: str, seconds: float) -> None:
+        if self.store is not None:
+            self.store.labels(store, operation).observe(seconds)
 
     def observe_request(self, method: str, status: int, seconds: float) -> None:
         if self.request is not None:
@@ -247,7 +274,7 @@ _worker_id = uuid.uuid4().hex
 
 def _histogram_families() -> list[Family]:
     families: list[Family] = []
-    for metric in (histograms.request, histograms.hook):
+    for metric in (histograms.request, histograms.hook, histograms.lock_wait, histograms.store):
         if metric is None:
             continue
         for collected in metric.collect():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._logging import flush_logs
+from .._logging import debug_event, flush_logs
 from ..hooks import HookDispatcher, HookError, HookResponse
 from ..protocol.core import Request
 from ..protocol.info import UploadInfo
@@ -106,8 +106,12 @@ class Supervisor:
             return None
         self.metrics.hook_invocations_total[event.type] += 1
         started = time.monotonic()
+        upload_id = event.upload.id
+        debug_event("HookInvocationStart", type=event.type, id=upload_id)
         try:
-            return await hooks.invoke(event)
+            answer = await hooks.invoke(event)
+            debug_event("HookInvocationFinish", type=event.type, id=upload_id)
+            return answer
         except HookError as exc:
             self.metrics.hook_errors_total[event.type] += 1
             log.warning("HookInvocationError type=%s: %s", event.type, exc)
