@@ -20,7 +20,35 @@ handed to a worker thread (``UploadPart``) while the body goes on.  At most
 memory; beyond that ``write`` waits (backpressure to the client).  Memory per
 upload is therefore bounded by ``max_buffered_parts * part size`` (part size:
 see the planner; 50 MiB by default) plus 1 MiB for staged (checksummed) chunks,
-which are spooled to a temporary file until they are verified.
+which are spooled to a temporary file until they are verified, plus the list of
+the upload's parts (at most ``max_parts``, ~150 bytes each).  The store-wide
+hand-off tables below hold at most 1024 entries each, 50,000 parts in all
+(~8 MiB), and 4096 IDs of complete uploads.
+
+Requests per PATCH.  ``get`` reads ``.info``, ListParts and HEAD ``.part`` (at
+once); the writer then needs the same parts list and ``.part`` size.  Instead of
+asking S3 again, ``get`` leaves what it learned in a small hand-off table and
+``open_writer`` takes it, once, when it is given the very ``UploadInfo`` object
+that ``get`` returned, within :data:`_HANDOFF_TTL` seconds, and the offsets agree.
+Likewise a writer whose commit completed the upload (every part acknowledged, no
+``.part`` left) leaves the part list (with ETags) for ``finish``, which then sends
+only CompleteMultipartUpload; a new upload from ``create`` is known to be empty;
+an upload seen complete is remembered so ``get`` then reads only ``.info``.  A
+PATCH is thus GET ``.info`` + ListParts + HEAD ``.part`` + its part uploads (+ GET
+``.part`` when one must be merged, + CompleteMultipartUpload on the last one).
+
+**Assumption** (why a hand-off is safe): the handler holds the upload's lock from
+``get`` until the write is settled and ``finish`` has run, and every instance
+sharing the bucket uses the same locker (e.g. Redis), so nobody else can change
+the parts or ``.part`` in between.  Without a shared locker two instances writing
+the same upload are unsafe anyway (parts would be overwritten).  Whenever the
+hand-off does not apply (another ``UploadInfo``, too old, already taken, dropped
+by a write, ``terminate``, ``finish``, ``concat`` or ``declare_length``) the store
+asks S3 as before.  A completion hint whose ETags no longer match (a part
+uploaded again meanwhile) is refused by S3 (InvalidPart); ``finish`` then lists
+the parts and completes with those.  Remembering complete uploads needs no lock:
+a multipart upload ID is never reused, so a complete upload stays complete until
+it is deleted, which the GET ``.info`` that ``get`` still sends notices.
 """
 
 from __future__ import annotations
@@ -73,6 +101,15 @@ _MISSING_UPLOAD = {"NoSuchUpload", "NoSuchKey", "404", "NotFound"}
 _NO_ACCESS = {"AccessDenied", "Forbidden", "403"}
 #: Parallel requests when listing every upload's info.
 _LIST_CONCURRENCY = 16
+#: Seconds a state learned by get() (or a commit) may be handed to the next step.
+_HANDOFF_TTL = 2.0
+#: At most this many hand-offs are held (older ones are dropped first) ...
+_HANDOFF_MAX = 1024
+#: ... and at most this many parts (with ETags) in them all: ~150 bytes each.
+_HANDOFF_MAX_PARTS = 50_000
+#: Upload IDs remembered as complete (their get() reads only ``.info``).
+_COMPLETE_MAX = 4096
+_BAD_PART_LIST = {"InvalidPart", "InvalidPartOrder"}
 
 
 def _code(exc: BaseException) -> str:
@@ -136,6 +173,49 @@ class _Upload:
     done_parts: int
     first_part_size: int
     pending: int  # size of the .part object
+    #: The stored parts 1..done_parts with their ETags, when kept (for finish).
+    parts: tuple[_Part, ...] | None = None
+
+    @property
+    def upload_id(self) -> str:
+        return f"{self.object_id}+{self.multipart_id}"
+
+
+def _upload_state(
+    object_id: str,
+    multipart_id: str,
+    size: int | None,
+    stored: list[_Part],
+    pending: int,
+) -> _Upload:
+    return _Upload(
+        object_id=object_id,
+        multipart_id=multipart_id,
+        size=size,
+        done_bytes=sum(p.size for p in stored),
+        done_parts=len(stored),
+        first_part_size=stored[0].size if stored else 0,
+        pending=pending,
+        parts=tuple(stored),
+    )
+
+
+@dataclass(slots=True)
+class _Handoff:
+    """What ``get`` learned, for the ``open_writer`` given the same info object."""
+
+    info: UploadInfo
+    upload: _Upload
+    at: float
+
+
+@dataclass(slots=True)
+class _Completed:
+    """Every part of an upload a commit just completed, for ``finish``."""
+
+    parts: tuple[_Part, ...]
+    total: int
+    at: float
 
 
 class _PartResult:
@@ -165,7 +245,7 @@ class _PartWriter:
         self._first_part_size = upload.first_part_size
         self._queue: collections.deque[tuple[int, bytes, bool]] = collections.deque()
         self._inflight = 0
-        self._acked: dict[int, int] = {}
+        self._acked: dict[int, tuple[int, str]] = {}  # number -> (size, ETag)
         self._error: StoreError | None = None
         self._accepted = 0
         self._new_part_len = 0
@@ -184,7 +264,7 @@ class _PartWriter:
         acked = 0
         number = self._up.done_parts + 1
         while number in self._acked:
-            acked += self._acked[number]
+            acked += self._acked[number][0]
             number += 1
         kept = self._old_len if self._old_part_intact else 0
         return acked + self._new_part_len + kept - self._old_len
@@ -299,7 +379,7 @@ class _PartWriter:
         if part.old_part_deleted:
             self._old_part_intact = False
         if part.error is None:
-            self._acked[number] = size
+            self._acked[number] = (size, part.etag)
         elif self._error is None:
             log.warning("S3 part %d of %s failed: %s", number, self._up.object_id, part.error)
             self._error = part.error
@@ -334,8 +414,28 @@ class _PartWriter:
                 self._old_part_intact = False  # replaced by the new .part
                 self._new_part_len = leftover
             self._buf = bytearray()
+            self._leave_completion()
         finally:
             self._settle()
+
+    def _leave_completion(self) -> None:
+        """When this commit completed the upload, hand its part list to ``finish``."""
+        up = self._up
+        if up.parts is None or up.size is None or self._error is not None:
+            return
+        if self._old_part_intact or self._new_part_len or self._buf:
+            return  # a .part object is left: finish must read it
+        parts = list(up.parts)
+        number = up.done_parts + 1
+        while number in self._acked:
+            size, etag = self._acked[number]
+            parts.append(_Part(number, size, etag, 0.0))
+            number += 1
+        if len(parts) != up.done_parts + self._cut_parts:
+            return
+        total = sum(p.size for p in parts)
+        if total == up.size:
+            self._store._leave_completed(up.upload_id, tuple(parts), total)
 
     def _queue_drop_on_error(self) -> None:
         if self._error is not None:
@@ -515,11 +615,101 @@ class S3Store:
             )
         if config.log_api_calls:
             self._client.meta.events.register("before-call.s3", self._log_call)
+        # Hand-offs between the steps of one locked request (module docstring).
+        self._handoff_ttl = _HANDOFF_TTL
+        self._handoffs: dict[str, _Handoff] = {}
+        self._handoff_parts = 0
+        self._completed: dict[str, _Completed] = {}
+        self._complete_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @staticmethod
     def _log_call(model: Any = None, params: Any = None, **_: Any) -> None:
         name = getattr(model, "name", "?")
         log.debug("S3 call %s", name)
+
+    # --- hand-offs within one locked request -------------------------------------------
+
+    def _prune_handoffs(self, now: float) -> None:
+        """Drop hand-offs that are too old or too many (oldest first)."""
+        ttl = self._handoff_ttl
+        while self._handoffs:
+            upload_id, handoff = next(iter(self._handoffs.items()))
+            if now - handoff.at <= ttl and len(self._handoffs) < _HANDOFF_MAX:
+                break
+            self._drop_handoff(upload_id)
+        while self._completed:
+            upload_id, completed = next(iter(self._completed.items()))
+            if now - completed.at <= ttl and len(self._completed) < _HANDOFF_MAX:
+                break
+            self._drop_completed(upload_id)
+
+    def _drop_handoff(self, upload_id: str) -> _Handoff | None:
+        entry = self._handoffs.pop(upload_id, None)
+        if entry is not None and entry.upload.parts is not None:
+            self._handoff_parts -= len(entry.upload.parts)
+        return entry
+
+    def _drop_completed(self, upload_id: str) -> _Completed | None:
+        entry = self._completed.pop(upload_id, None)
+        if entry is not None:
+            self._handoff_parts -= len(entry.parts)
+        return entry
+
+    def _fits(self, parts: tuple[_Part, ...]) -> bool:
+        """Count ``parts`` against the budget of parts held in hand-offs."""
+        if self._handoff_parts + len(parts) > _HANDOFF_MAX_PARTS:
+            return False
+        self._handoff_parts += len(parts)
+        return True
+
+    def _forget(self, upload_id: str) -> None:
+        """Drop every hand-off of an upload (it is being changed)."""
+        self._drop_handoff(upload_id)
+        self._drop_completed(upload_id)
+
+    def _leave_handoff(self, info: UploadInfo, upload: _Upload) -> None:
+        """Called by ``get`` (and ``create``) with the info it returns."""
+        now = time.monotonic()
+        self._drop_handoff(info.id)
+        self._prune_handoffs(now)
+        if upload.parts is not None and not self._fits(upload.parts):
+            upload = replace(upload, parts=None)  # finish will list them
+        self._handoffs[info.id] = _Handoff(info, upload, now)
+
+    def _take_handoff(self, info: UploadInfo) -> _Upload | None:
+        """The state ``get`` learned, if ``info`` is the very object it returned,
+        the hand-off is fresh and the offsets agree; taken at most once."""
+        entry = self._drop_handoff(info.id)
+        if entry is None or entry.info is not info:
+            return None
+        if time.monotonic() - entry.at > self._handoff_ttl:
+            return None
+        upload = entry.upload
+        if upload.done_bytes + upload.pending != info.offset:
+            return None
+        return replace(upload, size=None if info.size_is_deferred else info.size)
+
+    def _leave_completed(self, upload_id: str, parts: tuple[_Part, ...], total: int) -> None:
+        """Called by a writer whose commit completed the upload."""
+        now = time.monotonic()
+        self._drop_completed(upload_id)
+        self._prune_handoffs(now)
+        if self._fits(parts):
+            self._completed[upload_id] = _Completed(parts, total, now)
+
+    def _take_completed(self, info: UploadInfo) -> _Completed | None:
+        entry = self._drop_completed(info.id)
+        if entry is None or time.monotonic() - entry.at > self._handoff_ttl:
+            return None
+        if info.size_is_deferred or entry.total != info.size:
+            return None
+        return entry
+
+    def _remember_complete(self, upload_id: str) -> None:
+        self._complete_ids[upload_id] = None
+        self._complete_ids.move_to_end(upload_id)
+        while len(self._complete_ids) > _COMPLETE_MAX:
+            self._complete_ids.popitem(last=False)
 
     # --- keys and blocking helpers (run in worker threads) ---------------------------
 
@@ -659,6 +849,7 @@ class S3Store:
         return str(result.get("ETag", ""))
 
     def _writer_state(self, info: UploadInfo) -> _Upload:
+        """The fallback when no hand-off from ``get`` applies: ask S3."""
         object_id, multipart_id = split_upload_id(info.id)
         parts = self._list_parts(object_id, multipart_id)
         if parts is None:
@@ -666,15 +857,8 @@ class S3Store:
             raise StoreError("the S3 upload is already complete")
         stored = _contiguous(parts)
         pending, _ = self._head_pending(object_id)
-        return _Upload(
-            object_id=object_id,
-            multipart_id=multipart_id,
-            size=None if info.size_is_deferred else info.size,
-            done_bytes=sum(p.size for p in stored),
-            done_parts=len(stored),
-            first_part_size=stored[0].size if stored else 0,
-            pending=pending,
-        )
+        size = None if info.size_is_deferred else info.size
+        return _upload_state(object_id, multipart_id, size, stored, pending)
 
     # --- the Store protocol -----------------------------------------------------------
 
@@ -683,7 +867,9 @@ class S3Store:
             check_size(self.limits, None if info.size_is_deferred else info.size)
         except PartPlanError as exc:
             raise errors.MaxSizeExceededError(f"S3 store: {exc}") from None
-        return await self._run(self._create_sync, info)
+        created = await self._run(self._create_sync, info)
+        self._created(created)
+        return created
 
     def _create_sync(self, info: UploadInfo) -> UploadInfo:
         object_id = info.id
@@ -704,8 +890,27 @@ class S3Store:
         self._write_info(stored)
         return stored
 
+    def _created(self, info: UploadInfo) -> None:
+        """A new multipart upload has no parts and no ``.part``: a writer opened
+        with this very info (creation-with-upload) need not ask S3."""
+        object_id, multipart_id = split_upload_id(info.id)
+        size = None if info.size_is_deferred else info.size
+        self._leave_handoff(info, _upload_state(object_id, multipart_id, size, [], 0))
+        if size == 0:
+            self._leave_completed(info.id, (), 0)
+
     async def get(self, upload_id: str) -> UploadInfo:
         object_id, multipart_id = split_upload_id(upload_id)
+        if upload_id in self._complete_ids:
+            # Seen complete: its multipart upload is gone for good (a multipart ID is
+            # never reused), so only .info (still there? same upload?) is read.
+            done, done_modified = await self._run(self._read_info, object_id, upload_id)
+            return replace(
+                done,
+                offset=done.size,
+                modified=done_modified,
+                created=done.created or done_modified,
+            )
         results: dict[str, Any] = {}
 
         async def fetch(name: str, fn: Callable[..., Any], *args: Any) -> None:
@@ -726,18 +931,30 @@ class S3Store:
         parts: list[_Part] | None = results["parts"]
         pending, pending_modified = results["pending"]
         modified = max(info_modified, pending_modified)
-        if parts is None:
+        stored = None if parts is None else _contiguous(parts)
+        if stored is None:
             offset = info.size
         else:
-            stored = _contiguous(parts)
             offset = sum(p.size for p in stored) + pending
             modified = max([modified] + [p.modified for p in stored])
-        return replace(
+        result = replace(
             info, offset=offset, modified=modified, created=info.created or info_modified
         )
+        if stored is None:
+            self._remember_complete(upload_id)
+        else:
+            size = None if info.size_is_deferred else info.size
+            state = _upload_state(object_id, multipart_id, size, stored, pending)
+            self._leave_handoff(result, state)
+        return result
 
     async def open_writer(self, info: UploadInfo, *, staged: bool) -> _PartWriter | _StagedWriter:
-        upload = await self._run(self._writer_state, info)
+        upload = self._take_handoff(info)
+        self._forget(info.id)
+        if upload is None:
+            upload = await self._run(self._writer_state, info)
+        else:
+            await trio.lowlevel.checkpoint()
         if staged:
             return _StagedWriter(self, upload)
         return _PartWriter(self, upload)
@@ -748,22 +965,37 @@ class S3Store:
         except PartPlanError as exc:
             raise errors.MaxSizeExceededError(f"S3 store: {exc}") from None
         object_id, _ = split_upload_id(info.id)
+        self._forget(info.id)
         stored, _ = await self._run(self._read_info, object_id, info.id)
         await self._run(self._write_info, replace(stored, size=length, size_is_deferred=False))
         return replace(info, size=length, size_is_deferred=False)
 
     async def finish(self, info: UploadInfo) -> None:
-        await self._run(self._finish_sync, info)
-
-    def _finish_sync(self, info: UploadInfo) -> None:
-        object_id, multipart_id = split_upload_id(info.id)
-        parts = self._list_parts(object_id, multipart_id)
-        if parts is None:
-            # Completed before (finish is idempotent), or gone.
-            self._read_info(object_id, info.id)
+        known = self._take_completed(info)
+        self._forget(info.id)
+        if info.id in self._complete_ids:
+            # Finished before (finish is idempotent): only check it still exists.
+            object_id, _ = split_upload_id(info.id)
+            await self._run(self._read_info, object_id, info.id)
             return
-        stored = _contiguous(parts)
-        pending = self._get_pending(object_id)
+        await self._run(self._finish_sync, info, known)
+        self._remember_complete(info.id)
+
+    def _finish_sync(self, info: UploadInfo, known: _Completed | None = None) -> None:
+        object_id, multipart_id = split_upload_id(info.id)
+        if known is not None:
+            # The commit just before (same locked request) stored every byte in
+            # these parts and left no .part: no ListParts / GET .part needed.
+            stored = list(known.parts)
+            pending = b""
+        else:
+            parts = self._list_parts(object_id, multipart_id)
+            if parts is None:
+                # Completed before (finish is idempotent), or gone.
+                self._read_info(object_id, info.id)
+                return
+            stored = _contiguous(parts)
+            pending = self._get_pending(object_id)
         state = PartState(
             size=None,
             done_bytes=sum(p.size for p in stored),
@@ -791,11 +1023,17 @@ class S3Store:
                 },
             )
         except ClientError as exc:
+            if known is not None and _code(exc) in _BAD_PART_LIST:
+                log.warning("stale part list for %s; listing the parts", object_id)
+                self._finish_sync(info)
+                return
             if _code(exc) not in _MISSING_UPLOAD:
                 raise
             self._read_info(object_id, info.id)  # completed meanwhile, or gone
 
     async def terminate(self, info: UploadInfo) -> None:
+        self._forget(info.id)
+        self._complete_ids.pop(info.id, None)
         await self._run(self._terminate_sync, info)
 
     def _terminate_sync(self, info: UploadInfo) -> None:
@@ -821,6 +1059,7 @@ class S3Store:
 
     async def concat(self, info: UploadInfo, partials: list[UploadInfo]) -> UploadInfo:
         object_id, multipart_id = split_upload_id(info.id)
+        self._forget(info.id)
         sources = [split_upload_id(partial.id)[0] for partial in partials]
         sizes = await self._run(self._partial_sizes, sources)
         total = sum(sizes)
