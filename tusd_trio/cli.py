@@ -369,8 +369,9 @@ FLAGS: list[Flag] = [
     Flag(
         "s3-max-buffered-parts",
         "uint",
-        20,
-        "Parts held in memory per upload (being filled or uploaded); bounds memory",
+        4,
+        "Parts held in memory per upload (being filled or uploaded): memory per upload is at "
+        "most this times the part size (tusd: 20, buffered on disk)",
         "AWS S3 storage",
     ),
     Flag(

@@ -32,7 +32,8 @@ class S3Config:
     #: Every part but the last has the same size (-s3-equal-parts; Cloudflare R2).
     equal_parts: bool = False
     #: Parts held in memory per upload, being filled or in flight (-s3-max-buffered-parts).
-    max_buffered_parts: int = 20
+    #: tusd's default is 20 parts buffered on disk; ours are in memory, so fewer.
+    max_buffered_parts: int = 4
     #: Parts uploaded at once per upload (-s3-concurrent-part-uploads).
     concurrent_part_uploads: int = 10
     #: Send no Content-MD5 / payload hashes (-s3-disable-content-hashes).
