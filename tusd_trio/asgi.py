@@ -356,6 +356,8 @@ def create_app(
     """
     from .server._app import Server
 
+    # ASGI carries no request trailers: checksum-trailer is neither offered nor accepted.
+    config = replace(config, protocol=replace(config.protocol, request_trailers=False))
     return TusASGIApp(Server(config, store=store, locker=locker, hooks=hooks))
 
 

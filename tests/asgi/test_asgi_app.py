@@ -32,6 +32,8 @@ async def test_options_and_greeting(host: Any, client: httpx.AsyncClient) -> Non
     assert r.headers["tus-version"] == "1.0.0"
     assert "creation" in r.headers["tus-extension"].split(",")
     assert "checksum" in r.headers["tus-extension"].split(",")
+    # ASGI carries no request trailers, so checksum-trailer is not offered.
+    assert "checksum-trailer" not in r.headers["tus-extension"].split(",")
     r = await client.get(hosted.url("/"))
     assert r.status_code == 200
     assert "tusd" in r.text.lower() or "welcome" in r.text.lower()
@@ -146,6 +148,17 @@ async def test_checksum(host: Any, client: httpx.AsyncClient) -> None:
         content=b"efgh",
     )
     assert r.status_code == 400
+    # A checksum announced as a trailer is refused before the body is read, with advice.
+    r = await client.patch(
+        location,
+        headers={**OCTET, "Upload-Offset": "4", "Trailer": "Upload-Checksum"},
+        content=b"efgh",
+    )
+    assert r.status_code == 400
+    assert "ERR_INVALID_CHECKSUM" in r.text
+    assert "send Upload-Checksum as a header" in r.text
+    r = await client.head(location, headers=TUS)
+    assert r.headers["upload-offset"] == "4"
 
 
 async def test_errors(host: Any, client: httpx.AsyncClient) -> None:

@@ -206,6 +206,10 @@ def test_options_extensions_follow_config_and_capabilities() -> None:
         assert "checksum-trailer" not in names
     assert _extensions(ProtocolConfig(expiration=60))[-1] == "expiration"
     assert "expiration" not in _extensions(CFG)
+    # A transport without request trailers (ASGI) offers checksum but not checksum-trailer.
+    names = _extensions(ProtocolConfig(request_trailers=False))
+    assert "checksum" in names
+    assert "checksum-trailer" not in names
 
 
 def test_options_minimal_store() -> None:
@@ -1314,6 +1318,15 @@ def test_plan_patch_checksum_in_trailer() -> None:
     assert plan.verify_checksum
 
 
+def test_plan_patch_checksum_trailer_refused_without_trailer_support() -> None:
+    config = ProtocolConfig(request_trailers=False)
+    with pytest.raises(errors.InvalidChecksumError, match="as a header"):
+        plan_patch(_patch("0", Trailer="Upload-Checksum"), UPLOAD, config, NOW)
+    # A checksum header still works there.
+    request = _patch("0", Upload_Checksum=sha1_header(b""))
+    assert plan_patch(request, UPLOAD, config, NOW).checksum is not None
+
+
 def test_plan_patch_checksum_header_wins_over_trailer() -> None:
     request = _patch("0", Trailer="Upload-Checksum", Upload_Checksum=sha1_header(b""))
     plan = plan_patch(request, UPLOAD, CFG, NOW)
@@ -1682,3 +1695,11 @@ def test_route_readiness_and_metrics_paths() -> None:
     assert route(make_request("GET", "/health/ready", []), config).action is Action.READY
     assert route(make_request("GET", "/metrics", []), config).action is Action.METRICS
     assert route(make_request("GET", "/metrics", []), ProtocolConfig()).action is Action.GREETING
+
+
+def test_unavailable_errors_carry_retry_after() -> None:
+    for error in (errors.LockerUnavailableError(), errors.LockLostError()):
+        response = error_response(error)
+        assert response.status == 503
+        assert header_value(response.headers, "Retry-After") == "1"
+    assert header_value(error_response(errors.UploadNotFoundError()).headers, "Retry-After") is None

@@ -100,6 +100,8 @@ class ProtocolConfig:
     capabilities: StoreCapabilities = field(default_factory=StoreCapabilities)
     show_greeting: bool = True
     health_path: str = "/health"
+    #: Whether request trailers reach the handler (not over ASGI): checksum-trailer.
+    request_trailers: bool = True
     #: Path of the Prometheus metrics; empty = not served.
     metrics_path: str = ""
 
@@ -133,7 +135,9 @@ class ProtocolConfig:
         if self.capabilities.defer_length:
             names.append("creation-defer-length")
         if self.checksum_enabled:
-            names += ["checksum", "checksum-trailer"]
+            names.append("checksum")
+            if self.request_trailers:
+                names.append("checksum-trailer")
         if self.expiration > 0:
             names.append("expiration")
         return names
@@ -735,6 +739,10 @@ def _checksum_of(request: Request, config: ProtocolConfig) -> tuple[Checksum | N
         if headers.count("upload-checksum") > 1:
             raise errors.InvalidChecksumError()
         return parse_checksum(raw, config.checksum_algorithms), False
+    if announced and not config.request_trailers:
+        raise errors.InvalidChecksumError(
+            "request trailers do not reach this server: send Upload-Checksum as a header"
+        )
     return None, announced
 
 
