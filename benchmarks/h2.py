@@ -707,14 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         for sc in all_scs:
             print(f"{sc.name:14} {'' if sc.default else '(extra) '}{sc.title}")
         return 0
-    if args.only:
-        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = set(wanted) - {sc.name for sc in all_scs}
-        if unknown:
-            ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-        scs = [sc for sc in all_scs if sc.name in wanted]
-    else:
-        scs = [sc for sc in all_scs if sc.default]
+    scs = run.select_scenarios(ap, all_scs, args.only)
     names = [n.strip() for n in args.contestants.split(",") if n.strip()]
     for n in names:
         if n not in CONTESTANTS:
@@ -761,16 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         "servers": {n: templates[n] for n in names},
         "args": dict(vars(args)),
     }
-    b0, t0_ = run.machine_busy_s(), time.monotonic()
-    time.sleep(0.5)
-    busy = round((run.machine_busy_s() - b0) / (time.monotonic() - t0_), 2)
-    meta["background_cpu_cores_at_start"] = busy
-    if busy > 0.15:
-        print(
-            f"warning: the machine is already busy ({busy} cores used by other processes); "
-            "numbers will be noisy",
-            file=sys.stderr,
-        )
+    meta["background_cpu_cores_at_start"] = run.background_cores()
     signal.signal(signal.SIGTERM, run.on_sigterm)
     results: list[dict] = []
     sources = Sources(work)

@@ -602,6 +602,31 @@ def markdown(summary: dict, servers: list[str], meta: dict) -> str:
 # -- main -----------------------------------------------------------------------------------
 
 
+def select_scenarios(ap: argparse.ArgumentParser, all_scs: list, only: str | None) -> list:
+    """The scenarios named by ``--only`` (comma-separated), else the default ones."""
+    if not only:
+        return [sc for sc in all_scs if getattr(sc, "default", True)]
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = set(names) - {sc.name for sc in all_scs}
+    if unknown:
+        ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    return [sc for sc in all_scs if sc.name in names]
+
+
+def background_cores(warn_above: float = 0.15) -> float:
+    """CPU cores other processes use right now (sampled for 0.5 s); warns when busy."""
+    b0, t0 = machine_busy_s(), time.monotonic()
+    time.sleep(0.5)
+    busy = round((machine_busy_s() - b0) / (time.monotonic() - t0), 2)
+    if busy > warn_above:
+        print(
+            f"warning: the machine is already busy ({busy} cores used by other processes); "
+            "numbers will be noisy",
+            file=sys.stderr,
+        )
+    return busy
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -690,14 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         for sc in all_scs:
             print(f"{sc.name:16} {'' if sc.default else '(extra) '}{sc.title}")
         return 0
-    if args.only:
-        names = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = set(names) - {sc.name for sc in all_scs}
-        if unknown:
-            ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-        scs = [sc for sc in all_scs if sc.name in names]
-    else:
-        scs = [sc for sc in all_scs if sc.default]
+    scs = select_scenarios(ap, all_scs, args.only)
 
     templates = dict(DEFAULT_SERVERS)
     for spec in args.server_cmd:
@@ -739,17 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         "servers": {s: templates[s] for s in servers},
         "args": vars(args),
     }
-    b0, t0_ = machine_busy_s(), time.monotonic()
-    time.sleep(0.5)
-    meta["background_cpu_cores_at_start"] = round(
-        (machine_busy_s() - b0) / (time.monotonic() - t0_), 2
-    )
-    if meta["background_cpu_cores_at_start"] > 0.15:
-        print(
-            f"warning: the machine is already busy ({meta['background_cpu_cores_at_start']} cores "
-            "used by other processes); numbers will be noisy",
-            file=sys.stderr,
-        )
+    meta["background_cpu_cores_at_start"] = background_cores()
     signal.signal(signal.SIGTERM, on_sigterm)
     results: list[dict] = []
     unavailable: dict[str, str] = {}

@@ -573,14 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     all_scs = scenarios(
         args.size_mib * MiB, args.parallel_mib * MiB, args.parallel, args.patch_mib * MiB
     )
-    if args.only:
-        names = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = set(names) - {sc.name for sc in all_scs}
-        if unknown:
-            ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-        scs = [sc for sc in all_scs if sc.name in names]
-    else:
-        scs = all_scs
+    scs = run.select_scenarios(ap, all_scs, args.only)
 
     templates = dict(DEFAULT_SERVERS)
     for spec in args.server_cmd:
@@ -636,16 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         "servers": {s: templates.get(s, "boto3 worker") for s in servers},
         "args": vars(args),
     }
-    b0, t0_ = run.machine_busy_s(), time.monotonic()
-    time.sleep(0.5)
-    busy = round((run.machine_busy_s() - b0) / (time.monotonic() - t0_), 2)
-    meta["background_cpu_cores_at_start"] = busy
-    if busy > 0.15:
-        print(
-            f"warning: the machine is already busy ({busy} cores used by other processes); "
-            "numbers will be noisy",
-            file=sys.stderr,
-        )
+    meta["background_cpu_cores_at_start"] = run.background_cores()
     signal.signal(signal.SIGTERM, run.on_sigterm)
     results: list[dict] = []
     moto = None

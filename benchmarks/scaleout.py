@@ -777,11 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     logdir = json_path.parent / f"scaleout-logs-{stamp}"
     logdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tusd-trio-scaleout-", dir=args.work_dir))
-    b0, t0 = run.machine_busy_s(), time.monotonic()
-    time.sleep(0.5)
-    background = round((run.machine_busy_s() - b0) / (time.monotonic() - t0), 2)
-    if background > 0.15:
-        print(f"warning: the machine is already busy ({background} cores)", file=sys.stderr)
+    background = run.background_cores()
     signal.signal(signal.SIGTERM, run.on_sigterm)
     results: list[dict] = []
     redis = None

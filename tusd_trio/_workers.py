@@ -39,7 +39,6 @@ import select
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from types import FrameType
 from typing import Any
 
 from .config import Config
+from .server._app import remove_stale_socket
 from .server._metrics import retire_snapshot, snapshot_path
 
 log = logging.getLogger("tusd_trio")
@@ -115,14 +115,7 @@ def _bind(config: Config) -> tuple[socket.socket, str]:
     """The listening socket and the banner URL ("" for a UNIX socket)."""
     if config.unix_sock:
         path = config.unix_sock
-        try:
-            mode = os.stat(path).st_mode
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(mode):
-                raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-            os.unlink(path)
+        remove_stale_socket(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(path)

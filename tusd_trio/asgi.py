@@ -133,11 +133,7 @@ class TusASGIApp:
         server.shutting_down = False
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(server.supervisor.run)
-                check = getattr(server.store, "check_consistency", None)
-                if check is not None:
-                    for message in await check(server.config.orphan_age):
-                        log.info("%s", message)
+                await server.start_background(nursery)
                 self._started = True
                 try:
                     yield self

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 ReleaseCallback = Callable[[], None]
@@ -51,3 +51,43 @@ class Locker(Protocol):
     ) -> AbstractAsyncContextManager[None]: ...
 
     async def aclose(self) -> None: ...
+
+
+class _AcquireRelease(Protocol):
+    async def acquire(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
+        on_lost: ReleaseCallback | None = None,
+    ) -> None: ...
+
+    def release(self, upload_id: str) -> None: ...
+
+
+class LockContext:
+    """``lock()`` for every locker: ``acquire``, then ``release`` whatever happens."""
+
+    @asynccontextmanager
+    async def lock(
+        self: _AcquireRelease,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
+        on_lost: ReleaseCallback | None = None,
+    ) -> AsyncIterator[None]:
+        await self.acquire(
+            upload_id,
+            max_wait=max_wait,
+            on_release_requested=on_release_requested,
+            access=access,
+            on_lost=on_lost,
+        )
+        try:
+            yield
+        finally:
+            self.release(upload_id)

@@ -16,18 +16,15 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 
 import trio
 
 from .._process import pid_alive
 from ..protocol.errors import LockTimeoutError, UploadNotFoundError
+from .base import LockContext, ReleaseCallback
 from .memory import MemoryLocker
 
 log = logging.getLogger("tusd_trio.filelocker")
-
-ReleaseCallback = Callable[[], None]
 
 
 class _NoSpaceForLockError(Exception):
@@ -41,7 +38,7 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-class FileLocker:
+class FileLocker(LockContext):
     name = "filelocker"
 
     def __init__(
@@ -219,27 +216,6 @@ class FileLocker:
                 except FileNotFoundError:
                     continue
                 callback()
-
-    @asynccontextmanager
-    async def lock(
-        self,
-        upload_id: str,
-        *,
-        max_wait: float,
-        on_release_requested: ReleaseCallback | None = None,
-        access: str = "write",
-        on_lost: ReleaseCallback | None = None,
-    ) -> AsyncIterator[None]:
-        await self.acquire(
-            upload_id,
-            max_wait=max_wait,
-            on_release_requested=on_release_requested,
-            access=access,
-        )
-        try:
-            yield
-        finally:
-            self.release(upload_id)
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()

@@ -9,15 +9,12 @@ sleeps, no starvation.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
 
 from ..protocol.errors import LockTimeoutError
-
-ReleaseCallback = Callable[[], None]
+from .base import LockContext, ReleaseCallback
 
 
 @dataclass(eq=False)
@@ -40,7 +37,7 @@ class LockStatistics:
     max_wait: float
 
 
-class MemoryLocker:
+class MemoryLocker(LockContext):
     name = "memorylocker"
 
     def __init__(self) -> None:
@@ -118,22 +115,6 @@ class MemoryLocker:
 
     def is_locked(self, upload_id: str) -> bool:
         return upload_id in self._entries
-
-    @asynccontextmanager
-    async def lock(
-        self,
-        upload_id: str,
-        *,
-        max_wait: float,
-        on_release_requested: ReleaseCallback | None = None,
-        access: str = "write",
-        on_lost: ReleaseCallback | None = None,
-    ) -> AsyncIterator[None]:
-        await self.acquire(upload_id, max_wait=max_wait, on_release_requested=on_release_requested)
-        try:
-            yield
-        finally:
-            self.release(upload_id)
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()

@@ -68,11 +68,11 @@ from coredis.exceptions import ConnectionError as RedisConnectionError, RedisErr
 from coredis.retry import ConstantRetryPolicy, NoRetryPolicy
 
 from ..protocol.errors import LockerUnavailableError, LockTimeoutError
+from .base import LockContext, ReleaseCallback
 from .memory import LockStatistics, MemoryLocker
 
 log = logging.getLogger("tusd_trio.redislocker")
 
-ReleaseCallback = Callable[[], None]
 LostCallback = Callable[[], None]
 _Client: TypeAlias = "Redis[bytes] | RedisCluster[bytes]"
 T = TypeVar("T")
@@ -282,7 +282,7 @@ def _as_int(value: object) -> int:
     raise LockerUnavailableError("the upload lock service is unavailable: odd answer from Redis")
 
 
-class RedisLocker:
+class RedisLocker(LockContext):
     """Distributed per-upload locks in Redis (see the module docstring).
 
     ``ttl`` is the lease length in seconds, ``timeout`` bounds connecting to
@@ -404,28 +404,6 @@ class RedisLocker:
             else:
                 self._give_back(lease)
         self._local.release(upload_id)
-
-    @asynccontextmanager
-    async def lock(
-        self,
-        upload_id: str,
-        *,
-        max_wait: float,
-        on_release_requested: ReleaseCallback | None = None,
-        access: str = "write",
-        on_lost: LostCallback | None = None,
-    ) -> AsyncIterator[None]:
-        await self.acquire(
-            upload_id,
-            max_wait=max_wait,
-            on_release_requested=on_release_requested,
-            access=access,
-            on_lost=on_lost,
-        )
-        try:
-            yield
-        finally:
-            self.release(upload_id)
 
     async def check(self) -> None:
         """Readiness: raise :class:`LockerUnavailableError` unless Redis answers."""

@@ -116,16 +116,21 @@ class Server:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
+    async def start_background(self, nursery: trio.Nursery) -> None:
+        """Start the supervisor (hooks, janitor, lock tasks) in ``nursery`` and run the
+        store's start-up consistency check; the daemon and the ASGI app share this."""
+        await nursery.start(self.supervisor.run)
+        check = getattr(self.store, "check_consistency", None)
+        if check is not None:
+            for message in await check(self.config.orphan_age):
+                log.info("%s", message)
+
     async def serve(
         self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
     ) -> None:
         try:
             async with trio.open_nursery() as root:
-                await root.start(self.supervisor.run)
-                check = getattr(self.store, "check_consistency", None)
-                if check is not None:
-                    for message in await check(self.config.orphan_age):
-                        log.info("%s", message)
+                await self.start_background(root)
                 self.listeners = await self._open_listeners()
                 async with trio.open_nursery() as connections:
                     accept_scope = trio.CancelScope()
@@ -354,15 +359,19 @@ async def _refuse(stream: trio.SocketStream) -> None:
         await close_gracefully(stream, linger=True)
 
 
-async def _unix_listener(path: str) -> trio.SocketListener:
+def remove_stale_socket(path: str) -> None:
+    """Remove a UNIX socket file left by an earlier run; refuse any other file."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISSOCK(mode):
-            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-        os.unlink(path)
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+    os.unlink(path)
+
+
+async def _unix_listener(path: str) -> trio.SocketListener:
+    remove_stale_socket(path)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     await sock.bind(path)
     sock.listen(1024)

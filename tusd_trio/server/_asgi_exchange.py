@@ -19,7 +19,7 @@ import trio
 
 from ..protocol import errors
 from ..protocol.core import Response
-from ._http import ConnectionClosedError, Exchange, _encode_headers
+from ._http import ConnectionClosedError, Exchange, _encode_headers, pump_chunks
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -107,27 +107,7 @@ class ASGIExchange(Exchange):
         *,
         sink_is_async: bool = False,
     ) -> bool:
-        """Feed the body to ``sink`` chunk by chunk; True if it went beyond ``limit``."""
-        while True:
-            received = self.received
-            data = await self.receive_body_chunk()
-            if data is None:
-                return False
-            if limit is not None and self.received > limit:
-                keep = limit - received
-                self.received = received
-                if keep > 0:
-                    part = data[:keep]
-                    self.received += keep
-                    if sink_is_async:
-                        await sink(part)  # type: ignore[misc]
-                    else:
-                        sink(part)
-                return True
-            if sink_is_async:
-                await sink(data)  # type: ignore[misc]
-            else:
-                sink(data)
+        return await pump_chunks(self, sink, limit, sink_is_async=sink_is_async)
 
     # --- response ------------------------------------------------------------------------
 

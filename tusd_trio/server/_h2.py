@@ -38,6 +38,7 @@ from ._http import (
     HTTPConnection,
     _encode_headers,
     close_gracefully,
+    pump_chunks,
 )
 
 if TYPE_CHECKING:
@@ -454,26 +455,7 @@ class H2Exchange(Exchange):
         *,
         sink_is_async: bool = False,
     ) -> bool:
-        while True:
-            before = self.received
-            data = await self.receive_body_chunk()
-            if data is None:
-                return False
-            if limit is not None and self.received > limit:
-                keep = limit - before
-                self.received = before
-                if keep > 0:
-                    self.received += keep
-                    part = data[:keep]
-                    if sink_is_async:
-                        await sink(part)  # type: ignore[misc]
-                    else:
-                        sink(part)
-                return True
-            if sink_is_async:
-                await sink(data)  # type: ignore[misc]
-            else:
-                sink(data)
+        return await pump_chunks(self, sink, limit, sink_is_async=sink_is_async)
 
     # --- the answer ---------------------------------------------------------------------
 

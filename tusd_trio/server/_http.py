@@ -335,6 +335,39 @@ def _prepared(headers: list[tuple[bytes, bytes]]) -> Any:
     return _h11_normalize(headers, _parsed=True)
 
 
+async def pump_chunks(
+    exchange: Exchange,
+    sink: Callable[[Any], object],
+    limit: int | None,
+    *,
+    sink_is_async: bool = False,
+) -> bool:
+    """:meth:`Exchange.pump_body` for transports that only offer
+    ``receive_body_chunk`` (HTTP/2 streams, ASGI): feed each chunk to ``sink``,
+    stop after ``limit`` bytes (the part of a chunk within it is still fed) and
+    return True if the body went beyond it."""
+    while True:
+        before = exchange.received
+        data = await exchange.receive_body_chunk()
+        if data is None:
+            return False
+        if limit is not None and exchange.received > limit:
+            keep = limit - before
+            exchange.received = before
+            if keep > 0:
+                exchange.received += keep
+                data = data[:keep]
+                if sink_is_async:
+                    await sink(data)  # type: ignore[misc]
+                else:
+                    sink(data)
+            return True
+        if sink_is_async:
+            await sink(data)  # type: ignore[misc]
+        else:
+            sink(data)
+
+
 def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     for name, value in headers:
