@@ -1,7 +1,10 @@
-"""The single-file executable: scripts/build-pyz builds a .pyz that runs the daemon."""
+"""The single-file executable: scripts/build-pyz builds a .pyz that runs the daemon
+from a clean directory with a plain interpreter (no virtual environment), and a
+tus client uploads a file to it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -10,6 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The interpreter the virtual environment was made from: no project packages in it.
+BASE_PYTHON = str(Path(sys.base_prefix) / "bin" / "python3")
 
 
 def test_pyz_builds_and_serves(tmp_path: Path) -> None:
@@ -24,9 +29,31 @@ def test_pyz_builds_and_serves(tmp_path: Path) -> None:
         check=False,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    # A clean directory, a plain interpreter in isolated mode, no venv variables.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    plain_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME") and not k.startswith("COV")
+    }
+    plain_env["SHIV_ROOT"] = str(tmp_path / "shiv")
+    plain_env["PATH"] = os.pathsep.join(
+        p for p in plain_env.get("PATH", "").split(os.pathsep) if ".venv" not in p
+    )
+    assert sys.prefix != sys.base_prefix, "the tests run in the project's virtual environment"
+    probe = subprocess.run(
+        [BASE_PYTHON, "-I", "-c", "import tusd_trio"],
+        env=plain_env,
+        cwd=clean,
+        capture_output=True,
+        check=False,
+    )
+    assert probe.returncode != 0, "the plain interpreter must not see tusd_trio outside the .pyz"
     version = subprocess.run(
-        [sys.executable, str(pyz), "-version"],
-        env=env,
+        [BASE_PYTHON, "-I", str(pyz), "-version"],
+        env=plain_env,
+        cwd=clean,
         capture_output=True,
         text=True,
         timeout=120,
@@ -34,12 +61,12 @@ def test_pyz_builds_and_serves(tmp_path: Path) -> None:
     )
     assert version.stdout.startswith("tusd-trio ")
     daemon = subprocess.Popen(
-        [sys.executable, str(pyz), "-port", "0", "-upload-dir", str(tmp_path / "data")],
-        env=env,
+        [BASE_PYTHON, "-I", str(pyz), "-port", "0"],
+        env=plain_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=tmp_path,
+        cwd=clean,
         start_new_session=True,
     )
     try:
@@ -52,7 +79,24 @@ def test_pyz_builds_and_serves(tmp_path: Path) -> None:
             if "You can now upload files to:" in line:
                 banner = line
                 break
-        assert re.search(r"http://127\.0\.0\.1:\d+/files/", banner), banner
+        found = re.search(r"http://127\.0\.0\.1:\d+/files/", banner)
+        assert found, banner
+        # A real tus client uploads a file in chunks; the bytes come back identical.
+        import httpx
+        from tusclient import client as tus_client
+
+        source = tmp_path / "payload.bin"
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        source.write_bytes(data)
+        uploader = tus_client.TusClient(found.group(0)).uploader(
+            file_path=str(source), chunk_size=1024 * 1024, metadata={"filename": "p.bin"}
+        )
+        uploader.upload()
+        assert uploader.offset == len(data)
+        got = httpx.get(uploader.url, timeout=30).content
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+        upload_id = uploader.url.rsplit("/", 1)[1]
+        assert (clean / "data" / upload_id).read_bytes() == data  # ./data by default
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=30)
