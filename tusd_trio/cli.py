@@ -450,8 +450,8 @@ FLAGS: list[Flag] = [
         "hooks-enabled-events",
         "str",
         "pre-create,post-create,post-receive,post-terminate,post-finish",
-        "Comma-separated hook events to send; empty = all (pre-access, pre-finish and "
-        "pre-terminate are off by default)",
+        "Comma-separated hook events to send; empty = all of tusd's (pre-finish and "
+        "pre-terminate are off by default; pre-access only when named)",
         "Hooks",
     ),
     Flag(
@@ -641,7 +641,7 @@ FLAGS: list[Flag] = [
     ),
     # Logging
     Flag("log-format", "str", "text", "Log format: text or json", "Logging"),
-    Flag("verbose", "bool", True, "Log every request (level debug)", "Logging"),
+    Flag("verbose", "bool", True, "Also log debug lines (hook invocations, S3 calls)", "Logging"),
     Flag("show-startup-logs", "bool", True, "Print the configuration at start-up", "Logging"),
     Flag("version", "bool", False, "Print the version and exit", "Logging"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .auth import AuthConfig
@@ -60,8 +61,13 @@ class Config:
     # Start-up check: leftovers older than this are removed or repaired
     orphan_age: float = 60.0
     # Hooks
-    hooks_enabled_events: frozenset[str] = frozenset(
-        {"pre-create", "post-create", "post-receive", "post-terminate", "post-finish"}
+    #: In the order given (the ``Enabled hook events`` start-up line keeps it).
+    hooks_enabled_events: Collection[str] = (
+        "pre-create",
+        "post-create",
+        "post-receive",
+        "post-terminate",
+        "post-finish",
     )
     progress_hooks_interval: float = 1.0
     hooks_dir: str = ""

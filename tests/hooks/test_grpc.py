@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tusd_trio._version import __version__
 from tusd_trio.hooks import (
     FileInfoChanges,
     HookDispatcher,
@@ -178,6 +179,9 @@ async def test_request_fields(hook_server: HookServer, make_backend: MakeBackend
         "Tus-Resumable": "1.0.0",
         "X-Multi": "first",
     }
+    # gRPC's user agent starts with the one we set (grpc-python appends its own).
+    (agent,) = call.meta("user-agent")
+    assert str(agent).startswith(f"tusd-trio/{__version__} ")
 
 
 async def test_request_pre_create_deferred_and_final(

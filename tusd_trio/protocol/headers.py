@@ -39,6 +39,29 @@ def parse_uint(value: str | None) -> int | None:
     return number
 
 
+_SIGNED_DECIMAL = re.compile(r"([+-]?)0*([0-9]{1,19})")
+
+
+def parse_offset(value: str | None) -> int | None:
+    """Parse ``Upload-Length`` or ``Upload-Offset`` as tusd does.
+
+    tusd reads them with Go's ``strconv.ParseInt(value, 10, 64)`` and refuses a
+    negative result, so a leading ``+`` (``+10``), leading zeros and ``-0`` are
+    accepted.  Returns ``None`` for a missing or empty value, anything else that
+    is not a decimal integer, a negative one, or one beyond int64.
+    """
+    if value is None:
+        return None
+    match = _SIGNED_DECIMAL.fullmatch(value.strip())
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    number = int(digits)
+    if number > MAX_INT64 or (sign == "-" and number != 0):
+        return None
+    return number
+
+
 # --- Upload-Metadata -------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 
+from .._startup import startup_lines
 from ..auth import Authenticator
 from ..config import Config
 from ..hooks import FileHookBackend, HookBackend, HookDispatcher, PluginHookBackend
@@ -208,26 +209,18 @@ class Server:
             return
         base = self.config.protocol.base_path
         self.urls = []
-        if self.config.unix_sock:
-            log.info("Using %s as unix socket to listen.", self.config.unix_sock)
-            return
-        for listener in self.listeners[:1]:
-            sockname: Any = listener.socket.getsockname()
-            host, port = sockname[0], sockname[1]
-            if ":" in host:
-                host = f"[{host}]"
-            self.urls.append(f"{self.scheme}://{host}:{port}{base}")
+        if not self.config.unix_sock:
+            for listener in self.listeners[:1]:
+                sockname: Any = listener.socket.getsockname()
+                host, port = sockname[0], sockname[1]
+                if ":" in host:
+                    host = f"[{host}]"
+                self.urls.append(f"{self.scheme}://{host}:{port}{base}")
         if self.config.show_startup_logs:
-            log.info("Using %s:%s as address to listen.", self.config.host, self.bound_port)
-            log.info("Using %s as the base path.", base)
-            log.info("Supported tus extensions: %s", ",".join(self.config.protocol.extensions()))
-            hooks = self.supervisor.hooks
-            if hooks is not None:
-                log.info(
-                    "Enabled hook events: %s (via %s)",
-                    ",".join(sorted(hooks.enabled)),
-                    ", ".join(backend.name for backend in hooks.backends),
-                )
+            extensions = ",".join(self.config.protocol.extensions())
+            for line in startup_lines(self.config, extensions=extensions):
+                log.info("%s", line)
+        # Printed even with -show-startup-logs=false: a harness using -port 0 needs it.
         for url in self.urls:
             log.info("You can now upload files to: %s", url)
 

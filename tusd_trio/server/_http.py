@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
+from .._logging import RequestLog
 from ..auth import Principal
 from ..hooks.model import HTTPResponse
 from ..protocol import errors
@@ -78,6 +79,9 @@ class ConnectionClosedError(Exception):
 class Exchange:
     """One request and its response, as the handler sees them."""
 
+    #: The request's log context (set by the handler before anything is logged).
+    log: RequestLog
+
     def __init__(self, connection: HTTPConnection, request: Request, has_body: bool) -> None:
         self._connection = connection
         self.request = request
@@ -96,6 +100,8 @@ class Exchange:
         self.upload_created = False
         #: The request's ID (X-Request-ID, or one made up), echoed and logged.
         self.request_id = ""
+        #: The status of a response the handler streamed itself (downloads).
+        self.sent_status = 0
         self.received = 0
 
     @property
