@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._logging import debug_event, info_event
-from ..auth import AuthError
+from ..auth import AuthError, redact_url
 from ..hooks import HookError, HookResponse, HTTPResponse, merge_http_response
 from ..protocol import core, errors, ietf
 from ..protocol.core import Action, Response, Routed, WritePlan
@@ -57,6 +57,8 @@ class TusHandler:
         self.locker = server.locker
         self.supervisor = server.supervisor
         self.metrics = server.supervisor.metrics
+        #: Health checks failing now, with their texts (logged when they change).
+        self._failing_checks: dict[str, str] = {}
 
     # --- entry point -------------------------------------------------------------------
 
@@ -75,7 +77,10 @@ class TusHandler:
         verbose = self.config.verbose
         if verbose:
             debug_event(
-                "RequestIncoming", method=method, path=request.target, requestId=exchange.request_id
+                "RequestIncoming",
+                method=method,
+                path=redact_url(request.target),
+                requestId=exchange.request_id,
             )
         status = 500
         try:
@@ -103,9 +108,11 @@ class TusHandler:
             await self._send_error(exchange, routed, exc)
         except HookError as exc:
             status = 500
-            await self._send_error(exchange, routed, errors.TusError(f"hook failed: {exc}"))
+            await self._send_error(exchange, routed, hook_failure(exchange, exc))
         except Exception:
-            log.exception("InternalServerError while handling %s %s", method, request.target)
+            log.exception(
+                "InternalServerError while handling %s %s", method, redact_url(request.target)
+            )
             status = 500
             await self._send_error(
                 exchange, routed, errors.TusError("the server failed to handle the request")
@@ -116,7 +123,7 @@ class TusHandler:
             debug_event(
                 "ResponseOutgoing",
                 method=method,
-                path=request.target,
+                path=redact_url(request.target),
                 status=status,
                 duration_ms=round((time.monotonic() - started) * 1000, 3),
                 requestId=exchange.request_id,
@@ -131,7 +138,7 @@ class TusHandler:
             log.warning(
                 "%s %s answered %s %s: %s",
                 routed.method,
-                exchange.request.target,
+                redact_url(exchange.request.target),
                 exc.status,
                 exc.code,
                 exc.message,
@@ -160,16 +167,13 @@ class TusHandler:
             return core.options_response(self.protocol, routed.common)
         if action is Action.GREETING:
             return core.greeting_response()
-        if action is Action.HEALTH:
-            return await self._health()
-        if action is Action.READY:
-            return await self._health(ready=True)
+        if action is Action.HEALTH or action is Action.READY:
+            # Probes carry no credentials: the status is open, the details are not.
+            details = self.server.operator_access.allows(exchange.request)
+            return await self.health(ready=action is Action.READY, details=details)
         if action is Action.METRICS:
-            return Response(
-                200,
-                [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
-                render_metrics(self.server).encode(),
-            )
+            self.server.operator_access.check(exchange.request)
+            return self.metrics_response()
         if self.server.shutting_down and action in (Action.CREATE, Action.PATCH):
             raise errors.UnavailableError("the server is shutting down", code="ERR_SERVER_SHUTDOWN")
         auth = self.server.auth
@@ -217,10 +221,21 @@ class TusHandler:
 
     # --- health ----------------------------------------------------------------------------
 
-    async def _health(self, *, ready: bool = False) -> Response:
+    def metrics_response(self) -> Response:
+        return Response(
+            200,
+            [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
+            render_metrics(self.server).encode(),
+        )
+
+    async def health(self, *, ready: bool = False, details: bool = True) -> Response:
         """``/health``: the loop answers and the store takes a write.  ``/health/ready``
         also reports the hook backends and the access-control set-up, and is 503
-        while shutting down so load balancers drain the instance."""
+        while shutting down so load balancers drain the instance.
+
+        Without ``details`` (a caller the operator rule does not admit) each check says
+        only ``ok`` or ``failing``: failure texts name internal addresses.  They are
+        logged whenever they change."""
         checks: dict[str, str] = {}
         status = 200
         if ready:
@@ -259,6 +274,13 @@ class TusHandler:
         if self.server.shutting_down:
             checks["server"] = "shutting down"
             status = 503
+        self._log_check_changes(checks)
+        if not details:
+            checks = {
+                name: value if value in ("ok", "shutting down") else "failing"
+                for name, value in checks.items()
+                if name not in ("hooks", "auth")
+            }
         body = json.dumps({"status": "ok" if status == 200 else "unavailable", "checks": checks})
         return Response(
             status,
@@ -269,6 +291,20 @@ class TusHandler:
             ],
             body.encode(),
         )
+
+    def _log_check_changes(self, checks: dict[str, str]) -> None:
+        """Log a failing health check when its text changes, and its recovery."""
+        for name, value in checks.items():
+            if name in ("hooks", "auth", "server"):
+                continue
+            before = self._failing_checks.get(name)
+            if value == "ok":
+                if before is not None:
+                    del self._failing_checks[name]
+                    log.info("HealthCheckRecovered check=%s", name)
+            elif value != before:
+                self._failing_checks[name] = value
+                log.warning("HealthCheckFailing check=%s: %s", name, value)
 
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -302,15 +338,16 @@ class TusHandler:
             info = core.plan_final(plan, partials, self.protocol)
 
         auth = self.server.auth
-        if auth.enabled:
-            info = replace(
-                info,
-                metadata=auth.creation_metadata(
-                    exchange.principal,
-                    info.metadata,
-                    None if info.size_is_deferred else info.size,
-                ),
-            )
+        # Also with access control off: the reserved owner key never comes from a client,
+        # or that client would own the upload once access control is turned on.
+        info = replace(
+            info,
+            metadata=auth.creation_metadata(
+                exchange.principal,
+                info.metadata,
+                None if info.size_is_deferred else info.size,
+            ),
+        )
         answer = await self.supervisor.run_blocking_hook(
             HookEvent("pre-create", info, request, exchange.remote_addr)
         )
@@ -726,7 +763,7 @@ class TusHandler:
             except errors.TusError as exc:
                 error = error or exc
             except HookError as exc:
-                error = error or errors.TusError(f"hook failed: {exc}")
+                error = error or hook_failure(exchange, exc)
         return info, error
 
     async def _finish(
@@ -775,12 +812,8 @@ class TusHandler:
                 return info
         if not core.partials_finished(partials):
             return info
-        total = sum(p.size for p in partials)
-        if self.protocol.max_size > 0 and total > self.protocol.max_size:
-            # Partials whose lengths were deferred grew past -max-size together.
-            raise errors.MaxSizeExceededError(
-                "the partial uploads add up to more than the maximum size"
-            )
+        # Partials whose lengths were deferred may have grown past the limits together.
+        core.check_final_length(sum(p.size for p in partials), self.protocol)
         return await self._concat(info, partials, exchange)
 
     # --- GET -------------------------------------------------------------------------------------
@@ -905,6 +938,13 @@ def _make_sink(
             hasher.update(data)
 
     return hash_and_write_async, True
+
+
+def hook_failure(exchange: Exchange, exc: HookError) -> errors.TusError:
+    """The client's answer to a failed hook: no hook output, addresses or other internals
+    (they go to the log with the request ID the client got)."""
+    log.warning("HookFailed requestId=%s: %s", exchange.request_id, exc)
+    return errors.TusError(f"hook failed (request ID {exchange.request_id})")
 
 
 def exchange_status(exchange: Exchange) -> int:
