@@ -32,7 +32,12 @@ from ._handler import Interrupter, TusHandler
 from ._http import Handler, HTTPConnection, _date, close_gracefully
 from ._janitor import Janitor
 from ._metrics import share_metrics
-from ._operator import OperatorAccess, parse_listen_address, serve_operator_request
+from ._operator import (
+    LISTENING_MESSAGE,
+    OperatorAccess,
+    parse_listen_address,
+    serve_operator_request,
+)
 from ._supervisor import Supervisor
 from ._timed_locker import TimedLocker
 from ._tls import TLSConfigError, context_from_config, tls_enabled, wrap_stream
@@ -255,7 +260,7 @@ class Server:
         for listener in self.operator_listeners:
             name: Any = listener.socket.getsockname()
             host = f"[{name[0]}]" if ":" in name[0] else name[0]
-            log.info("Serving metrics and health at http://%s:%s (no credentials)", host, name[1])
+            log.info(LISTENING_MESSAGE, f"{host}:{name[1]}")
 
     @property
     def operator_port(self) -> int:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from ._http import Exchange
 
 
+#: The start-up line naming the operator listener (the daemon's, or the worker parent's).
+LISTENING_MESSAGE = "Serving metrics and health at http://%s without credentials"
+
+
 class OperatorAccess:
     """The access rule of the operator endpoints (see the module documentation)."""
 
