@@ -172,11 +172,11 @@ def azure_connection_string(endpoint: str) -> str:
     )
 
 
-def create_s3_bucket(endpoint: str, bucket: str) -> None:
+def _s3_client(endpoint: str) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
@@ -184,20 +184,28 @@ def create_s3_bucket(endpoint: str, bucket: str) -> None:
         aws_secret_access_key="testing",
         config=BotoConfig(s3={"addressing_style": "path"}),
     )
+
+
+def _gcs_client(endpoint: str) -> Any:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=endpoint),
+    )
+
+
+def create_s3_bucket(endpoint: str, bucket: str) -> None:
+    client = _s3_client(endpoint)
     client.create_bucket(Bucket=bucket)
     client.close()
 
 
 def create_gcs_bucket(endpoint: str, bucket: str) -> None:
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    client = storage.Client(
-        project="test",
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options=ClientOptions(api_endpoint=endpoint),
-    )
+    client = _gcs_client(endpoint)
     client.create_bucket(bucket)
     client.close()
 
@@ -206,17 +214,7 @@ def stored_object_names(kind: str, endpoint: str, bucket: str) -> list[str]:
     """Everything in a bucket or container, as the service itself lists it: objects and
     unfinished multipart uploads (S3), blobs with only uncommitted blocks (Azure)."""
     if kind == "s3":
-        import boto3
-        from botocore.config import Config as BotoConfig
-
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=BotoConfig(s3={"addressing_style": "path"}),
-        )
+        client = _s3_client(endpoint)
         try:
             names = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
             uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
@@ -225,15 +223,7 @@ def stored_object_names(kind: str, endpoint: str, bucket: str) -> list[str]:
             client.close()
         return sorted(names)
     if kind == "gcs":
-        from google.api_core.client_options import ClientOptions
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
-
-        gcs = storage.Client(
-            project="test",
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options=ClientOptions(api_endpoint=endpoint),
-        )
+        gcs = _gcs_client(endpoint)
         try:
             return sorted(blob.name for blob in gcs.list_blobs(bucket))
         finally:

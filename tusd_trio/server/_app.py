@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import logging
 import math
 import os
@@ -32,12 +31,7 @@ from ._handler import Interrupter, TusHandler
 from ._http import Handler, HTTPConnection, _date, close_gracefully
 from ._janitor import Janitor
 from ._metrics import share_metrics
-from ._operator import (
-    LISTENING_MESSAGE,
-    OperatorAccess,
-    parse_listen_address,
-    serve_operator_request,
-)
+from ._operator import LISTENING_MESSAGE, OperatorEndpoints, parse_listen_address
 from ._supervisor import Supervisor
 from ._timed_locker import TimedLocker
 from ._tls import TLSConfigError, context_from_config, tls_enabled, wrap_stream
@@ -106,8 +100,6 @@ class Server:
             if header.lower() not in cors.allow_headers.lower():
                 cors = replace(cors, allow_headers=f"{cors.allow_headers}, {header}")
                 config.protocol = replace(config.protocol, cors=cors)
-        #: Who may read /metrics and the details of /health/ready (see _operator.py).
-        self.operator_access = OperatorAccess(config, self.auth)
         #: Where the metrics are served: on the upload port, or (with -metrics-listen)
         #: only on the operator listener.
         self.metrics_path = config.protocol.metrics_path
@@ -120,6 +112,8 @@ class Server:
         self.events = EventStream(self)
         self.supervisor = Supervisor(self)
         self.supervisor.hooks = hooks if hooks is not None else build_hooks(config)
+        #: /metrics, /health and /health/ready, and who sees their details (_operator.py).
+        self.operator = OperatorEndpoints(self)
         self.janitor = Janitor(self)
         self.handler = TusHandler(self)
         self.listeners: list[trio.SocketListener] = []
@@ -316,7 +310,7 @@ class Server:
         if operator:
             # Plain HTTP/1.1 (what Prometheus and probes speak), operator endpoints only.
             connection = HTTPConnection(stream, self, remote, operator=True)
-            handler = functools.partial(serve_operator_request, self.handler)
+            handler = self.operator.serve_listener
         elif self.ssl_context is not None or self.config.enable_h2c:
             # The TLS handshake (ALPN) or the h2c preface sniff, in this task.
             wrapped: trio.abc.Stream = stream

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 import time
@@ -23,7 +22,7 @@ from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
 from ..stores.base import ChunkWriter
 from ._http import ConnectionClosedError, Exchange
-from ._metrics import METRICS_CONTENT_TYPE, histograms, render_metrics
+from ._metrics import histograms
 from ._supervisor import HookEvent
 
 if TYPE_CHECKING:
@@ -57,8 +56,6 @@ class TusHandler:
         self.locker = server.locker
         self.supervisor = server.supervisor
         self.metrics = server.supervisor.metrics
-        #: Health checks failing now, with their texts (logged when they change).
-        self._failing_checks: dict[str, str] = {}
 
     # --- entry point -------------------------------------------------------------------
 
@@ -169,11 +166,12 @@ class TusHandler:
             return core.greeting_response()
         if action is Action.HEALTH or action is Action.READY:
             # Probes carry no credentials: the status is open, the details are not.
-            details = self.server.operator_access.allows(exchange.request)
-            return await self.health(ready=action is Action.READY, details=details)
+            operator = self.server.operator
+            details = operator.access.allows(exchange.request)
+            return await operator.health(ready=action is Action.READY, details=details)
         if action is Action.METRICS:
-            self.server.operator_access.check(exchange.request)
-            return self.metrics_response()
+            self.server.operator.access.check(exchange.request)
+            return self.server.operator.metrics_response()
         if self.server.shutting_down and action in (Action.CREATE, Action.PATCH):
             raise errors.UnavailableError("the server is shutting down", code="ERR_SERVER_SHUTDOWN")
         auth = self.server.auth
@@ -218,93 +216,6 @@ class TusHandler:
             error = errors.AccessDeniedError()
             error.hook_response = answer.http_response
             raise error
-
-    # --- health ----------------------------------------------------------------------------
-
-    def metrics_response(self) -> Response:
-        return Response(
-            200,
-            [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
-            render_metrics(self.server).encode(),
-        )
-
-    async def health(self, *, ready: bool = False, details: bool = True) -> Response:
-        """``/health``: the loop answers and the store takes a write.  ``/health/ready``
-        also reports the hook backends and the access-control set-up, and is 503
-        while shutting down so load balancers drain the instance.
-
-        Without ``details`` (a caller the operator rule does not admit) each check says
-        only ``ok`` or ``failing``: failure texts name internal addresses.  They are
-        logged whenever they change."""
-        checks: dict[str, str] = {}
-        status = 200
-        if ready:
-            hooks = self.supervisor.hooks
-            checks["hooks"] = (
-                ", ".join(backend.name for backend in hooks.backends) if hooks else "none"
-            )
-            checks["auth"] = "on" if self.server.auth.enabled else "off"
-        try:
-            with trio.fail_after(5):
-                await self.store.check_writable()
-            checks["store"] = "ok"
-        except (errors.TusError, trio.TooSlowError) as exc:
-            checks["store"] = f"failing: {exc}"
-            status = 503
-        if ready:
-            for name, target in (
-                ("hooks_http", self.config.hooks_http),
-                ("hooks_grpc", self.config.hooks_grpc),
-            ):
-                if not target:
-                    continue
-                problem = await _probe_endpoint(target)
-                checks[name] = "ok" if problem is None else f"failing: {problem}"
-                if problem is not None:
-                    status = 503
-        check_locker = getattr(self.locker, "check", None)
-        if ready and check_locker is not None:
-            try:
-                with trio.fail_after(5):
-                    await check_locker()
-                checks["locker"] = "ok"
-            except (errors.TusError, trio.TooSlowError) as exc:
-                checks["locker"] = f"failing: {exc}"
-                status = 503
-        if self.server.shutting_down:
-            checks["server"] = "shutting down"
-            status = 503
-        self._log_check_changes(checks)
-        if not details:
-            checks = {
-                name: value if value in ("ok", "shutting down") else "failing"
-                for name, value in checks.items()
-                if name not in ("hooks", "auth")
-            }
-        body = json.dumps({"status": "ok" if status == 200 else "unavailable", "checks": checks})
-        return Response(
-            status,
-            [
-                ("Content-Type", "application/json"),
-                ("Cache-Control", "no-store"),
-                ("X-Content-Type-Options", "nosniff"),
-            ],
-            body.encode(),
-        )
-
-    def _log_check_changes(self, checks: dict[str, str]) -> None:
-        """Log a failing health check when its text changes, and its recovery."""
-        for name, value in checks.items():
-            if name in ("hooks", "auth", "server"):
-                continue
-            before = self._failing_checks.get(name)
-            if value == "ok":
-                if before is not None:
-                    del self._failing_checks[name]
-                    log.info("HealthCheckRecovered check=%s", name)
-            elif value != before:
-                self._failing_checks[name] = value
-                log.warning("HealthCheckFailing check=%s: %s", name, value)
 
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -863,25 +774,6 @@ class TusHandler:
         info_event("UploadTerminated", id=upload_id, requestId=exchange.request_id)
         self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
         return core.delete_response(routed.common)
-
-
-async def _probe_endpoint(target: str) -> str | None:
-    """Open (and close) a TCP connection to a hook endpoint; the problem, or None."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(target if "://" in target else f"tcp://{target}")
-    host = parts.hostname or "127.0.0.1"
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return f"invalid endpoint {target!r}"
-    try:
-        with trio.fail_after(2):
-            stream = await trio.open_tcp_stream(host, port)
-        await stream.aclose()
-    except (OSError, trio.TooSlowError) as exc:
-        return f"cannot connect to {host}:{port} ({exc.__class__.__name__})"
-    return None
 
 
 def _apply_hook_response(response: Response, hook: HTTPResponse) -> Response:

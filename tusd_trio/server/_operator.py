@@ -1,8 +1,8 @@
-"""Operator endpoints: who may read them, and the listener that serves only them.
+"""Operator endpoints: ``/metrics``, ``/health``, ``/health/ready``; who sees what, and the
+listener that serves only them.
 
-Operator endpoints show how the daemon runs rather than what is uploaded: the Prometheus
-metrics and the details of ``/health/ready`` (later also profiling).  Every one of them asks
-:meth:`OperatorAccess.check`, the one rule:
+They show how the daemon runs rather than what is uploaded.  The metrics and the details
+of ``/health/ready`` (later also profiling) ask :meth:`OperatorAccess.check`, the one rule:
 
 1. on the operator listener (``-metrics-listen``) everything is shown: that port is
    protected by the network (a NetworkPolicy, a firewall), not by credentials;
@@ -20,18 +20,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 import time
 from typing import TYPE_CHECKING
+
+import trio
 
 from ..auth import AuthConfigError, Authenticator, AuthError, forbidden, read_secret_file
 from ..protocol import errors
 from ..protocol.core import Request, Response, error_response, request_path
+from ._metrics import METRICS_CONTENT_TYPE, render_metrics
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ._handler import TusHandler
+    from ._app import Server
     from ._http import Exchange
 
+log = logging.getLogger("tusd_trio")
 
 #: The start-up line naming the operator listener (the daemon's, or the worker parent's).
 LISTENING_MESSAGE = "Serving metrics and health at http://%s without credentials"
@@ -99,24 +105,138 @@ def load_metrics_token(path: str) -> bytes:
     return token
 
 
-async def serve_operator_request(handler: TusHandler, exchange: Exchange) -> None:
-    """The operator listener's handler: metrics and health, no uploads, no credentials."""
-    request = exchange.request
-    config = handler.config
-    method = request.method.upper()
+class OperatorEndpoints:
+    """The answers of the operator endpoints, shared by the upload port's handler and the
+    operator listener."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.access = OperatorAccess(server.config, server.auth)
+        #: Health checks failing now, with their texts (logged when they change).
+        self._failing_checks: dict[str, str] = {}
+
+    def metrics_response(self) -> Response:
+        return Response(
+            200,
+            [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
+            render_metrics(self.server).encode(),
+        )
+
+    async def health(self, *, ready: bool = False, details: bool = True) -> Response:
+        """``/health``: the loop answers and the store takes a write.  ``/health/ready``
+        also reports the hook backends and the access-control set-up, and is 503
+        while shutting down so load balancers drain the instance.
+
+        Without ``details`` (a caller the operator rule does not admit) each check says
+        only ``ok`` or ``failing``: failure texts name internal addresses.  They are
+        logged whenever they change."""
+        checks: dict[str, str] = {}
+        status = 200
+        if ready:
+            hooks = self.server.supervisor.hooks
+            checks["hooks"] = (
+                ", ".join(backend.name for backend in hooks.backends) if hooks else "none"
+            )
+            checks["auth"] = "on" if self.server.auth.enabled else "off"
+        try:
+            with trio.fail_after(5):
+                await self.server.store.check_writable()
+            checks["store"] = "ok"
+        except (errors.TusError, trio.TooSlowError) as exc:
+            checks["store"] = f"failing: {exc}"
+            status = 503
+        if ready:
+            for name, target in (
+                ("hooks_http", self.server.config.hooks_http),
+                ("hooks_grpc", self.server.config.hooks_grpc),
+            ):
+                if not target:
+                    continue
+                problem = await _probe_endpoint(target)
+                checks[name] = "ok" if problem is None else f"failing: {problem}"
+                if problem is not None:
+                    status = 503
+        check_locker = getattr(self.server.locker, "check", None)
+        if ready and check_locker is not None:
+            try:
+                with trio.fail_after(5):
+                    await check_locker()
+                checks["locker"] = "ok"
+            except (errors.TusError, trio.TooSlowError) as exc:
+                checks["locker"] = f"failing: {exc}"
+                status = 503
+        if self.server.shutting_down:
+            checks["server"] = "shutting down"
+            status = 503
+        self._log_check_changes(checks)
+        if not details:
+            checks = {
+                name: value if value in ("ok", "shutting down") else "failing"
+                for name, value in checks.items()
+                if name not in ("hooks", "auth")
+            }
+        body = json.dumps({"status": "ok" if status == 200 else "unavailable", "checks": checks})
+        return Response(
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+            body.encode(),
+        )
+
+    def _log_check_changes(self, checks: dict[str, str]) -> None:
+        """Log a failing health check when its text changes, and its recovery."""
+        for name, value in checks.items():
+            if name in ("hooks", "auth", "server"):
+                continue
+            before = self._failing_checks.get(name)
+            if value == "ok":
+                if before is not None:
+                    del self._failing_checks[name]
+                    log.info("HealthCheckRecovered check=%s", name)
+            elif value != before:
+                self._failing_checks[name] = value
+                log.warning("HealthCheckFailing check=%s: %s", name, value)
+
+    async def serve_listener(self, exchange: Exchange) -> None:
+        """The operator listener's handler: metrics and health, no uploads, no credentials."""
+        request = exchange.request
+        protocol = self.server.config.protocol
+        method = request.method.upper()
+        try:
+            path = request_path(request.target)
+        except ValueError:
+            path = ""
+        response: Response
+        if method not in ("GET", "HEAD"):
+            response = error_response(errors.MethodNotAllowedError("GET, HEAD"), method=method)
+        elif path and path == self.server.metrics_path:
+            response = self.metrics_response()
+        elif path == protocol.health_path:
+            response = await self.health()
+        elif path == protocol.health_path + "/ready":
+            response = await self.health(ready=True, details=True)
+        else:
+            response = error_response(errors.UploadNotFoundError("not found"), method=method)
+        await exchange.send_response(response, head=method == "HEAD")
+
+
+async def _probe_endpoint(target: str) -> str | None:
+    """Open (and close) a TCP connection to a hook endpoint; the problem, or None."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target if "://" in target else f"tcp://{target}")
+    host = parts.hostname or "127.0.0.1"
     try:
-        path = request_path(request.target)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        path = ""
-    response: Response
-    if method not in ("GET", "HEAD"):
-        response = error_response(errors.MethodNotAllowedError("GET, HEAD"), method=method)
-    elif path == handler.server.metrics_path and path:
-        response = handler.metrics_response()
-    elif path == config.protocol.health_path:
-        response = await handler.health()
-    elif path == config.protocol.health_path + "/ready":
-        response = await handler.health(ready=True, details=True)
-    else:
-        response = error_response(errors.UploadNotFoundError("not found"), method=method)
-    await exchange.send_response(response, head=method == "HEAD")
+        return f"invalid endpoint {target!r}"
+    try:
+        with trio.fail_after(2):
+            stream = await trio.open_tcp_stream(host, port)
+        await stream.aclose()
+    except (OSError, trio.TooSlowError) as exc:
+        return f"cannot connect to {host}:{port} ({exc.__class__.__name__})"
+    return None
