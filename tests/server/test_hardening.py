@@ -73,13 +73,13 @@ async def test_final_with_more_partials_than_the_limit_is_refused(make_server: A
 
 
 async def test_the_default_limit_of_partials_is_one_thousand(srv: Running) -> None:
-    assert srv.server.config.protocol.max_concat_partials == 1000
     partial = await _partial(srv, b"z")
     # 1,001 distinct URLs, most naming unknown uploads: refused for their number first.
     names = [f"/files/{n:032x}" for n in range(1000)]
     r = await _final(srv, [partial, *names])
     assert r.status_code == 400
     assert "at most 1000" in r.text
+    assert srv.server.config.protocol.max_concat_partials == 1000
 
 
 # --- 9. final upload length beyond int64 ------------------------------------------------
