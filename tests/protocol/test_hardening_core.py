@@ -64,6 +64,7 @@ def test_final_length_is_bounded_by_int64() -> None:
         ("example.com:8080", True),
         ("127.0.0.1", True),
         ("[2001:db8::1]:443", True),
+        ("[fe80::1%25eth0]:8080", True),
         ("a-b_c~d.%41", True),
         ("evil.example/phish?", False),
         ('x"><script>', False),

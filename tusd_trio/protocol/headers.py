@@ -198,7 +198,9 @@ def parse_http_date(value: str | None) -> float | None:
 # is a reg-name too), then an optional port.  Nothing else (no "/", "?", "@", quotes,
 # angle brackets or blanks) can reach a Location built from it.
 _HOST = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::[0-9]{0,5})?"
+    r"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9\-._~]+)?\]"  # IPv6, with an RFC 6874 zone
+    r"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)"
+    r"(?::[0-9]{0,5})?"
 )
 
 
