@@ -217,8 +217,11 @@ def test_without_setup_lines_go_through_logging(caplog: pytest.LogCaptureFixture
     log = RequestLog("POST", "", "", generated_id="g")
     log.set_upload_id("u")
     log.info("UploadCreated", size=1)
-    (record,) = [r for r in caplog.records if r.getMessage() == "UploadCreated"]
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("UploadCreated ")]
     assert record.levelno == logging.INFO
+    assert record.getMessage() == (
+        'UploadCreated method=POST path="" requestId="" id=u size=1 generatedRequestId=g'
+    )
     assert record.tus == {  # type: ignore[attr-defined]
         "method": "POST",
         "path": "",

@@ -262,10 +262,13 @@ _logger = logging.getLogger("tusd_trio")
 
 
 def _through_logging(level: str, event: str, fields: dict[str, Any]) -> None:
-    # Not set up by the CLI (embedded use, tests): the host application's logging.
+    """Not set up by the CLI (embedded use, the ASGI app, tests): the host application's
+    logging gets the line, its fields in the message (as slog's text) and as ``tus``."""
     number = _LEVEL_NUMBERS.get(level, logging.ERROR)
     if _logger.isEnabledFor(number):
-        _logger.log(number, event, extra={"tus": fields})
+        clean = _redacted(fields)
+        text = " ".join(f"{key}={_quote(value)}" for key, value in clean.items())
+        _logger.log(number, "%s %s", event, text, extra={"tus": clean})
 
 
 def debug_event(event: str, **fields: Any) -> None:

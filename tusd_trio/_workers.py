@@ -52,6 +52,7 @@ from ._startup import startup_lines
 from .config import Config
 from .server._app import remove_stale_socket
 from .server._metrics import retire_snapshot, snapshot_path
+from .server._operator import LISTENING_MESSAGE
 
 log = logging.getLogger("tusd_trio")
 
@@ -401,6 +402,9 @@ class _Parent:
             for line in startup_lines(config, extensions=_extensions(config)):
                 log.info("%s", line)
         log.info("Started %d worker processes (pids %s).", len(self.slots), pids)
+        if config.metrics_listen:
+            # Each worker binds it (SO_REUSEPORT); any of them reports the totals.
+            log.info(LISTENING_MESSAGE, config.metrics_listen)
         if self.url:
             log.info("You can now upload files to: %s", self.url)
 
