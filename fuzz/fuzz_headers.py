@@ -23,13 +23,24 @@ import atheris
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 with atheris.instrument_imports():
-    from tusd_trio.protocol import core, errors, headers as hdr
+    from tusd_trio.protocol import (
+        creation,
+        download,
+        errors,
+        headers as hdr,
+        responses,
+        routing,
+        urls,
+        writes,
+    )
+    from tusd_trio.protocol.config import CorsConfig, ProtocolConfig
     from tusd_trio.protocol.info import UploadInfo, check_upload_id
+    from tusd_trio.protocol.messages import Headers, Request
 
 CONFIGS = [
-    core.ProtocolConfig(),
-    core.ProtocolConfig(base_path="/", relative_location=True, max_size=100),
-    core.ProtocolConfig(
+    ProtocolConfig(),
+    ProtocolConfig(base_path="/", relative_location=True, max_size=100),
+    ProtocolConfig(
         base_path="/a/b",
         behind_proxy=True,
         disable_download=True,
@@ -39,7 +50,7 @@ CONFIGS = [
         cors=None,
         expiration=60.0,
     ),
-    core.ProtocolConfig(cors=core.CorsConfig(allow_origin=r"^https://ok\.example$")),
+    ProtocolConfig(cors=CorsConfig(allow_origin=r"^https://ok\.example$")),
 ]
 METHODS = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS", "PUT", "get", "patch", ""]
 HEADER_NAMES = [
@@ -91,7 +102,7 @@ def any_text(fdp: atheris.FuzzedDataProvider, size: int) -> str:
     return fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, size))
 
 
-def fuzz_request(fdp: atheris.FuzzedDataProvider) -> core.Request:
+def fuzz_request(fdp: atheris.FuzzedDataProvider) -> Request:
     method = fdp.PickValueInList(METHODS)
     if fdp.ConsumeBool():
         method = header_text(fdp, 8)
@@ -107,7 +118,7 @@ def fuzz_request(fdp: atheris.FuzzedDataProvider) -> core.Request:
         items.append(("Tus-Resumable", "1.0.0"))
     if fdp.ConsumeBool():
         items.append(("Content-Type", "application/offset+octet-stream"))
-    return core.Request(method=method, target=target, headers=core.Headers(items))
+    return Request(method=method, target=target, headers=Headers(items))
 
 
 def fuzz_info(fdp: atheris.FuzzedDataProvider) -> UploadInfo:
@@ -186,7 +197,7 @@ def fuzz_parsers(fdp: atheris.FuzzedDataProvider) -> None:
         check(not concat.is_final or bool(concat.partial_urls), "final without URLs")
         for url in concat.partial_urls:
             try:
-                check_safe_id(core.id_from_url(url, fdp.PickValueInList(CONFIGS)))
+                check_safe_id(urls.id_from_url(url, fdp.PickValueInList(CONFIGS)))
             except errors.TusError:
                 pass
     elif which == 2:
@@ -213,7 +224,7 @@ def fuzz_parsers(fdp: atheris.FuzzedDataProvider) -> None:
             check(0 <= start < end <= size, f"parse_range({text!r}, {size}) = {result}")
     elif which == 5:
         url = any_text(fdp, 200)
-        check_safe_id(core.id_from_url(url, fdp.PickValueInList(CONFIGS)))
+        check_safe_id(urls.id_from_url(url, fdp.PickValueInList(CONFIGS)))
     elif which == 6:
         check_safe_id(check_upload_id(any_text(fdp, 200)))
     elif which == 7:
@@ -238,44 +249,46 @@ def fuzz_parsers(fdp: atheris.FuzzedDataProvider) -> None:
 def fuzz_route(fdp: atheris.FuzzedDataProvider) -> None:
     config = fdp.PickValueInList(CONFIGS)
     request = fuzz_request(fdp)
-    routed = core.route(request, config)
+    routed = routing.route(request, config)
     check_response_headers(routed.common)
     if routed.error is not None:
         check(isinstance(routed.error, errors.TusError), "route error is not a TusError")
-        response = core.error_response(routed.error, method=routed.method, common=routed.common)
+        response = responses.error_response(
+            routed.error, method=routed.method, common=routed.common
+        )
         check_response_headers(response.headers)
         return
     if routed.upload_id is not None:
         check_safe_id(routed.upload_id)
     now = 1_700_000_000.0
     action = routed.action
-    if action is core.Action.OPTIONS:
-        check_response_headers(core.options_response(config, routed.common).headers)
-    elif action is core.Action.CREATE:
-        plan = core.plan_creation(request, config, now)
+    if action is routing.Action.OPTIONS:
+        check_response_headers(responses.options_response(config, routed.common).headers)
+    elif action is routing.Action.CREATE:
+        plan = creation.plan_creation(request, config, now)
         info = plan.info
         if info.is_final:
             partials = [fuzz_info(fdp) for _ in plan.partial_ids]
-            info = core.plan_final(plan, partials, config)
+            info = creation.plan_final(plan, partials, config)
         elif plan.has_body:
-            core.plan_body_write(request, info, config)
+            writes.plan_body_write(request, info, config)
         info = UploadInfo(**{**_fields(info), "id": "0123456789abcdef0123456789abcdef"})
-        response = core.creation_response(
+        response = creation.creation_response(
             request, config, info, routed.common, wrote_body=plan.has_body, now=now
         )
         check_response_headers(response.headers)
     elif action is not None and routed.upload_id is not None:
         info = fuzz_info(fdp)
-        if action is core.Action.PATCH:
-            write = core.plan_patch(request, info, config, now)
+        if action is routing.Action.PATCH:
+            write = writes.plan_patch(request, info, config, now)
             if write.limit is not None:
                 check(write.limit >= 0, f"negative write limit {write.limit}")
-        elif action is core.Action.HEAD:
+        elif action is routing.Action.HEAD:
             check_response_headers(
-                core.head_response(request, info, config, routed.common, now).headers
+                responses.head_response(request, info, config, routed.common, now).headers
             )
-        elif action is core.Action.GET:
-            plan = core.plan_download(request, info, config, routed.common, now)
+        elif action is routing.Action.GET:
+            plan = download.plan_download(request, info, config, routed.common, now)
             check(0 <= plan.start <= plan.end <= info.offset, f"download range {plan}")
             check_response_headers(plan.headers)
 

@@ -9,7 +9,7 @@ import pytest
 from tusd_trio import cli
 from tusd_trio._version import __version__
 from tusd_trio.cli import FLAGS, UsageError, build_config, parse_args, parse_duration
-from tusd_trio.protocol.core import (
+from tusd_trio.protocol.config import (
     DEFAULT_CORS_ALLOW_HEADERS,
     DEFAULT_CORS_ALLOW_METHODS,
     DEFAULT_CORS_EXPOSE_HEADERS,

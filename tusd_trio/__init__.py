@@ -2,7 +2,8 @@
 
 from ._version import __version__ as __version__
 from .config import Config as Config
-from .protocol import ProtocolConfig as ProtocolConfig, UploadInfo as UploadInfo
+from .protocol.config import ProtocolConfig as ProtocolConfig
+from .protocol.info import UploadInfo as UploadInfo
 from .server import Server as Server, serve as serve
 
 __all__ = ["Config", "ProtocolConfig", "Server", "UploadInfo", "__version__", "serve"]

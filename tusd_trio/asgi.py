@@ -49,8 +49,8 @@ from urllib.parse import quote
 import trio
 
 from .config import Config
-from .protocol.core import Headers, Request
 from .protocol.errors import ServerShutdownError
+from .protocol.messages import Headers, Request
 from .server._asgi_exchange import ASGIExchange
 
 if TYPE_CHECKING:

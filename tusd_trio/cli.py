@@ -19,7 +19,7 @@ from ._version import __version__
 from .auth import AuthConfig, AuthConfigError, Authenticator, main_hash_key, main_sign
 from .config import Config
 from .hooks.model import parse_enabled_events
-from .protocol.core import (
+from .protocol.config import (
     DEFAULT_CORS_ALLOW_HEADERS,
     DEFAULT_CORS_ALLOW_METHODS,
     DEFAULT_CORS_EXPOSE_HEADERS,

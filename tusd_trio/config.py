@@ -6,7 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .auth import AuthConfig
-from .protocol.core import ProtocolConfig
+from .protocol.config import ProtocolConfig
 from .stores.config import AzureConfig, GCSConfig, S3Config
 
 

@@ -15,7 +15,7 @@ from hypercorn.trio import serve
 
 from tusd_trio.asgi import TusASGIApp, create_app
 from tusd_trio.config import Config
-from tusd_trio.protocol.core import ProtocolConfig
+from tusd_trio.protocol.config import ProtocolConfig
 
 
 @dataclasses.dataclass

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from tusd_trio.protocol.core import Headers, Request
 from tusd_trio.protocol.info import UploadInfo
+from tusd_trio.protocol.messages import Headers, Request
 from tusd_trio.server._supervisor import HookEvent
 
 from .hookserver import HookServer

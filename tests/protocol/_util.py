@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from tusd_trio.protocol.core import Headers, Request
+from tusd_trio.protocol.messages import Headers, Request
 
 TUS = ("Tus-Resumable", "1.0.0")
 OCTET = ("Content-Type", "application/offset+octet-stream")

@@ -8,48 +8,43 @@ import hashlib
 import pytest
 
 from tusd_trio.protocol import errors
-from tusd_trio.protocol.core import (
+from tusd_trio.protocol.config import (
     DEFAULT_CORS_ALLOW_HEADERS,
     DEFAULT_CORS_ALLOW_METHODS,
     DEFAULT_CORS_EXPOSE_HEADERS,
-    TUS_VERSION,
-    Action,
     CorsConfig,
-    CreationPlan,
-    DownloadPlan,
-    Headers,
     ProtocolConfig,
-    Request,
-    Response,
-    Routed,
     StoreCapabilities,
+)
+from tusd_trio.protocol.creation import (
+    CreationPlan,
+    creation_response,
+    partials_finished,
+    plan_creation,
+    plan_final,
+)
+from tusd_trio.protocol.download import DownloadPlan, plan_download
+from tusd_trio.protocol.expiration import expires_at, is_expired
+from tusd_trio.protocol.headers import Checksum, format_http_date, parse_metadata
+from tusd_trio.protocol.info import UploadInfo
+from tusd_trio.protocol.messages import TUS_VERSION, Headers, Request, Response
+from tusd_trio.protocol.responses import (
+    delete_response,
+    error_response,
+    greeting_response,
+    head_response,
+    options_response,
+)
+from tusd_trio.protocol.routing import Action, Routed, request_path, route
+from tusd_trio.protocol.urls import id_from_url, origin_of, public_base_path, upload_url
+from tusd_trio.protocol.writes import (
     WritePlan,
     check_patch_headers,
     checksum_from_trailers,
-    creation_response,
-    delete_response,
-    error_response,
-    expires_at,
-    greeting_response,
-    head_response,
-    id_from_url,
-    is_expired,
-    options_response,
-    origin_of,
-    partials_finished,
     patch_response,
     plan_body_write,
-    plan_creation,
-    plan_download,
-    plan_final,
     plan_patch,
-    public_base_path,
-    request_path,
-    route,
-    upload_url,
 )
-from tusd_trio.protocol.headers import Checksum, format_http_date, parse_metadata
-from tusd_trio.protocol.info import UploadInfo
 
 from ._util import OCTET, TUS, header_names, header_value, make_request
 

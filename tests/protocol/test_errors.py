@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from tusd_trio.protocol import errors
@@ -192,6 +195,14 @@ def test_with_location_returns_a_new_error_of_the_same_kind() -> None:
     assert str(located) == str(original)
     allowed = errors.MethodNotAllowedError("POST").with_location("/files/b")
     assert (allowed.allow, allowed.location) == ("POST", "/files/b")
+
+
+def test_errors_copy_and_pickle_with_every_field() -> None:
+    original = errors.MismatchingUploadOffsetError(expected=3, provided=5).with_location("/f/a")
+    for clone in (copy.copy(original), pickle.loads(pickle.dumps(original))):
+        assert type(clone) is errors.MismatchingUploadOffsetError
+        assert (clone.expected, clone.provided, clone.location) == (3, 5, "/f/a")
+        assert str(clone) == str(original)
 
 
 def test_message_status_and_code_can_be_overridden_per_instance() -> None:

@@ -5,22 +5,14 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tusd_trio.protocol import errors
-from tusd_trio.protocol.core import (
-    CorsConfig,
-    Headers,
-    ProtocolConfig,
-    Request,
-    StoreCapabilities,
-    error_response,
-    head_response,
-    plan_body_write,
-    plan_creation,
-    plan_download,
-    plan_final,
-    plan_patch,
-    route,
-)
+from tusd_trio.protocol.config import CorsConfig, ProtocolConfig, StoreCapabilities
+from tusd_trio.protocol.creation import plan_creation, plan_final
+from tusd_trio.protocol.download import plan_download
 from tusd_trio.protocol.info import UploadInfo
+from tusd_trio.protocol.messages import Headers, Request
+from tusd_trio.protocol.responses import error_response, head_response
+from tusd_trio.protocol.routing import route
+from tusd_trio.protocol.writes import plan_body_write, plan_patch
 
 HeaderList = list[tuple[str, str]]
 

@@ -6,19 +6,14 @@ from __future__ import annotations
 import pytest
 
 from tusd_trio.protocol import errors
-from tusd_trio.protocol.core import (
-    CorsConfig,
-    ProtocolConfig,
-    StoreCapabilities,
-    check_final_length,
-    cors_origin_warning,
-    origin_of,
-    plan_creation,
-    plan_download,
-    route,
-)
+from tusd_trio.protocol.config import CorsConfig, ProtocolConfig, StoreCapabilities
+from tusd_trio.protocol.cors import cors_origin_warning
+from tusd_trio.protocol.creation import check_final_length, plan_creation
+from tusd_trio.protocol.download import plan_download
 from tusd_trio.protocol.headers import MAX_INT64, is_valid_host
 from tusd_trio.protocol.info import UploadInfo
+from tusd_trio.protocol.routing import route
+from tusd_trio.protocol.urls import origin_of
 
 from ._util import TUS, make_request
 
@@ -104,6 +99,10 @@ def test_malformed_forwarded_hosts_are_ignored() -> None:
         (r"^https://app\.example$", True, False),
         (r"^(https://a\.example|https://b\.example)$", True, False),
         (r"^https://a\.example$|^https://b\.example$", True, True),
+        (r"^https://app\.example", True, True),
+        (r"\Ahttps://app\.example\Z", True, False),
+        # "|" inside a character class is no alternation.
+        (r"^https://[a|b]\.example$", True, False),
     ],
 )
 def test_cors_warning(pattern: str, credentials: bool, warns: bool) -> None:

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from tusd_trio.protocol import errors, ietf
-from tusd_trio.protocol.core import Action, ProtocolConfig, StoreCapabilities
-from tusd_trio.protocol.ietf import VERSIONS
+from tusd_trio.protocol import errors, ietf, interop
+from tusd_trio.protocol.config import ProtocolConfig, StoreCapabilities
 from tusd_trio.protocol.info import UploadInfo
+from tusd_trio.protocol.interop import VERSIONS
+from tusd_trio.protocol.routing import Action
 
 from ._util import header_value, make_request
 
@@ -18,7 +19,7 @@ V3, V4, V5, V6, V7, V8, V9 = (VERSIONS[n] for n in range(3, 10))
 UPLOAD = "/files/abc"
 
 
-def _draft(version: ietf.InteropVersion, **extra: str) -> dict[str, str]:
+def _draft(version: interop.InteropVersion, **extra: str) -> dict[str, str]:
     headers = {"Upload-Draft-Interop-Version": str(version.number)}
     headers.update({k.replace("_", "-"): v for k, v in extra.items()})
     return headers
@@ -37,14 +38,14 @@ def test_the_table_rows() -> None:
     assert sorted(VERSIONS) == [3, 4, 5, 6, 7, 8, 9]
     assert V3.complete_field == "Upload-Incomplete" and V3.inverted
     assert all(v.complete_field == "Upload-Complete" for v in (V4, V5, V6, V7, V8, V9))
-    assert [v.append_media_type for v in (V5, V6)] == [None, ietf.PARTIAL_UPLOAD]
+    assert [v.append_media_type for v in (V5, V6)] == [None, interop.PARTIAL_UPLOAD]
     assert [v.upload_length for v in (V5, V6)] == [False, True]
     assert [v.lifetime_key for v in (V5, V6, V7)] == [None, "expires", "max-age"]
     assert [v.accept_patch for v in (V7, V8, V9)] == [False, True, False]
-    assert ietf.INCONSISTENT_LENGTH not in V6.problem_types
-    assert ietf.INCONSISTENT_LENGTH in V7.problem_types
-    assert ietf.COMPLETED_UPLOAD in V8.problem_types
-    assert ietf.COMPLETED_UPLOAD not in V9.problem_types
+    assert interop.INCONSISTENT_LENGTH not in V6.problem_types
+    assert interop.INCONSISTENT_LENGTH in V7.problem_types
+    assert interop.COMPLETED_UPLOAD in V8.problem_types
+    assert interop.COMPLETED_UPLOAD not in V9.problem_types
     assert [v.state_fields_forbidden for v in (V6, V7)] == [True, False]
     assert [v.get_reports_state for v in (V8, V9)] == [False, True]
     assert not V5.problem_details and V6.problem_details
@@ -70,12 +71,12 @@ def test_completion_field_both_ways() -> None:
     [("7", 7), (" 12 ", 12), ("5;a=1", 5), ("-1", None), ("1,2", None), ("x", None), (None, None)],
 )
 def test_parse_sf_uint(value: str | None, expected: int | None) -> None:
-    assert ietf.parse_sf_uint(value) == expected
+    assert interop.parse_sf_uint(value) == expected
 
 
 def test_parse_sf_uint_limits_digits() -> None:
-    assert ietf.parse_sf_uint("9" * 15) == int("9" * 15)
-    assert ietf.parse_sf_uint("9" * 16) is None
+    assert interop.parse_sf_uint("9" * 15) == int("9" * 15)
+    assert interop.parse_sf_uint("9" * 16) is None
 
 
 # --- routing ------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def test_length_to_declare() -> None:
 # --- append -----------------------------------------------------------------------------------
 
 
-def _patch(version: ietf.InteropVersion, **extra: str) -> dict[str, str]:
+def _patch(version: interop.InteropVersion, **extra: str) -> dict[str, str]:
     headers = _draft(version, **extra)
     if version.append_media_type:
         headers.setdefault("Content-Type", version.append_media_type)
@@ -379,7 +380,7 @@ def test_options_response() -> None:
     assert header_value(ietf.options_response(V5, CONFIG, []).headers, "Upload-Limit") is None
     v8 = ietf.options_response(V8, ProtocolConfig(max_size=9), [])
     assert header_value(v8.headers, "Upload-Limit") == "min-size=0,max-size=9"
-    assert header_value(v8.headers, "Accept-Patch") == ietf.PARTIAL_UPLOAD
+    assert header_value(v8.headers, "Accept-Patch") == interop.PARTIAL_UPLOAD
     assert header_value(ietf.options_response(V9, CONFIG, []).headers, "Accept-Patch") is None
 
 
@@ -405,7 +406,7 @@ def test_error_response_problem_details() -> None:
     assert header_value(response.headers, "A") == "b"
     problem = json.loads(response.body)
     assert problem == {
-        "type": ietf.MISMATCHING_OFFSET,
+        "type": interop.MISMATCHING_OFFSET,
         "title": "offset from request (5) does not match offset of resource (3)",
         "status": 409,
         "code": "ERR_MISMATCHED_OFFSET",
@@ -417,15 +418,15 @@ def test_error_response_problem_details() -> None:
 @pytest.mark.parametrize(
     ("version", "error", "kind"),
     [
-        (V6, errors.CompletedUploadError(), ietf.COMPLETED_UPLOAD),
+        (V6, errors.CompletedUploadError(), interop.COMPLETED_UPLOAD),
         (V9, errors.CompletedUploadError(), "about:blank"),
-        (V7, errors.InconsistentUploadLengthError(), ietf.INCONSISTENT_LENGTH),
+        (V7, errors.InconsistentUploadLengthError(), interop.INCONSISTENT_LENGTH),
         (V6, errors.InconsistentUploadLengthError(), "about:blank"),
         (V9, errors.UploadNotFoundError(), "about:blank"),
     ],
 )
 def test_error_response_problem_types(
-    version: ietf.InteropVersion, error: errors.TusError, kind: str
+    version: interop.InteropVersion, error: errors.TusError, kind: str
 ) -> None:
     response = ietf.error_response(error, version, method="POST", common=[])
     assert json.loads(response.body)["type"] == kind
@@ -448,7 +449,7 @@ def test_plan_creation_complete_without_content_length_is_deferred() -> None:
 def test_download_of_an_incomplete_upload_without_serve_incomplete() -> None:
     # A draft upload is downloaded through the tus path; a store that cannot serve
     # partial data refuses an unfinished one (a GET in interop 9 included).
-    from tusd_trio.protocol.core import plan_download
+    from tusd_trio.protocol.download import plan_download
 
     config = ProtocolConfig(capabilities=StoreCapabilities(serve_incomplete=False))
     with pytest.raises(errors.IncompleteUploadError):

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from tusd_trio.config import Config
-from tusd_trio.protocol.core import ProtocolConfig
+from tusd_trio.protocol.config import ProtocolConfig
 from tusd_trio.server import Server
 
 TUS = {"Tus-Resumable": "1.0.0"}

@@ -10,7 +10,7 @@ import time
 import pytest
 import trio
 
-from tusd_trio.protocol import core
+from tusd_trio.protocol.config import CorsConfig
 
 from .conftest import OCTET, TUS, Running, raw_request
 
@@ -288,7 +288,7 @@ async def test_cors(srv: Running) -> None:
 
 
 async def test_cors_denied_origin(make_server) -> None:  # type: ignore[no-untyped-def]
-    cors = core.CorsConfig(allow_origin=r"^https://good\.example$", allow_credentials=True)
+    cors = CorsConfig(allow_origin=r"^https://good\.example$", allow_credentials=True)
     srv = await make_server(protocol={"cors": cors})
     r = await srv.client.post(
         srv.url, headers={**TUS, "Upload-Length": "1", "Origin": "https://evil.example"}

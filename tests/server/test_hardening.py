@@ -19,7 +19,7 @@ import trio
 import trio_websocket
 
 from tusd_trio.auth import AuthConfig
-from tusd_trio.protocol.core import CorsConfig
+from tusd_trio.protocol.config import CorsConfig
 
 from .conftest import OCTET, TUS, Running, raw_request
 

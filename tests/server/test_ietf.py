@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
-from tusd_trio.protocol.ietf import VERSIONS, InteropVersion
+from tusd_trio.protocol.interop import VERSIONS, InteropVersion
 
 from .conftest import Factory, Running
 

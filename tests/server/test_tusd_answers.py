@@ -112,7 +112,7 @@ async def test_headers_tusd_does_not_send(make_server: Any) -> None:
 
 
 def _cors(origin: str) -> Any:
-    from tusd_trio.protocol.core import CorsConfig
+    from tusd_trio.protocol.config import CorsConfig
 
     return CorsConfig(allow_origin=origin)
 

@@ -3,7 +3,7 @@
 Each class carries tusd's stable ``ERR_*`` code, the HTTP status it maps to and a
 short default message, so that logs and clients see the same codes as with tusd.
 The I/O layer turns an error into a response with
-:func:`tusd_trio.protocol.messages.error_response` (the IETF draft's problem details:
+:func:`tusd_trio.protocol.responses.error_response` (the IETF draft's problem details:
 :func:`tusd_trio.protocol.ietf.error_response`); nothing else writes an ``ERR_*``
 code.  The tree (``tests/protocol/test_errors.py`` checks that it lists every class
 of this module)::

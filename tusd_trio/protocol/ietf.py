@@ -1,48 +1,9 @@
-"""The IETF "Resumable Uploads for HTTP" draft: one table row per interop version.
+"""The IETF "Resumable Uploads for HTTP" draft: its decisions, for the interop version
+a request speaks (:mod:`tusd_trio.protocol.interop` holds the table of versions).
 
-A request speaks the draft when it carries ``Upload-Draft-Interop-Version`` with
-a version listed in :data:`VERSIONS` (and the server has the experimental
-protocol on); otherwise it is a tus 1.0.0 request.  Everything that differs
-between versions is a field of :class:`InteropVersion`, so supporting a new
-version means adding a row.  Draft uploads are ordinary uploads for stores,
-hooks, locks and expiry: only the headers and the error format differ.
-
-Interop versions and what each changed (checked against the draft texts in
-httpwg/http-extensions):
-
-=======  ======================  ==================================================
-interop  draft                   changes
-=======  ======================  ==================================================
-3        -01                     ``Upload-Incomplete: ?1`` marks an incomplete
-                                 request; 104 with ``Location``; HEAD answers 204
-                                 with ``Upload-Offset`` and ``Upload-Incomplete``;
-                                 HEAD/DELETE carrying ``Upload-Offset`` or the
-                                 completion field get 400.
-4        -02                     ``Upload-Complete: ?1`` (inverted meaning)
-                                 replaces ``Upload-Incomplete``.
-5        -03                     HEAD may answer 200; 104 may report progress
-                                 (``Upload-Offset``); empty creation/append bodies.
-6        -04, -05                appends need ``Content-Type:
-                                 application/partial-upload``; problem details
-                                 (``mismatching-upload-offset``,
-                                 ``completed-upload``); ``Upload-Limit``
-                                 (``max-size``, ``min-size``, ``max-append-size``,
-                                 ``min-append-size``, ``expires``); ``Upload-Length``
-                                 (-05); OPTIONS announces ``Upload-Limit`` (-05).
-7        -06, -07, -08           ``Upload-Complete`` is required on appends and
-                                 every answer to an append that did not complete
-                                 the upload says ``Upload-Complete: ?0``; limit
-                                 ``expires`` renamed ``max-age``; problem type
-                                 ``inconsistent-upload-length``; HEAD/DELETE no
-                                 longer reject the state fields.
-8        -09, -10, -11           HEAD must carry ``Upload-Limit``; OPTIONS must
-                                 carry ``Accept-Patch: application/partial-upload``
-                                 (-10); the 104 must carry ``Upload-Limit``.
-9        editors' copy after     ``Accept-Patch`` no longer required in OPTIONS;
-         -11 (PR #3476)          ``completed-upload`` problem type removed; a 409
-                                 must say ``Upload-Complete: ?0``; GET of an upload
-                                 resource reports the state like HEAD.
-=======  ======================  ==================================================
+Draft uploads are ordinary uploads for stores, hooks, locks and expiry: only the
+headers and the error format differ, so the tus 1.0.0 planning is reused
+(:mod:`.creation`, :mod:`.writes`) and these functions add what the draft changes.
 
 Behaviour shared by all versions here: creation is a POST to the base path
 carrying the completion field; the 104 goes out after the upload exists and
@@ -59,188 +20,31 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from . import core, errors
-from .core import CreationPlan, Headers, ProtocolConfig, Request, Response, Routed, WritePlan
+from . import errors, responses, routing
+from .config import ProtocolConfig
+from .creation import CreationPlan
+from .expiration import expires_at, is_expired
 from .headers import media_type, parse_uint
 from .info import UploadInfo
+from .interop import (
+    COMPLETED_UPLOAD,
+    INCONSISTENT_LENGTH,
+    MISMATCHING_OFFSET,
+    PARTIAL_UPLOAD,
+    InteropVersion,
+    detect,
+    parse_sf_uint,
+)
+from .messages import Headers, Request, Response
+from .routing import Routed
+from .writes import WritePlan, plan_append_write
 
-PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_JSON = "application/problem+json"
-_PROBLEMS = "https://iana.org/assignments/http-problem-types#"
-MISMATCHING_OFFSET = _PROBLEMS + "mismatching-upload-offset"
-COMPLETED_UPLOAD = _PROBLEMS + "completed-upload"
-INCONSISTENT_LENGTH = _PROBLEMS + "inconsistent-upload-length"
-
-
-@dataclass(frozen=True, slots=True)
-class InteropVersion:
-    """What one interop version of the draft defines (a row of the table)."""
-
-    number: int
-    #: The published drafts that use this interop version.
-    drafts: str
-    #: ``Upload-Incomplete`` (interop 3) or ``Upload-Complete``.
-    complete_field: str
-    #: True when ``?1`` means *incomplete* (``Upload-Incomplete``).
-    inverted: bool
-    #: The media type an append must carry; None = not checked.
-    append_media_type: str | None
-    #: ``Upload-Length`` is defined (request and HEAD response).
-    upload_length: bool
-    #: ``Upload-Limit`` is defined (104, creation/append/HEAD responses).
-    upload_limit: bool
-    #: The ``Upload-Limit`` key of the remaining lifetime (``expires`` / ``max-age``).
-    lifetime_key: str | None
-    #: OPTIONS announces ``Upload-Limit``.
-    options_limits: bool
-    #: OPTIONS announces ``Accept-Patch: application/partial-upload``.
-    accept_patch: bool
-    #: Problem types defined; empty = errors are tusd's plain text.
-    problem_types: frozenset[str]
-    #: HEAD and DELETE carrying ``Upload-Offset``/the completion field/``Upload-Length`` get 400.
-    state_fields_forbidden: bool
-    #: An append must carry the completion field (else: absent = not complete).
-    complete_required: bool
-    #: Error answers to creation/append requests say "not complete".
-    errors_say_incomplete: bool
-    #: GET of an upload resource carries the offset-retrieval headers.
-    get_reports_state: bool
-
-    @property
-    def problem_details(self) -> bool:
-        return bool(self.problem_types)
-
-    def state_fields(self) -> tuple[str, ...]:
-        names = ("Upload-Offset", self.complete_field)
-        return (*names, "Upload-Length") if self.upload_length else names
-
-    def read_complete(self, headers: Headers) -> bool | None:
-        """Whether the request completes the upload; None if the field is absent or invalid."""
-        if headers.count(self.complete_field) != 1:
-            return None
-        value = parse_sf_boolean(headers.get(self.complete_field))
-        if value is None:
-            return None
-        return not value if self.inverted else value
-
-    def complete_header(self, complete: bool) -> tuple[str, str]:
-        flag = complete != self.inverted
-        return (self.complete_field, "?1" if flag else "?0")
-
-
-_OLD: dict[str, object] = {
-    "append_media_type": None,
-    "upload_length": False,
-    "upload_limit": False,
-    "lifetime_key": None,
-    "options_limits": False,
-    "accept_patch": False,
-    "problem_types": frozenset(),
-    "state_fields_forbidden": True,
-    "complete_required": False,
-    "errors_say_incomplete": False,
-    "get_reports_state": False,
-}
-
-
-def _row(number: int, drafts: str, **changes: object) -> InteropVersion:
-    fields: dict[str, object] = {
-        **_OLD,
-        "complete_field": "Upload-Complete",
-        "inverted": False,
-        **changes,
-    }
-    return InteropVersion(number, drafts, **fields)  # type: ignore[arg-type]
-
-
-_V6: dict[str, object] = {
-    "append_media_type": PARTIAL_UPLOAD,
-    "upload_length": True,
-    "upload_limit": True,
-    "lifetime_key": "expires",
-    "options_limits": True,
-    "problem_types": frozenset({MISMATCHING_OFFSET, COMPLETED_UPLOAD}),
-}
-_V7: dict[str, object] = {
-    **_V6,
-    "lifetime_key": "max-age",
-    "problem_types": frozenset({MISMATCHING_OFFSET, COMPLETED_UPLOAD, INCONSISTENT_LENGTH}),
-    "state_fields_forbidden": False,
-    "complete_required": True,
-    "errors_say_incomplete": True,
-}
-
-#: The supported interop versions, by number.
-VERSIONS: dict[int, InteropVersion] = {
-    row.number: row
-    for row in (
-        _row(3, "-01", complete_field="Upload-Incomplete", inverted=True),
-        _row(4, "-02"),
-        _row(5, "-03"),
-        _row(6, "-04, -05", **_V6),
-        _row(7, "-06, -07, -08", **_V7),
-        _row(8, "-09, -10, -11", **_V7, accept_patch=True),
-        _row(
-            9,
-            "editors' copy after -11",
-            **{
-                **_V7,
-                "problem_types": frozenset({MISMATCHING_OFFSET, INCONSISTENT_LENGTH}),
-                "get_reports_state": True,
-            },
-        ),
-    )
-}
-
-
-# --- Structured field values (RFC 9651), the parts the draft uses ------------------
-
-_SF_INTEGER = re.compile(r"[0-9]{1,15}")
-
-
-def _bare_item(value: str | None) -> str | None:
-    """The bare item of an Item field, parameters dropped; None if absent/a list."""
-    if value is None:
-        return None
-    text = value.strip(" \t")
-    if "," in text:
-        return None
-    return text.split(";", 1)[0]
-
-
-def parse_sf_boolean(value: str | None) -> bool | None:
-    item = _bare_item(value)
-    if item == "?1":
-        return True
-    if item == "?0":
-        return False
-    return None
-
-
-def parse_sf_uint(value: str | None) -> int | None:
-    """A non-negative sf-integer (at most 15 digits), else None."""
-    item = _bare_item(value)
-    if item is None or not _SF_INTEGER.fullmatch(item):
-        return None
-    return int(item)
-
-
-# --- Routing -----------------------------------------------------------------------
-
-
-def detect(headers: Headers, *, enabled: bool) -> InteropVersion | None:
-    """The interop version a request speaks, None for tus 1.0.0 (or when disabled)."""
-    if not enabled:
-        return None
-    number = parse_sf_uint(headers.get("upload-draft-interop-version"))
-    if number is None:
-        return None
-    return VERSIONS.get(number)
 
 
 def route(request: Request, config: ProtocolConfig, *, enabled: bool) -> Routed:
-    """:func:`core.route`, knowing whether the request speaks the draft."""
-    return core.route(request, config, interop=detect(request.headers, enabled=enabled))
+    """:func:`tusd_trio.protocol.routing.route`, knowing whether the request speaks the draft."""
+    return routing.route(request, config, interop=detect(request.headers, enabled=enabled))
 
 
 # --- Limits --------------------------------------------------------------------------
@@ -262,7 +66,7 @@ def upload_limit(
     elif info is not None and not info.size_is_deferred:
         parts.append(f"max-size={info.size}")
     if version.lifetime_key is not None and info is not None:
-        deadline = core.expires_at(info, config)
+        deadline = expires_at(info, config)
         if deadline is not None:
             parts.append(f"{version.lifetime_key}={max(0, int(deadline - now))}")
     return ",".join(parts)
@@ -454,7 +258,7 @@ def plan_append(
     append = check_append_headers(request, version)
     if info.is_final:
         raise errors.ModifyFinalError()
-    if core.is_expired(info, config, now):
+    if is_expired(info, config, now):
         raise errors.UploadGoneError()
     if info.is_complete:
         if append.complete and append.offset == info.offset and not _has_content(request.headers):
@@ -473,7 +277,7 @@ def plan_append(
             raise errors.InconsistentUploadLengthError()
         elif config.max_size > 0 and declared > config.max_size:
             raise errors.MaxSizeExceededError()
-    return append, core.plan_append_write(request, info, config, info.offset, declared)
+    return append, plan_append_write(request, info, config, info.offset, declared)
 
 
 def append_response(
@@ -518,7 +322,7 @@ def head_response(
     common: Iterable[tuple[str, str]],
     now: float,
 ) -> Response:
-    if core.is_expired(info, config, now):
+    if is_expired(info, config, now):
         raise errors.UploadGoneError()
     headers = list(common)
     headers += state_headers(version, config, info, now)
@@ -529,7 +333,7 @@ def head_response(
 def options_response(
     version: InteropVersion, config: ProtocolConfig, common: Iterable[tuple[str, str]]
 ) -> Response:
-    response = core.options_response(config, common)
+    response = responses.options_response(config, common)
     if version.options_limits:
         _with_limit(response.headers, version, config, None, 0.0)
     if version.accept_patch:
@@ -561,7 +365,7 @@ def error_response(
 ) -> Response:
     """An error in the request's draft version: problem details (RFC 9457) where the
     version defines them, else tusd's text; a 409 carries the correct offset."""
-    response = core.error_response(exc, method=method, common=common)
+    response = responses.error_response(exc, method=method, common=common)
     if isinstance(exc, errors.MismatchingUploadOffsetError):
         response.headers.append(("Upload-Offset", str(exc.expected)))
     if version.errors_say_incomplete and method in ("POST", "PATCH"):

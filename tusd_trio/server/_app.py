@@ -21,7 +21,7 @@ from ..hooks import FileHookBackend, HookBackend, HookDispatcher, PluginHookBack
 from ..lockers.base import Locker
 from ..lockers.file import FileLocker
 from ..lockers.memory import MemoryLocker
-from ..protocol.core import cors_origin_warning
+from ..protocol.cors import cors_origin_warning
 from ..protocol.errors import ServerShutdownError
 from ..stores.base import Store
 from ..stores.factory import build_store

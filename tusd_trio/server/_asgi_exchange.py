@@ -18,7 +18,7 @@ from typing import Any, cast
 import trio
 
 from ..protocol import errors
-from ..protocol.core import Response
+from ..protocol.messages import Response
 from ._http import ConnectionClosedError, Exchange, _encode_headers, pump_chunks
 
 Message = MutableMapping[str, Any]

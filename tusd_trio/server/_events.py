@@ -25,7 +25,7 @@ import trio_websocket
 
 from ..auth import AuthError
 from ..hooks.model import HOOK_TYPES, build_request
-from ..protocol.core import origin_allowed
+from ..protocol.cors import origin_allowed
 from ..protocol.errors import OriginNotAllowedError
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ import h11
 import trio
 
 from ..protocol import errors
-from ..protocol.core import Headers, Request, Response
+from ..protocol.messages import Headers, Request, Response
 from ._http import (
     ConnectionClosedError,
     Exchange,

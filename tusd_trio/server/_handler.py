@@ -16,10 +16,13 @@ import trio
 from .._logging import RequestLog, info_event
 from ..auth import AuthError, redact_url
 from ..hooks import HookError, HookResponse, HTTPResponse, merge_http_response
-from ..protocol import core, errors, ietf
-from ..protocol.core import Action, Response, Routed, WritePlan
+from ..protocol import creation, download, errors, ietf, responses, urls, writes
 from ..protocol.headers import CHECKSUM_ALGORITHMS, MAX_INT64, Checksum, parse_uint
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
+from ..protocol.interop import InteropVersion
+from ..protocol.messages import Request, Response
+from ..protocol.routing import Action, Routed
+from ..protocol.writes import WritePlan
 from ..stores.base import ChunkWriter
 from ._http import ConnectionClosedError, Exchange
 from ._metrics import histograms
@@ -162,7 +165,7 @@ class TusHandler:
                 exc, routed.interop, method=routed.method, common=routed.common
             )
         else:
-            response = core.error_response(exc, method=routed.method, common=routed.common)
+            response = responses.error_response(exc, method=routed.method, common=routed.common)
         if exc.location is not None:
             response.headers.append(("Location", exc.location))
         if isinstance(exc, AuthError):
@@ -182,9 +185,9 @@ class TusHandler:
         if action is Action.OPTIONS:
             if routed.interop is not None:
                 return ietf.options_response(routed.interop, self.protocol, routed.common)
-            return core.options_response(self.protocol, routed.common)
+            return responses.options_response(self.protocol, routed.common)
         if action is Action.GREETING:
-            return core.greeting_response()
+            return responses.greeting_response()
         if action is Action.HEALTH or action is Action.READY:
             # Probes carry no credentials: the status is open, the details are not.
             operator = self.server.operator
@@ -256,7 +259,7 @@ class TusHandler:
             draft = ietf.plan_creation(request, self.protocol, interop, now)
             plan, draft_complete = draft.plan, draft.complete
         else:
-            plan = core.plan_creation(request, self.protocol, now)
+            plan = creation.plan_creation(request, self.protocol, now)
         partials: list[UploadInfo] = []
         info = plan.info
         if plan.info.is_final:
@@ -265,7 +268,7 @@ class TusHandler:
                 # Reading a partial through a final upload is an access to it.
                 for partial in partials:
                     await self._check_access(exchange, partial)
-            info = core.plan_final(plan, partials, self.protocol)
+            info = creation.plan_final(plan, partials, self.protocol)
 
         auth = self.server.auth
         # Also with access control off: the reserved owner key never comes from a client,
@@ -311,7 +314,7 @@ class TusHandler:
             info = await self.store.create(info)
         exchange.upload_created = True
         self.metrics.uploads_created += 1
-        location = core.upload_url(request, self.protocol, info.id)
+        location = urls.upload_url(request, self.protocol, info.id)
         exchange.log.set_upload_id(info.id)
         exchange.log.info("UploadCreated", size=info.size, url=redact_url(location))
         self.supervisor.notify(HookEvent("post-create", info, request, exchange.remote_addr))
@@ -325,12 +328,12 @@ class TusHandler:
 
         wrote_body = False
         if info.is_final:
-            if core.partials_finished(partials):
+            if creation.partials_finished(partials):
                 info = await self._concat(info, partials, exchange)
         elif plan.has_body:
             wrote_body = True
             try:
-                write_plan = core.plan_body_write(request, info, self.protocol)
+                write_plan = writes.plan_body_write(request, info, self.protocol)
             except errors.TusError as exc:
                 raise exc.with_location(location) from exc  # the upload exists: it may be resumed
             interrupter = Interrupter(exchange.log)
@@ -349,7 +352,7 @@ class TusHandler:
         elif info.is_complete:
             await self._finish(info, exchange)
 
-        response = core.creation_response(
+        response = creation.creation_response(
             request, self.protocol, info, routed.common, wrote_body=wrote_body, now=time.time()
         )
         if grant:
@@ -362,7 +365,7 @@ class TusHandler:
         self,
         exchange: Exchange,
         routed: Routed,
-        interop: ietf.InteropVersion,
+        interop: InteropVersion,
         info: UploadInfo,
         location: str,
         *,
@@ -386,7 +389,7 @@ class TusHandler:
                 access="new",
             ):
                 if exchange.has_body:
-                    write_plan = core.plan_body_write(request, info, protocol)
+                    write_plan = writes.plan_body_write(request, info, protocol)
                     info, body_error = await self._write_body(
                         exchange, info, write_plan, interrupter
                     )
@@ -427,7 +430,7 @@ class TusHandler:
         interop = routed.interop
         if interop is not None:
             return await self._append_draft(exchange, routed, interop, upload_id)
-        core.check_patch_headers(request)
+        writes.check_patch_headers(request)
         interrupter = Interrupter(exchange.log)
         async with self.locker.lock(
             upload_id,
@@ -437,18 +440,18 @@ class TusHandler:
         ):
             info = await self.store.get(upload_id)
             now = time.time()
-            plan = core.plan_patch(request, info, self.protocol, now)
+            plan = writes.plan_patch(request, info, self.protocol, now)
             if plan.already_complete:
-                return core.patch_response(info, self.protocol, routed.common, now)
+                return writes.patch_response(info, self.protocol, routed.common, now)
             if plan.declare_length is not None:
                 info = await self.store.declare_length(info, plan.declare_length)
             info, error = await self._write_body(exchange, info, plan, interrupter)
             if error is not None:
                 raise error
-            return core.patch_response(info, self.protocol, routed.common, time.time())
+            return writes.patch_response(info, self.protocol, routed.common, time.time())
 
     async def _append_draft(
-        self, exchange: Exchange, routed: Routed, interop: ietf.InteropVersion, upload_id: str
+        self, exchange: Exchange, routed: Routed, interop: InteropVersion, upload_id: str
     ) -> Response:
         """An IETF draft append (PATCH): the tus PATCH path with the draft's checks."""
         request = exchange.request
@@ -630,7 +633,7 @@ class TusHandler:
                 checksum: Checksum | None = plan.checksum
                 if error is None and checksum is None:
                     try:
-                        checksum = core.checksum_from_trailers(exchange.trailers, self.protocol)
+                        checksum = writes.checksum_from_trailers(exchange.trailers, self.protocol)
                     except errors.TusError as exc:
                         error = exc
                     else:
@@ -722,7 +725,7 @@ class TusHandler:
             info = await self._maybe_complete_final(info, exchange)
             if interop is not None:
                 return ietf.head_response(interop, self.protocol, info, routed.common, time.time())
-            return core.head_response(
+            return responses.head_response(
                 exchange.request, info, self.protocol, routed.common, time.time()
             )
 
@@ -736,10 +739,10 @@ class TusHandler:
                 partials.append(await self.store.get(pid))
             except errors.UploadNotFoundError:
                 return info
-        if not core.partials_finished(partials):
+        if not creation.partials_finished(partials):
             return info
         # Partials whose lengths were deferred may have grown past the limits together.
-        core.check_final_length(sum(p.size for p in partials), self.protocol)
+        creation.check_final_length(sum(p.size for p in partials), self.protocol)
         return await self._concat(info, partials, exchange)
 
     # --- GET -------------------------------------------------------------------------------------
@@ -755,7 +758,7 @@ class TusHandler:
                 info = await self.store.get(upload_id)
                 info = await self._maybe_complete_final(info, exchange)
         now = time.time()
-        plan = core.plan_download(exchange.request, info, self.protocol, routed.common, now)
+        plan = download.plan_download(exchange.request, info, self.protocol, routed.common, now)
         if routed.interop is not None and routed.interop.get_reports_state:
             plan.headers.extend(ietf.state_headers(routed.interop, self.protocol, info, now))
         head = exchange.request.method == "HEAD"
@@ -787,7 +790,7 @@ class TusHandler:
         self.metrics.uploads_terminated += 1
         exchange.log.info("UploadTerminated")
         self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
-        return core.delete_response(routed.common)
+        return responses.delete_response(routed.common)
 
 
 def _apply_hook_response(response: Response, hook: HTTPResponse) -> Response:
@@ -871,6 +874,6 @@ def exchange_status(exchange: Exchange) -> int:
     return 200 if exchange.response_started else 500
 
 
-def _rid(request: core.Request) -> str:
+def _rid(request: Request) -> str:
     value = request.headers.get("x-request-id") or ""
     return value[:36]

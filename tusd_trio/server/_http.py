@@ -23,7 +23,7 @@ from .._logging import RequestLog
 from ..auth import Principal
 from ..hooks.model import HTTPResponse
 from ..protocol import errors
-from ..protocol.core import Headers, Request, Response
+from ..protocol.messages import Headers, Request, Response
 
 _h11_normalize: Any
 _ContentLengthReader: Any

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..protocol import core, errors
+from ..protocol import errors, expiration
 from ._supervisor import HookEvent
 
 if TYPE_CHECKING:
@@ -48,12 +48,14 @@ class Janitor:
                 info = await server.store.get(upload_id)
             except errors.TusError:
                 continue
-            if not core.is_expired(info, protocol, time.time() if now is None else now):
+            if not expiration.is_expired(info, protocol, time.time() if now is None else now):
                 continue
             try:
                 async with server.locker.lock(upload_id, max_wait=0.05):
                     info = await server.store.get(upload_id)
-                    if not core.is_expired(info, protocol, time.time() if now is None else now):
+                    if not expiration.is_expired(
+                        info, protocol, time.time() if now is None else now
+                    ):
                         continue
                     await server.store.terminate(info)
             except (

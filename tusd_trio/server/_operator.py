@@ -29,7 +29,9 @@ import trio
 
 from ..auth import AuthConfigError, Authenticator, AuthError, forbidden, read_secret_file
 from ..protocol import errors
-from ..protocol.core import Request, Response, error_response, request_path
+from ..protocol.messages import Request, Response
+from ..protocol.responses import error_response
+from ..protocol.routing import request_path
 from ._metrics import METRICS_CONTENT_TYPE, render_metrics
 
 if TYPE_CHECKING:

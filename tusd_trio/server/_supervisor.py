@@ -16,8 +16,8 @@ import trio
 
 from .._logging import debug_event, error_event, flush_logs
 from ..hooks import HookDispatcher, HookError, HookResponse
-from ..protocol.core import Request
 from ..protocol.info import UploadInfo
+from ..protocol.messages import Request
 from ._metrics import histograms
 
 if TYPE_CHECKING:

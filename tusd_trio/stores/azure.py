@@ -87,7 +87,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "the Azure store needs azure-storage-blob: pip install 'tusd-trio[azure]'"
     ) from exc
 
-from ..protocol.core import StoreCapabilities
+from ..protocol.config import StoreCapabilities
 from ..protocol.errors import (
     MaxSizeExceededError,
     StoreError,

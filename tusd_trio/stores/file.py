@@ -23,7 +23,7 @@ from dataclasses import replace
 import trio
 
 from .._process import pid_alive
-from ..protocol.core import StoreCapabilities
+from ..protocol.config import StoreCapabilities
 from ..protocol.errors import InsufficientStorageError, StoreError, UploadNotFoundError
 from ..protocol.info import SIDE_FILE_SUFFIXES, UploadInfo
 

@@ -50,7 +50,7 @@ from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage  # type: ignore[import-untyped]
 from google.cloud.storage.retry import DEFAULT_RETRY  # type: ignore[import-untyped]
 
-from ..protocol.core import StoreCapabilities
+from ..protocol.config import StoreCapabilities
 from ..protocol.errors import StoreError, TusError, UploadNotFoundError
 from ..protocol.info import UploadInfo
 from ._gcs_crc import crc32c_combine_all, decode_crc32c

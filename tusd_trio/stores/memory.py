@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import trio
 
-from ..protocol.core import StoreCapabilities
+from ..protocol.config import StoreCapabilities
 from ..protocol.errors import UploadNotFoundError
 from ..protocol.info import UploadInfo
 

@@ -70,7 +70,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..protocol import errors
-from ..protocol.core import StoreCapabilities
+from ..protocol.config import StoreCapabilities
 from ..protocol.errors import StoreError, UploadNotFoundError
 from ..protocol.info import UploadInfo
 from ..protocol.parts import (
