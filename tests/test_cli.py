@@ -6,9 +6,12 @@ import re
 
 import pytest
 
-from tusd_trio import cli
+from tusd_trio._values import parse_duration
 from tusd_trio._version import __version__
-from tusd_trio.cli import FLAGS, UsageError, build_config, parse_args, parse_duration
+from tusd_trio.cli.build import build_config
+from tusd_trio.cli.flags import FLAGS, UsageError, parse_args, usage
+from tusd_trio.cli.main import main
+from tusd_trio.config import Config
 from tusd_trio.protocol.config import (
     DEFAULT_CORS_ALLOW_HEADERS,
     DEFAULT_CORS_ALLOW_METHODS,
@@ -172,7 +175,7 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
 def test_usage_errors_exit_2_with_a_line_naming_the_flag(
     capsys: pytest.CaptureFixture[str], argv: list[str], flag: str, wording: str
 ) -> None:
-    assert cli.main(argv) == 2
+    assert main(argv) == 2
     line = error_line(capsys)
     assert line.startswith("tusd-trio: ")
     assert re.search(re.escape(flag) + r"(?![\w-])", line), line
@@ -180,13 +183,13 @@ def test_usage_errors_exit_2_with_a_line_naming_the_flag(
 
 
 def test_stray_positional_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["serve"]) == 2
+    assert main(["serve"]) == 2
     assert "'serve'" in error_line(capsys)
 
 
 @pytest.mark.parametrize("argv", [["-"], ["--"]])
 def test_lone_dashes_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    assert cli.main(argv) == 2
+    assert main(argv) == 2
     error_line(capsys)
 
 
@@ -197,9 +200,9 @@ def test_lone_dashes_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: 
 def test_help_lists_every_flag_with_its_default(
     capsys: pytest.CaptureFixture[str], flag: str
 ) -> None:
-    assert cli.main([flag]) == 0
+    assert main([flag]) == 0
     out = capsys.readouterr().out
-    assert out == cli.usage()
+    assert out == usage()
     lines = out.splitlines()
     for item in FLAGS:
         [index] = [
@@ -211,7 +214,7 @@ def test_help_lists_every_flag_with_its_default(
 
 
 def test_help_shows_defaults_in_go_syntax() -> None:
-    text = cli.usage()
+    text = usage()
     assert "(default 5s)" in text  # filelock-holder-poll-interval
     assert "(default 1m0s)" in text  # network-timeout
     assert "(default 0775)" in text and "(default 0664)" in text
@@ -221,26 +224,26 @@ def test_help_shows_defaults_in_go_syntax() -> None:
 
 
 def test_help_wins_even_after_other_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["-port=1", "-help"]) == 0
+    assert main(["-port=1", "-help"]) == 0
     assert "Usage: tusd-trio" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["-version"], ["--version"], ["-version=true", "-port=1"]])
 def test_version(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    assert cli.main(argv) == 0
+    assert main(argv) == 0
     assert capsys.readouterr().out == f"tusd-trio {__version__}\n"
 
 
 def test_version_false_does_not_print_version(capsys: pytest.CaptureFixture[str]) -> None:
     # Falls through to config validation, which fails here on purpose.
-    assert cli.main(["-version=false", "-log-format=xml"]) == 2
+    assert main(["-version=false", "-log-format=xml"]) == 2
     assert __version__ not in capsys.readouterr().out
 
 
 # --- build_config -------------------------------------------------------------------
 
 
-def config_for(*argv: str) -> cli.Config:
+def config_for(*argv: str) -> Config:
     return build_config(parse_args(list(argv)))
 
 
@@ -377,9 +380,8 @@ def test_idle_timeout_defaults_to_network_timeout() -> None:
 def test_listen_failure_is_one_line_and_exit_1(
     capsys: pytest.CaptureFixture[str], tmp_path: object
 ) -> None:
-    from tusd_trio import cli
 
-    code = cli.main(["-host", "999.1.1.1", "-port", "0", "-upload-dir", str(tmp_path)])
+    code = main(["-host", "999.1.1.1", "-port", "0", "-upload-dir", str(tmp_path)])
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tusd_trio.cli import UsageError, build_config, parse_args
+from tusd_trio.cli.build import build_config
+from tusd_trio.cli.flags import UsageError, parse_args
 from tusd_trio.config import Config
 
 

@@ -21,7 +21,8 @@ from _services import (
     free_port,
 )
 
-from tusd_trio.cli import UsageError, build_config, parse_args
+from tusd_trio.cli.build import build_config
+from tusd_trio.cli.flags import UsageError, parse_args
 from tusd_trio.stores.config import MiB
 from tusd_trio.stores.factory import store_description
 
@@ -113,7 +114,7 @@ def test_azure_needs_an_account(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_help_lists_the_object_store_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    from tusd_trio.cli import main
+    from tusd_trio.cli.main import main
 
     assert main(["-help"]) == 0
     out = capsys.readouterr().out

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from tusd_trio import __version__
-from tusd_trio.cli import FLAGS, parse_args, parse_duration
+from tusd_trio._values import parse_duration
+from tusd_trio.cli.flags import FLAGS, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "tusd-trio"
@@ -342,7 +343,7 @@ def test_every_rendered_flag_exists_in_the_cli(which: str, values: dict[str, Any
     args = rendered.args()
     names = [re.match(r"-([a-z0-9-]+)", arg).group(1) for arg in args]  # type: ignore[union-attr]
     unknown = sorted(set(names) - KNOWN_FLAGS)
-    assert unknown == [], f"{which}: flags not in tusd_trio.cli.FLAGS: {unknown}"
+    assert unknown == [], f"{which}: flags not in tusd_trio.cli.flags.FLAGS: {unknown}"
     assert len(names) == len(set(names)), f"{which}: a flag is given twice: {names}"
     # The values must parse too (types, durations, booleans), as the daemon will parse them.
     known_args = [arg for arg, name in zip(args, names, strict=True) if name in KNOWN_FLAGS]

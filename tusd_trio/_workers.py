@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace as dataclass_replace
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -69,37 +69,16 @@ BACKOFF_MAX = 5.0
 SHUTDOWN_GRACE = 5.0
 
 
-class _WorkersError(Exception):
-    """The daemon cannot run in worker mode with this configuration."""
+def worker_config(config: Config, fd: int) -> Config:
+    """The configuration of a worker process serving the inherited socket ``fd``."""
+    return config.for_worker(fd, os.environ.get(ENV_METRICS_DIR, ""))
 
 
-def check_config(config: Config) -> None:
-    """Refuse lockers that do not work across processes.
-
-    The file locker (tusd's ``.lock`` files next to the uploads) works between
-    processes sharing the upload directory; the Redis locker works everywhere;
-    the memory locker only protects uploads inside one process.
-    """
-    object_store = config.s3 is not None or config.gcs is not None or config.azure is not None
-    if config.locker == "memory" or (object_store and config.locker != "redis"):
-        raise _WorkersError(
-            "-workers above 1 needs a lock shared by the worker processes: -locker redis "
-            "(or -locker file with the file store); the memory locker only works in one process"
-        )
-    if config.locker not in ("file", "redis"):
-        raise _WorkersError(f"-workers above 1 does not support -locker {config.locker}")
-
-
-def setup_worker(config: Config, fd: int) -> bool:
-    """Configure this process as a worker serving the inherited socket ``fd``.
+def setup_worker() -> bool:
+    """Prepare this process as a worker (it ends with its parent).
 
     Returns False when the parent is already gone (the worker should exit).
     """
-    config.listen_fd = fd
-    config.workers = 1
-    config.metrics_dir = os.environ.get(ENV_METRICS_DIR, "")
-    # The parent owns the UNIX socket's path: a worker must never unlink it.
-    config.unix_sock = ""
     parent = os.environ.get(ENV_PARENT, "")
     if sys.platform.startswith("linux"):
         try:
@@ -177,8 +156,7 @@ def _extensions(config: Config) -> str:
             from .stores.file import FileStore as StoreClass  # type: ignore[assignment]
     except ImportError:
         return ""
-    protocol = dataclass_replace(config.protocol, capabilities=StoreClass.capabilities)
-    return ",".join(protocol.extensions())
+    return ",".join(config.served_protocol(StoreClass.capabilities).extensions())
 
 
 def _describe_exit(code: int) -> str:
@@ -411,11 +389,7 @@ class _Parent:
 
 def run_workers(config: Config, argv: Sequence[str]) -> int:
     """Run ``config.workers`` worker processes on one socket; returns the exit code."""
-    try:
-        check_config(config)
-    except _WorkersError as exc:
-        sys.stderr.write(f"tusd-trio: {exc} (tusd-trio -help lists the flags)\n")
-        return 2
+    # Config refuses a locker that does not work across processes (_check_workers).
     try:
         sock, url = _bind(config)
     except OSError as exc:

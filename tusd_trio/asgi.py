@@ -48,6 +48,8 @@ from urllib.parse import quote
 
 import trio
 
+from .cli.build import build_config
+from .cli.flags import parse_args
 from .config import Config
 from .protocol.errors import ServerShutdownError
 from .protocol.messages import Headers, Request
@@ -365,8 +367,6 @@ def create_app(
 
 def config_from_args(args: str | list[str]) -> Config:
     """A :class:`Config` from tusd-trio command-line flags (a string is split like a shell)."""
-    from .cli import build_config, parse_args
-
     argv = shlex.split(args) if isinstance(args, str) else list(args)
     return build_config(parse_args(argv))
 

@@ -1,16 +1,50 @@
-"""The daemon's configuration: one object built by the CLI or by an embedding app."""
+"""The daemon's configuration: one immutable object built by the CLI or by an embedding app.
+
+:class:`Config` checks its own values when it is made, so an application that builds
+one (``tusd_trio.asgi.create_app(Config(...))``) gets the command line's checks; the
+checks that read files or import modules are :meth:`Config.check_files`, run by the
+CLI and by the server at start-up.  Messages name a setting by its command-line flag
+(the README's tables list them, and each field below says its flag).
+
+A configuration is never changed once made.  What the server derives from it
+(the store's capabilities, the CORS headers an API key needs) is computed by
+:meth:`Config.served_protocol`; a worker process's listening socket by
+:meth:`Config.for_worker`.  Both return new objects.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import re
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .auth import AuthConfig
-from .protocol.config import ProtocolConfig
+from ._values import parse_listen_address
+from .auth import AuthConfig, AuthConfigError, Authenticator, load_metrics_token
+from .hooks.model import HOOK_TYPES
+from .protocol.config import ProtocolConfig, StoreCapabilities
+from .protocol.headers import CHECKSUM_ALGORITHMS
 from .stores.config import AzureConfig, GCSConfig, S3Config
 
+#: -tls-mode values (see :mod:`tusd_trio.server._tls`).
+TLS_MODES = ("tls12", "tls12-strong", "tls13")
+#: -log-format values.
+LOG_FORMATS = ("text", "json")
+#: -locker values.
+LOCKERS = ("file", "memory", "redis")
+_GRPC_TLS_FILES = (
+    ("hooks_grpc_server_tls_certificate", "hooks-grpc-server-tls-certificate"),
+    ("hooks_grpc_client_tls_certificate", "hooks-grpc-client-tls-certificate"),
+    ("hooks_grpc_client_tls_key", "hooks-grpc-client-tls-key"),
+)
 
-@dataclass
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is one line naming its flag."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     # Listening
     host: str = "127.0.0.1"
@@ -107,8 +141,179 @@ class Config:
     show_startup_logs: bool = True
 
     def __post_init__(self) -> None:
+        # Normalised once, while the object is being made.
         if self.idle_timeout <= 0:
-            self.idle_timeout = self.network_timeout
+            object.__setattr__(self, "idle_timeout", self.network_timeout)
+        object.__setattr__(self, "hooks_enabled_events", tuple(self.hooks_enabled_events))
+        self._check_listening()
+        self._check_locks()
+        self._check_protocol()
+        self._check_hooks()
+        self._check_operator()
+        self._check_object_stores()
+        self._check_workers()
+
+    # --- checks of the values (no I/O) -------------------------------------------------
+
+    def _check_listening(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"invalid value '{self.port}' for flag -port: not a port number")
+        if self.tls_mode not in TLS_MODES:
+            raise ConfigError(
+                "invalid value for flag -tls-mode: must be tls13, tls12 or tls12-strong"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError("invalid value for flag -log-format: must be text or json")
+        if self.network_timeout <= 0:
+            raise ConfigError("invalid value for flag -network-timeout: must be positive")
+
+    def _check_locks(self) -> None:
+        if self.locker not in LOCKERS:
+            raise ConfigError("invalid value for flag -locker: must be file, memory or redis")
+        if self.locker == "redis":
+            if not self.redis_url:
+                raise ConfigError("-locker redis needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
+            if self.redis_lock_ttl < 1:
+                raise ConfigError("invalid value for flag -redis-lock-ttl: must be at least 1s")
+
+    def _check_protocol(self) -> None:
+        cors = self.protocol.cors
+        if cors is not None:
+            try:
+                re.compile(cors.allow_origin)
+            except re.error as exc:
+                raise ConfigError(f"invalid value for flag -cors-allow-origin: {exc}") from None
+        for algorithm in self.protocol.checksum_algorithms:
+            if algorithm not in CHECKSUM_ALGORITHMS:
+                raise ConfigError(
+                    f"invalid value for flag -checksum-algorithms: unknown algorithm {algorithm!r}"
+                    f" (supported: {', '.join(CHECKSUM_ALGORITHMS)})"
+                )
+
+    def _check_hooks(self) -> None:
+        for name in self.hooks_enabled_events:
+            if name not in HOOK_TYPES:
+                raise ConfigError(
+                    "invalid value for flag -hooks-enabled-events: unknown hook event type "
+                    f"in -hooks-enabled-events: {name!r}"
+                )
+        if self.hooks_http and not re.match(r"https?://", self.hooks_http):
+            raise ConfigError(
+                "invalid value for flag -hooks-http: must be an http:// or https:// URL"
+            )
+        for attribute, flag in _GRPC_TLS_FILES:
+            if getattr(self, attribute) and not self.hooks_grpc_secure:
+                raise ConfigError(f"flag -{flag} needs -hooks-grpc-secure")
+
+    def _check_operator(self) -> None:
+        if self.metrics_listen:
+            try:
+                parse_listen_address(self.metrics_listen)
+            except ValueError as exc:
+                raise ConfigError(f"invalid value for flag -metrics-listen: {exc}") from None
+
+    def _check_object_stores(self) -> None:
+        s3, gcs, azure = self.s3, self.gcs, self.azure
+        if s3 is not None:
+            if s3.endpoint and not re.match(r"https?://", s3.endpoint):
+                raise ConfigError(
+                    "invalid value for flag -s3-endpoint: must start with http:// or https://"
+                )
+            if s3.part_size < s3.min_part_size:
+                raise ConfigError("-s3-part-size must not be smaller than -s3-min-part-size")
+            if s3.min_part_size < 1 or s3.max_parts < 1:
+                raise ConfigError("-s3-min-part-size and -s3-max-parts must be at least 1")
+            if s3.max_buffered_parts < 1 or s3.concurrent_part_uploads < 1:
+                raise ConfigError(
+                    "-s3-max-buffered-parts and -s3-concurrent-part-uploads must be at least 1"
+                )
+        if gcs is not None and "_" in gcs.object_prefix:
+            raise ConfigError("invalid value for flag -gcs-object-prefix: must not contain '_'")
+        if azure is not None:
+            if not azure.account:
+                raise ConfigError(
+                    "-azure-storage needs the AZURE_STORAGE_ACCOUNT environment variable"
+                )
+            if azure.container_access_type not in ("", "blob", "container"):
+                raise ConfigError(
+                    "invalid value for flag -azure-container-access-type: must be blob, "
+                    "container or empty"
+                )
+            if azure.blob_access_tier.lower() not in ("", "archive", "cool", "hot"):
+                raise ConfigError(
+                    "invalid value for flag -azure-blob-access-tier: must be archive, cool, "
+                    "hot or empty"
+                )
+
+    def _check_workers(self) -> None:
+        if self.workers < 1:
+            raise ConfigError("invalid value for flag -workers: must be at least 1")
+        if self.workers > 1:
+            object_store = self.s3 is not None or self.gcs is not None or self.azure is not None
+            if self.locker == "memory" or (object_store and self.locker != "redis"):
+                raise ConfigError(
+                    "-workers above 1 needs a lock shared by the worker processes: -locker "
+                    "redis (or -locker file with the file store); the memory locker only works "
+                    "in one process"
+                )
+
+    # --- checks that read files or import modules ---------------------------------------
+
+    def check_files(self) -> None:
+        """Check what the settings name outside themselves: the hook plugin imports, the
+        gRPC hook's TLS files and the hooks directory exist, the access-control keys
+        and the metrics token load.  Raises :class:`ConfigError`."""
+        if self.hooks_plugin:
+            module_name, _, attribute = self.hooks_plugin.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+                if attribute:
+                    getattr(module, attribute)
+            except Exception as exc:
+                raise ConfigError(f"invalid value for flag -hooks-plugin: {exc!r}") from None
+        for attribute, flag in _GRPC_TLS_FILES:
+            path = getattr(self, attribute)
+            if path and not os.access(path, os.R_OK):
+                raise ConfigError(f"invalid value for flag -{flag}: cannot read {path!r}")
+        if self.hooks_dir and not os.path.isdir(self.hooks_dir):
+            raise ConfigError("invalid value for flag -hooks-dir: not a directory")
+        try:
+            Authenticator(self.auth)  # reads the key files
+        except (AuthConfigError, ImportError) as exc:
+            raise ConfigError(f"invalid access-control settings (-auth-*): {exc}") from None
+        if self.metrics_token_file:
+            try:
+                load_metrics_token(self.metrics_token_file)
+            except AuthConfigError as exc:
+                raise ConfigError(f"invalid value for flag -metrics-token-file: {exc}") from None
+
+    # --- what the server derives ---------------------------------------------------------
+
+    def served_protocol(self, capabilities: StoreCapabilities) -> ProtocolConfig:
+        """The protocol settings the upload handler serves with: what the store can do
+        decides what is advertised (Tus-Extension) and allowed; CORS preflights allow
+        the API key header when API keys are on; with -metrics-listen the metrics are
+        served only on that listener, not on the upload port."""
+        protocol = replace(self.protocol, capabilities=capabilities)
+        cors = protocol.cors
+        header = self.auth.api_key_header
+        # Browsers may only send the API key header if the preflight allows it.
+        if (
+            self.auth.api_keys_file
+            and cors is not None
+            and header.lower() not in cors.allow_headers.lower()
+        ):
+            cors = replace(cors, allow_headers=f"{cors.allow_headers}, {header}")
+            protocol = replace(protocol, cors=cors)
+        if self.metrics_listen:
+            protocol = replace(protocol, metrics_path="")
+        return protocol
+
+    def for_worker(self, listen_fd: int, metrics_dir: str) -> Config:
+        """This configuration in a worker process serving the inherited socket
+        ``listen_fd``; the parent owns the UNIX socket's path, which a worker must
+        never unlink."""
+        return replace(self, listen_fd=listen_fd, workers=1, metrics_dir=metrics_dir, unix_sock="")
 
     @property
     def write_timeout(self) -> float:

@@ -19,6 +19,7 @@ from ._model import (
     AuthError,
     Principal,
     forbidden,
+    load_metrics_token,
     read_secret_file,
 )
 from .apikeys import hash_api_key
@@ -35,6 +36,7 @@ __all__ = [
     "Principal",
     "forbidden",
     "hash_api_key",
+    "load_metrics_token",
     "main_hash_key",
     "main_sign",
     "read_secret_file",

@@ -155,3 +155,11 @@ def read_secret_file(path: str, what: str) -> bytes:
     if not data:
         raise AuthConfigError(f"{what} file {path!r} is empty")
     return data
+
+
+def load_metrics_token(path: str) -> bytes:
+    """The -metrics-token-file token; :class:`AuthConfigError` when unusable."""
+    token = read_secret_file(path, "metrics token")
+    if len(token) < 16:
+        raise AuthConfigError(f"the metrics token in {path!r} must be at least 16 bytes long")
+    return token

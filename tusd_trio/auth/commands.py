@@ -6,6 +6,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 
+from .._values import parse_duration
 from ._model import AuthConfigError, read_secret_file
 from .apikeys import hash_api_key
 from .presign import sign_upload_url
@@ -79,8 +80,6 @@ def _split_flags(
 
 def main_sign(argv: Sequence[str]) -> int:
     """``tusd-trio sign ...``: print a pre-signed creation URL; returns the exit status."""
-    from ..cli import parse_duration  # late: cli imports this package
-
     try:
         flags, rest = _split_flags(
             argv,

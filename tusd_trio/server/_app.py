@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from .._startup import startup_lines
+from .._values import parse_listen_address
 from ..auth import Authenticator
 from ..config import Config
 from ..hooks import FileHookBackend, HookBackend, HookDispatcher, PluginHookBackend
@@ -32,7 +33,7 @@ from ._handler import Interrupter, TusHandler
 from ._http import Handler, HTTPConnection, _date, close_gracefully
 from ._janitor import Janitor
 from ._metrics import share_metrics
-from ._operator import LISTENING_MESSAGE, OperatorEndpoints, parse_listen_address
+from ._operator import LISTENING_MESSAGE, OperatorEndpoints
 from ._supervisor import Supervisor
 from ._timed_locker import TimedLocker
 from ._tls import TLSConfigError, context_from_config, tls_enabled, wrap_stream
@@ -56,7 +57,7 @@ class Server:
             store = build_store(config)
         self.store: Store = store
         # What the store can do decides what is advertised (Tus-Extension) and allowed.
-        config.protocol = replace(config.protocol, capabilities=store.capabilities)
+        self.config = replace(config, protocol=config.served_protocol(store.capabilities))
         if locker is None:
             if config.locker == "redis":
                 from ..lockers.redis import RedisLocker
@@ -94,18 +95,9 @@ class Server:
         self.receiving: set[Any] = set()
         self.connections: set[HTTPConnection | H2Connection] = set()
         self.auth = Authenticator(replace(config.auth, base_path=config.protocol.base_path))
-        cors = config.protocol.cors
-        if config.auth.api_keys_file and cors is not None:
-            # Browsers may only send the API key header if the preflight allows it.
-            header = config.auth.api_key_header
-            if header.lower() not in cors.allow_headers.lower():
-                cors = replace(cors, allow_headers=f"{cors.allow_headers}, {header}")
-                config.protocol = replace(config.protocol, cors=cors)
         #: Where the metrics are served: on the upload port, or (with -metrics-listen)
         #: only on the operator listener.
         self.metrics_path = config.protocol.metrics_path
-        if config.metrics_listen:
-            config.protocol = replace(config.protocol, metrics_path="")
         if config.listen_fd < 0:  # not once per worker process
             warning = cors_origin_warning(config.protocol.cors)
             if warning is not None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..auth import AuthConfigError, Authenticator, AuthError, forbidden, read_secret_file
+from ..auth import Authenticator, AuthError, forbidden, load_metrics_token
 from ..protocol import errors
 from ..protocol.messages import Request, Response
 from ..protocol.responses import error_response
@@ -87,24 +87,6 @@ class OperatorAccess:
         # Digests of equal length: the comparison time says nothing about the token.
         given = hashlib.sha256(value.strip().encode("utf-8", "replace")).digest()
         return hmac.compare_digest(given, self._token_digest)
-
-
-def parse_listen_address(text: str) -> tuple[str, int]:
-    """``host:port`` or ``[ipv6]:port`` (-metrics-listen); ValueError when malformed."""
-    host, sep, port = text.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"expected host:port, got {text!r}")
-    return host, int(port)
-
-
-def load_metrics_token(path: str) -> bytes:
-    """The -metrics-token-file token; :class:`AuthConfigError` when unusable."""
-    token = read_secret_file(path, "metrics token")
-    if len(token) < 16:
-        raise AuthConfigError(f"the metrics token in {path!r} must be at least 16 bytes long")
-    return token
 
 
 class OperatorEndpoints:

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import trio
 
-TLS_MODES = ("tls12", "tls12-strong", "tls13")
+from ..config import TLS_MODES, ConfigError
 
 _TLS12_CIPHERS = ":".join(
     (
@@ -37,7 +37,7 @@ _TLS12_CIPHERS = ":".join(
 _TLS12_STRONG_CIPHERS = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
 
 
-class TLSConfigError(ValueError):
+class TLSConfigError(ConfigError):
     """A TLS setting that cannot work; its message is one line for the operator."""
 
 
