@@ -2,8 +2,8 @@
 
 :class:`Config` checks its own values when it is made, so an application that builds
 one (``tusd_trio.asgi.create_app(Config(...))``) gets the command line's checks; the
-checks that read files or import modules are :meth:`Config.check_files`, run by the
-CLI and by the server at start-up.  Messages name a setting by its command-line flag
+checks that read files or import modules are :meth:`Config.check_files`, which the
+CLI runs before starting.  Messages name a setting by its command-line flag
 (the README's tables list them, and each field below says its flag).
 
 A configuration is never changed once made.  What the server derives from it
