@@ -1,0 +1,151 @@
+"""The one background uploader of the object stores' writers (S3 parts, GCS pieces,
+Azure blocks).
+
+A writer cuts the request body into pieces and hands each to :meth:`OrderedUploads.add`
+as a blocking call (upload this piece).  The calls run in worker threads
+(:meth:`SDKCalls.start`) while the body goes on, under three rules:
+
+* **bounded**: at most ``in_flight`` calls run at once, and ``add`` returns only once
+  fewer than ``held`` pieces are running or queued, so a writer holds at most
+  ``held`` pieces (plus the one it is filling) whatever the upload's size: the
+  client is slowed down instead (backpressure);
+* **ordered**: calls start in the order they were added, and the writer counts only
+  the successful prefix (:meth:`OrderedUploads.done_prefix`), never bytes behind a
+  hole;
+* **stopped by a failure**: after the first failure no queued call starts (it would
+  land behind a hole); :attr:`OrderedUploads.failure` says why.
+
+The writer owns its uploads: its ``commit``, ``discard`` and ``aclose`` wait for them
+(:meth:`OrderedUploads.wait_idle`) before they count what was stored.  That wait can
+be cancelled (the handler bounds the settling of a request by
+``-request-completion-timeout``); calls still running then finish in their threads
+and their outcomes are dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from functools import partial
+from typing import Generic, TypeVar
+
+import outcome
+import trio
+
+from ..protocol.errors import StoreError, TusError
+from ._sdk_calls import BackgroundCall, SDKCalls
+
+R = TypeVar("R")
+
+
+class _Piece(Generic[R]):
+    """One piece: its call (kept until it succeeds, for a retry) and its outcome."""
+
+    __slots__ = ("call", "outcome")
+
+    def __init__(self, call: Callable[[], R]) -> None:
+        self.call: Callable[[], R] | None = call
+        self.outcome: outcome.Outcome[R] | None = None
+
+
+class OrderedUploads(Generic[R]):
+    """Uploads one writer's pieces in worker threads, bounded and in order."""
+
+    def __init__(self, calls: SDKCalls, what: str, *, in_flight: int, held: int) -> None:
+        if in_flight < 1 or held < 1:
+            raise ValueError("in_flight and held must be at least 1")
+        self._calls = calls
+        self._what = what
+        self._in_flight = in_flight
+        self._held = held
+        self._pieces: list[_Piece[R]] = []
+        self._queue: collections.deque[_Piece[R]] = collections.deque()
+        self._changed = trio.lowlevel.ParkingLot()
+        #: Calls running now.
+        self.running = 0
+        #: The first failure (a TusError); once set no queued call starts.
+        self.failure: TusError | None = None
+
+    @property
+    def queued(self) -> int:
+        """Pieces waiting for a free slot."""
+        return len(self._queue)
+
+    async def add(self, call: Callable[[], R]) -> None:
+        """Queue ``call`` (start it when a slot is free); return once fewer than
+        ``held`` pieces are running or queued, or a failure stopped the uploads.
+
+        Raises the failure if there was one before ``call`` could be queued.  If the
+        wait is cancelled, ``call`` stays queued (nothing handed over is lost).
+        """
+        if self.failure is not None:
+            raise self.failure
+        piece = _Piece(call)
+        self._pieces.append(piece)
+        self._queue.append(piece)
+        self._pump()
+        while self.failure is None and self.running + len(self._queue) >= self._held:
+            await self._changed.park()
+
+    def drop_queued(self) -> None:
+        """Start nothing more (``discard``): queued pieces are dropped."""
+        for piece in self._queue:
+            piece.call = None
+        self._queue.clear()
+
+    async def wait_idle(self) -> None:
+        """Until no call runs and none is queued."""
+        while self.running or self._queue:
+            await self._changed.park()
+
+    def outcomes(self) -> list[outcome.Outcome[R] | None]:
+        """Each piece's outcome in the order added; ``None`` while it runs or waits,
+        and for pieces dropped after a failure."""
+        return [piece.outcome for piece in self._pieces]
+
+    def done_prefix(self) -> list[R]:
+        """The results of the pieces stored so far without a hole, in order."""
+        results: list[R] = []
+        for piece in self._pieces:
+            if not isinstance(piece.outcome, outcome.Value):
+                break
+            results.append(piece.outcome.value)
+        return results
+
+    async def retry(self, position: int) -> None:
+        """Run the failed piece at ``position`` once more, now, in this task."""
+        piece = self._pieces[position]
+        call = piece.call
+        if call is None or not isinstance(piece.outcome, outcome.Error):
+            raise RuntimeError("only a failed piece can be retried")
+        try:
+            value = await self._calls.run(self._what, call)
+        except Exception as exc:
+            piece.outcome = outcome.Error(self._calls.as_store_error(exc, self._what))
+        else:
+            piece.outcome = outcome.Value(value)
+            piece.call = None
+
+    def _pump(self) -> None:
+        while self._queue and self.running < self._in_flight and self.failure is None:
+            piece = self._queue.popleft()
+            call = piece.call
+            assert call is not None
+            self.running += 1
+            self._calls.start(self._what, call, on_done=partial(self._finished, piece))
+
+    def _finished(self, piece: _Piece[R], done: BackgroundCall[R]) -> None:
+        self.running -= 1
+        result = done.outcome
+        assert result is not None
+        piece.outcome = result
+        if isinstance(result, outcome.Value):
+            piece.call = None  # the bytes are stored: let them go
+        elif isinstance(result, outcome.Error) and self.failure is None:
+            error = result.error
+            if not isinstance(error, TusError):  # not an Exception: mapped by nobody
+                error = StoreError(f"{self._what}: {type(error).__name__}")
+            self.failure = error
+            self.drop_queued()  # pieces after a failed one would leave a hole
+        self._pump()
+        self._changed.unpark_all()
