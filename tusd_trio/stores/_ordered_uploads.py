@@ -12,8 +12,12 @@ as a blocking call (upload this piece).  The calls run in worker threads
 * **ordered**: calls start in the order they were added, and the writer counts only
   the successful prefix (:meth:`OrderedUploads.done_prefix`), never bytes behind a
   hole;
-* **stopped by a failure**: after the first failure no queued call starts (it would
-  land behind a hole); :attr:`OrderedUploads.failure` says why.
+* **a failure is remembered**: :attr:`OrderedUploads.failure` is the first one.  With
+  ``stop_on_failure`` (S3 parts, GCS pieces: a piece after a failed one would land
+  behind a hole, or on a broken session) no queued call starts after it.  Without
+  (Azure blocks, which are named by their index and so can be staged again in
+  place), the rest goes on and :meth:`OrderedUploads.fill_holes` later runs each
+  failed piece once more if a later one was stored.
 
 The writer owns its uploads: its ``commit``, ``discard`` and ``aclose`` wait for them
 (:meth:`OrderedUploads.wait_idle`) before they count what was stored.  That wait can
@@ -51,19 +55,28 @@ class _Piece(Generic[R]):
 class OrderedUploads(Generic[R]):
     """Uploads one writer's pieces in worker threads, bounded and in order."""
 
-    def __init__(self, calls: SDKCalls, what: str, *, in_flight: int, held: int) -> None:
+    def __init__(
+        self,
+        calls: SDKCalls,
+        what: str,
+        *,
+        in_flight: int,
+        held: int,
+        stop_on_failure: bool = True,
+    ) -> None:
         if in_flight < 1 or held < 1:
             raise ValueError("in_flight and held must be at least 1")
         self._calls = calls
         self._what = what
         self._in_flight = in_flight
         self._held = held
+        self._stop_on_failure = stop_on_failure
         self._pieces: list[_Piece[R]] = []
         self._queue: collections.deque[_Piece[R]] = collections.deque()
         self._changed = trio.lowlevel.ParkingLot()
         #: Calls running now.
         self.running = 0
-        #: The first failure (a TusError); once set no queued call starts.
+        #: The first failure (a TusError) not repaired by :meth:`fill_holes`.
         self.failure: TusError | None = None
 
     @property
@@ -71,20 +84,25 @@ class OrderedUploads(Generic[R]):
         """Pieces waiting for a free slot."""
         return len(self._queue)
 
+    @property
+    def _stopped(self) -> bool:
+        return self._stop_on_failure and self.failure is not None
+
     async def add(self, call: Callable[[], R]) -> None:
         """Queue ``call`` (start it when a slot is free); return once fewer than
         ``held`` pieces are running or queued, or a failure stopped the uploads.
 
-        Raises the failure if there was one before ``call`` could be queued.  If the
-        wait is cancelled, ``call`` stays queued (nothing handed over is lost).
+        Raises the failure if it stopped the uploads before ``call`` could be queued.
+        If the wait is cancelled, ``call`` stays queued (nothing handed over is lost).
         """
-        if self.failure is not None:
+        if self._stopped:
+            assert self.failure is not None
             raise self.failure
         piece = _Piece(call)
         self._pieces.append(piece)
         self._queue.append(piece)
         self._pump()
-        while self.failure is None and self.running + len(self._queue) >= self._held:
+        while not self._stopped and self.running + len(self._queue) >= self._held:
             await self._changed.park()
 
     def drop_queued(self) -> None:
@@ -112,12 +130,24 @@ class OrderedUploads(Generic[R]):
             results.append(piece.outcome.value)
         return results
 
-    async def retry(self, position: int) -> None:
-        """Run the failed piece at ``position`` once more, now, in this task."""
-        piece = self._pieces[position]
+    async def fill_holes(self) -> None:
+        """Wait for every piece; run each failed piece that has a stored piece after
+        it once more (in this task); :attr:`failure` is then the first failure left."""
+        await self.wait_idle()
+        results = self.outcomes()
+        for position, result in enumerate(results):
+            stored_later = any(isinstance(r, outcome.Value) for r in results[position + 1 :])
+            if isinstance(result, outcome.Error) and stored_later:
+                await self._retry(self._pieces[position])
+        self.failure = None
+        for piece in self._pieces:
+            if isinstance(piece.outcome, outcome.Error):
+                self.failure = self._as_store_error(piece.outcome.error)
+                break
+
+    async def _retry(self, piece: _Piece[R]) -> None:
         call = piece.call
-        if call is None or not isinstance(piece.outcome, outcome.Error):
-            raise RuntimeError("only a failed piece can be retried")
+        assert call is not None  # kept because the piece failed
         try:
             value = await self._calls.run(self._what, call)
         except Exception as exc:
@@ -126,8 +156,13 @@ class OrderedUploads(Generic[R]):
             piece.outcome = outcome.Value(value)
             piece.call = None
 
+    def _as_store_error(self, error: BaseException) -> TusError:
+        if isinstance(error, TusError):
+            return error  # BackgroundCall mapped every Exception
+        return StoreError(f"{self._what}: {type(error).__name__}")
+
     def _pump(self) -> None:
-        while self._queue and self.running < self._in_flight and self.failure is None:
+        while self._queue and self.running < self._in_flight and not self._stopped:
             piece = self._queue.popleft()
             call = piece.call
             assert call is not None
@@ -142,10 +177,8 @@ class OrderedUploads(Generic[R]):
         if isinstance(result, outcome.Value):
             piece.call = None  # the bytes are stored: let them go
         elif isinstance(result, outcome.Error) and self.failure is None:
-            error = result.error
-            if not isinstance(error, TusError):  # not an Exception: mapped by nobody
-                error = StoreError(f"{self._what}: {type(error).__name__}")
-            self.failure = error
-            self.drop_queued()  # pieces after a failed one would leave a hole
+            self.failure = self._as_store_error(result.error)
+            if self._stop_on_failure:
+                self.drop_queued()  # pieces after a failed one would leave a hole
         self._pump()
         self._changed.unpark_all()
