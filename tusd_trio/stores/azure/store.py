@@ -50,13 +50,8 @@ class AzureStore(AzureAdapter):
     """Uploads in an Azure Blob Storage container, in tusd's azurestore layout."""
 
     name = STORE_NAME
-    capabilities = StoreCapabilities(
-        terminate=True,
-        concatenate=True,
-        defer_length=True,
-        checksum=True,
-        serve_incomplete=False,
-    )
+    # Everything but GET of an unfinished upload (uncommitted blocks cannot be read).
+    capabilities = StoreCapabilities(serve_incomplete=False)
 
     def __init__(
         self,

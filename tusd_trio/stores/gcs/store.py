@@ -31,13 +31,8 @@ _PARALLEL = 16
 
 class GCSStore(GCSAdapter):
     name = STORE_NAME
-    capabilities = StoreCapabilities(
-        terminate=True,
-        concatenate=True,
-        defer_length=True,
-        checksum=True,
-        serve_incomplete=True,
-    )
+    # Everything, also GET of an unfinished upload (its chunk objects, in order).
+    capabilities = StoreCapabilities()
 
     def __init__(self, config: GCSConfig, *, piece_size: int = 4 * MiB) -> None:
         if piece_size < ALIGN or piece_size % ALIGN:

@@ -58,13 +58,8 @@ class S3Store(S3Adapter):
     """Uploads in an S3 bucket, in tusd's layout (see the package docstring)."""
 
     name = STORE_NAME
-    capabilities = StoreCapabilities(
-        terminate=True,
-        concatenate=True,
-        defer_length=True,
-        checksum=True,
-        serve_incomplete=False,
-    )
+    # Everything but GET of an unfinished upload (S3 cannot read parts before completion).
+    capabilities = StoreCapabilities(serve_incomplete=False)
 
     def __init__(self, config: S3Config) -> None:
         super().__init__(config)
