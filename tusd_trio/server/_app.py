@@ -21,7 +21,7 @@ from ..lockers.base import Locker
 from ..lockers.file import FileLocker
 from ..lockers.memory import MemoryLocker
 from ..protocol.errors import ServerShutdownError
-from ..stores.base import Store
+from ..stores.base import ConsistencyCheckingStore, Store
 from ..stores.factory import build_store
 from ..stores.file import FileStore
 from ._events import EventStream
@@ -69,7 +69,7 @@ class Server:
                 )
             else:
                 locker = MemoryLocker()
-        self.locker: Locker = TimedLocker(locker)
+        self.locker = TimedLocker(locker)
         self.scheme = "http"
         #: TLS for every connection when -tls-certificate and -tls-key are set.
         self.ssl_context: ssl.SSLContext | None = None
@@ -120,9 +120,8 @@ class Server:
         """Start the supervisor (hooks, janitor, lock tasks) in ``nursery`` and run the
         store's start-up consistency check; the daemon and the ASGI app share this."""
         await nursery.start(self.supervisor.run)
-        check = getattr(self.store, "check_consistency", None)
-        if check is not None:
-            for message in await check(self.config.orphan_age):
+        if isinstance(self.store, ConsistencyCheckingStore):
+            for message in await self.store.check_consistency(self.config.orphan_age):
                 log.info("%s", message)
 
     async def serve(

@@ -17,11 +17,12 @@ import trio
 from .._logging import debug_event, info_event
 from ..auth import AuthError
 from ..hooks import HookError, HookResponse, HTTPResponse, merge_http_response
+from ..lockers.base import CheckedLocker
 from ..protocol import core, errors, ietf
 from ..protocol.core import Action, Response, Routed, WritePlan
 from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
-from ..stores.base import ChunkWriter
+from ..stores.base import ChunkWriter, DurableOnWrite, InlineWriter
 from ._http import ConnectionClosedError, Exchange
 from ._metrics import METRICS_CONTENT_TYPE, histograms, render_metrics
 from ._supervisor import HookEvent
@@ -247,11 +248,11 @@ class TusHandler:
                 checks[name] = "ok" if problem is None else f"failing: {problem}"
                 if problem is not None:
                     status = 503
-        check_locker = getattr(self.locker, "check", None)
-        if ready and check_locker is not None:
+        locker = self.locker.inner
+        if ready and isinstance(locker, CheckedLocker):
             try:
                 with trio.fail_after(5):
-                    await check_locker()
+                    await locker.check()
                 checks["locker"] = "ok"
             except (errors.TusError, trio.TooSlowError) as exc:
                 checks["locker"] = f"failing: {exc}"
@@ -665,7 +666,8 @@ class TusHandler:
             if isinstance(error, errors.LockLostError):
                 # Another instance may own the upload now: store nothing more.  Bytes an
                 # append-only store already holds stay; buffered ones are dropped.
-                if plan.verify_checksum or not getattr(writer, "durable_on_write", False):
+                durable = isinstance(writer, DurableOnWrite) and writer.durable_on_write
+                if plan.verify_checksum or not durable:
                     await writer.discard()
                 await writer.aclose()
                 written = max(writer.written, 0)
@@ -887,8 +889,8 @@ def _make_sink(
     writer: ChunkWriter, hashers: list[hashlib._Hash]
 ) -> tuple[Callable[[Any], object], bool]:
     """The function each body chunk goes to: the store's writer, plus hashing."""
-    write_nowait = getattr(writer, "write_nowait", None)
-    if write_nowait is not None:
+    if isinstance(writer, InlineWriter):
+        write_nowait = writer.write_nowait
         if not hashers:
             return write_nowait, False
 
