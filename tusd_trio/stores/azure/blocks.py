@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 
 from ..config import MiB
 
@@ -81,3 +82,33 @@ def concat_piece_size(total: int, base: int, cap: int) -> int:
     """The size of the blocks a concatenation of ``total`` bytes is copied in: at
     least ``base``, large enough for the block budget, at most ``cap``."""
     return min(max(base, -(-total // DATA_BLOCK_BUDGET)), cap)
+
+
+class BlockIndexHints:
+    """Per upload: the offset and next block index that ``get`` learned, so that the
+    ``open_writer`` right after it (same locked request) needs no second block list.
+    A hint is trusted for ``ttl`` seconds and only for the same offset."""
+
+    def __init__(self, *, ttl: float = 30.0, most: int = 4096) -> None:
+        self._ttl = ttl
+        self._most = most
+        #: upload ID -> (offset, next block index, time learned)
+        self._hints: dict[str, tuple[int, int, float]] = {}
+
+    def remember(self, upload_id: str, offset: int, next_index: int) -> None:
+        if len(self._hints) >= self._most:
+            self._hints.pop(next(iter(self._hints)))
+        self._hints[upload_id] = (offset, next_index, time.monotonic())
+
+    def next_index(self, upload_id: str, offset: int) -> int | None:
+        """The next block index, if a fresh hint for this offset is known."""
+        hint = self._hints.get(upload_id)
+        if hint is None or hint[0] != offset or time.monotonic() - hint[2] >= self._ttl:
+            return None
+        return hint[1]
+
+    def forget(self, upload_id: str) -> None:
+        self._hints.pop(upload_id, None)
+
+    def clear(self) -> None:
+        self._hints.clear()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from functools import partial
@@ -26,6 +25,7 @@ from .blocks import (
     MAX_BLOCKS,
     MAX_STAGE_BLOCK,
     SERVER_COPY_PIECE,
+    BlockIndexHints,
     block_size_for,
     concat_piece_size,
 )
@@ -41,9 +41,6 @@ FIRST_READ_PIECE = 1 * MiB
 READ_PIECE = 4 * MiB
 #: Blocks copied at once when building a concatenated blob.
 CONCAT_PARALLEL = 4
-#: How long the block index learned by ``get`` is trusted by ``open_writer``.
-_HINT_TTL = 30.0
-_HINT_MAX = 4096
 
 
 class AzureStore(AzureAdapter):
@@ -71,21 +68,11 @@ class AzureStore(AzureAdapter):
         self.max_upload_size = DATA_BLOCK_BUDGET * self.max_block_size
         self._container_ready = False
         self._container_lock = trio.Lock()
-        #: upload ID -> (offset, next block index, time): learned by ``get`` so that
-        #: the ``open_writer`` right after it needs no second block list.
-        self._hints: dict[str, tuple[int, int, float]] = {}
+        self._hints = BlockIndexHints()
         #: Put Block From URL works (cleared after the first failure, e.g. Azurite).
         self._server_copy = bool(config.key)
 
     # --- helpers ---------------------------------------------------------------------
-
-    def forget_hint(self, upload_id: str) -> None:
-        self._hints.pop(upload_id, None)
-
-    def _remember_hint(self, upload_id: str, offset: int, next_index: int) -> None:
-        if len(self._hints) >= _HINT_MAX:
-            self._hints.pop(next(iter(self._hints)))
-        self._hints[upload_id] = (offset, next_index, time.monotonic())
 
     def block_size_for(self, info: UploadInfo) -> int:
         """The block size for an upload: the default, larger when the known size
@@ -121,26 +108,35 @@ class AzureStore(AzureAdapter):
         }
         stored = replace(info, offset=0, storage=storage)
         await self.sdk.run("creating the upload", self._create_sync, stored)
-        self._remember_hint(stored.id, 0, 0)
+        self._hints.remember(stored.id, 0, 0)
         return stored
 
     async def get(self, upload_id: str) -> UploadInfo:
         await self._ensure_container()
         info, next_index = await self.sdk.run("reading the upload", self._get_sync, upload_id)
-        self._remember_hint(upload_id, info.offset, next_index)
+        self._hints.remember(upload_id, info.offset, next_index)
         return info
 
     async def open_writer(self, info: UploadInfo, *, staged: bool) -> BlockWriter | SpooledWriter:
         await self._ensure_container()
-        hint = self._hints.get(info.id)
-        if hint is not None and hint[0] == info.offset and time.monotonic() - hint[2] < _HINT_TTL:
-            next_index = hint[1]
+        hinted = self._hints.next_index(info.id, info.offset)
+        if hinted is not None:
+            next_index = hinted
             await trio.lowlevel.checkpoint()
         else:
             fresh, next_index = await self.sdk.run("reading the upload", self._get_sync, info.id)
-            self._remember_hint(info.id, fresh.offset, next_index)
+            self._hints.remember(info.id, fresh.offset, next_index)
         blob = self.blob(self.data_key(info.id))
-        open_blocks = partial(BlockWriter, self, info, blob, next_index, self.block_size_for(info))
+        open_blocks = partial(
+            BlockWriter,
+            self,
+            info,
+            blob,
+            next_index,
+            self.block_size_for(info),
+            in_flight=self.max_blocks_in_flight,
+            hints=self._hints,
+        )
         if staged:
             return SpooledWriter(open_blocks, self.sdk, file_prefix="tusd-trio-az-")
         return open_blocks()
@@ -154,11 +150,11 @@ class AzureStore(AzureAdapter):
     async def finish(self, info: UploadInfo) -> None:
         await self._ensure_container()
         await self.sdk.run("finishing the upload", self._finish_sync, info.id)
-        self.forget_hint(info.id)
+        self._hints.forget(info.id)
 
     async def terminate(self, info: UploadInfo) -> None:
         await self._ensure_container()
-        self.forget_hint(info.id)
+        self._hints.forget(info.id)
         await self.sdk.run("terminating the upload", self._terminate_sync, info.id)
 
     # --- concatenation -------------------------------------------------------------
@@ -186,7 +182,7 @@ class AzureStore(AzureAdapter):
         if not self._server_copy:
             count = await self._copy_pieces(target, partials, total, server_side=False)
         await self.sdk.run("concatenating", self._finish_concat_sync, info, target, count, total)
-        self.forget_hint(info.id)
+        self._hints.forget(info.id)
         return replace(info, size=total, size_is_deferred=False, offset=total)
 
     async def _copy_pieces(
@@ -240,14 +236,6 @@ class AzureStore(AzureAdapter):
     async def check_writable(self) -> None:
         await self._ensure_container()
         await self.sdk.run("checking the container", self._check_container_sync)
-
-    async def touch(self, info: UploadInfo) -> None:
-        """Mark the upload as changed now (the info blob's Last-Modified is the
-        upload's ``modified`` time, used for expiry); best effort."""
-        try:
-            await self.sdk.run("touching the info", self._touch_sync, info.id, int(time.time()))
-        except TusError as exc:
-            log.warning("could not update the info of %s: %s", info.id, exc.message)
 
     async def aclose(self) -> None:
         self._hints.clear()

@@ -11,6 +11,8 @@ staged once more, so the offset never counts bytes behind a hole.
 
 from __future__ import annotations
 
+import logging
+import time
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -19,12 +21,13 @@ import trio
 from ...protocol.errors import StoreError, TusError
 from ...protocol.info import UploadInfo
 from .._ordered_uploads import OrderedUploads
-from .blocks import MAX_BLOCKS
+from .adapter import AzureAdapter
+from .blocks import MAX_BLOCKS, BlockIndexHints
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
-    from .store import AzureStore
+log = logging.getLogger("tusd_trio.azurestore")
 
 
 class BlockWriter:
@@ -32,13 +35,17 @@ class BlockWriter:
 
     def __init__(
         self,
-        store: AzureStore,
+        store: AzureAdapter,
         info: UploadInfo,
         blob: BlobClient,
         next_index: int,
         block_size: int,
+        *,
+        in_flight: int,
+        hints: BlockIndexHints,
     ) -> None:
         self._store = store
+        self._hints = hints
         self._info = info
         self._blob = blob
         self._next_index = next_index
@@ -47,7 +54,6 @@ class BlockWriter:
         self._accepted = 0
         self._done = False
         self._block = bytearray()
-        in_flight = store.max_blocks_in_flight
         # A failed block does not stop the others: it is staged again in place
         # (fill_holes) when a later one was stored.
         self._uploads: OrderedUploads[int] = OrderedUploads(
@@ -137,9 +143,19 @@ class BlockWriter:
             if last_block is not None:
                 raise last_block
         finally:
-            self._store.forget_hint(self._info.id)
+            self._hints.forget(self._info.id)
         if self._written:
-            await self._store.touch(self._info)
+            await self._touch()
+
+    async def _touch(self) -> None:
+        """Mark the upload as changed now (the info blob's Last-Modified is the
+        upload's ``modified`` time, used for expiry); best effort."""
+        store = self._store
+        upload_id = self._info.id
+        try:
+            await store.sdk.run("touching the info", store._touch_sync, upload_id, int(time.time()))
+        except TusError as exc:
+            log.warning("could not update the info of %s: %s", upload_id, exc.message)
 
     async def discard(self) -> None:
         if self._done:
@@ -154,7 +170,7 @@ class BlockWriter:
         except TusError:
             pass
         finally:
-            self._store.forget_hint(self._info.id)
+            self._hints.forget(self._info.id)
 
     async def aclose(self) -> None:
         if not self._done:

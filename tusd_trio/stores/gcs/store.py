@@ -78,7 +78,7 @@ class GCSStore(GCSAdapter):
             target = f"{self.staging_prefix}{info.id}{STAGE_MARK}{secrets.token_hex(16)}"
         else:
             target = self.chunk_name(info.id, layout.next_chunk)
-        return ChunkObjectWriter(self, info.id, target, staged)
+        return ChunkObjectWriter(self, info.id, target, staged, piece_size=self.piece_size)
 
     async def declare_length(self, info: UploadInfo, length: int) -> UploadInfo:
         await self.sdk.run("declaring the length", self._write_size, info.id, length)

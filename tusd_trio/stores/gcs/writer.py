@@ -8,24 +8,24 @@ order): one piece in flight while the next one fills, so memory stays bounded.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import trio
 
 from ...protocol.errors import StoreError, TusError
 from .._ordered_uploads import OrderedUploads
+from .adapter import GCSAdapter
 from .layout import StoredObject
 from .session import ResumableSession, SessionLostError
-
-if TYPE_CHECKING:
-    from .store import GCSStore
 
 
 class ChunkObjectWriter:
     """Streams one PATCH body into a chunk object (or a staging object)."""
 
-    def __init__(self, store: GCSStore, upload_id: str, target: str, staged: bool) -> None:
+    def __init__(
+        self, store: GCSAdapter, upload_id: str, target: str, staged: bool, *, piece_size: int
+    ) -> None:
         self._store = store
+        self._piece_size = piece_size
         self._id = upload_id
         self._target = target
         self._staged = staged
@@ -48,7 +48,7 @@ class ChunkObjectWriter:
             raise StoreError("the chunk was already committed or discarded")
         if self._uploads.failure is not None:
             raise self._uploads.failure
-        piece_size = self._store.piece_size
+        piece_size = self._piece_size
         self._buffer += data
         self._received += len(data)
         if len(self._buffer) < piece_size:

@@ -225,11 +225,10 @@ class S3Store(S3Adapter):
             upload = await self.sdk.run("writer_state", self._writer_state, info)
         else:
             await trio.lowlevel.checkpoint()
+        open_parts = partial(PartWriter, self, upload, on_completed=self._leave_completed)
         if staged:
-            return SpooledWriter(
-                partial(PartWriter, self, upload), self.sdk, file_prefix="tusd-trio-s3-staged-"
-            )
-        return PartWriter(self, upload)
+            return SpooledWriter(open_parts, self.sdk, file_prefix="tusd-trio-s3-staged-")
+        return open_parts()
 
     async def declare_length(self, info: UploadInfo, length: int) -> UploadInfo:
         try:
@@ -327,7 +326,7 @@ class S3Store(S3Adapter):
         self, final: UploadInfo, sources: list[str], sizes: list[int]
     ) -> None:
         upload = await self.sdk.run("writer_state", self._writer_state, final)
-        writer = PartWriter(self, upload)
+        writer = PartWriter(self, upload, on_completed=self._leave_completed)
         try:
             for source, size in zip(sources, sizes, strict=True):
                 if size:

@@ -11,8 +11,8 @@ part ends, and every full part goes to the store's background uploader
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 import outcome
 import trio
@@ -21,11 +21,8 @@ from ...protocol import errors
 from ...protocol.errors import StoreError
 from ...protocol.parts import Action, PartPlanError, PartState, next_step
 from .._ordered_uploads import OrderedUploads
-from .adapter import s3_error
+from .adapter import S3Adapter, s3_error
 from .layout import StoredPart, UploadState
-
-if TYPE_CHECKING:
-    from .store import S3Store
 
 log = logging.getLogger("tusd_trio.s3store")
 
@@ -46,12 +43,24 @@ class _SentPart:
         self.pending_deleted = pending_deleted
 
 
-class PartWriter:
-    """Streams one request body into parts (unstaged writes)."""
+#: Called when a commit completed the upload: (upload ID, every part, total bytes).
+CompletionCallback = Callable[[str, tuple[StoredPart, ...], int], None]
 
-    def __init__(self, store: S3Store, upload: UploadState) -> None:
+
+class PartWriter:
+    """Streams one request body into parts (unstaged writes).
+
+    ``on_completed`` is told when this writer's commit stored the upload's last byte
+    (every part acknowledged, no ``.part`` left), so that ``finish`` can complete
+    the multipart upload without listing the parts again.
+    """
+
+    def __init__(
+        self, store: S3Adapter, upload: UploadState, *, on_completed: CompletionCallback
+    ) -> None:
         self._store = store
         self._up = upload
+        self._on_completed = on_completed
         config = store.config
         self._uploads: OrderedUploads[_SentPart] = OrderedUploads(
             store.sdk,
@@ -218,7 +227,7 @@ class PartWriter:
         parts = (*up.parts, *(s.part for s in sent))
         total = sum(p.size for p in parts)
         if total == up.size:
-            self._store._leave_completed(up.upload_id, parts, total)
+            self._on_completed(up.upload_id, parts, total)
 
     def _settle(self) -> None:
         self._settled = True
