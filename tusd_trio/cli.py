@@ -701,7 +701,7 @@ def build_config(values: dict[str, Any]) -> Config:
     if values["locker"] == "redis":
         if not values["redis-url"]:
             raise UsageError("-locker redis needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
-        from .lockers.redis import parse_redis_url
+        from .lockers.redis_url import parse_redis_url
 
         try:
             parse_redis_url(values["redis-url"])
