@@ -13,7 +13,23 @@ import trio
 ReleaseCallback = Callable[[], None]
 
 
-class Locker(Protocol):
+class AcquireRelease(Protocol):
+    """Taking an upload's lock and giving it back (see :class:`Locker`)."""
+
+    async def acquire(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
+        on_lost: ReleaseCallback | None = None,
+    ) -> None: ...
+
+    def release(self, upload_id: str) -> None: ...
+
+
+class Locker(AcquireRelease, Protocol):
     """Grants one request at a time access to an upload.
 
     A request that wants a held lock calls the holder's ``on_release_requested``
@@ -31,18 +47,6 @@ class Locker(Protocol):
     """
 
     name: str
-
-    async def acquire(
-        self,
-        upload_id: str,
-        *,
-        max_wait: float,
-        on_release_requested: ReleaseCallback | None = None,
-        access: str = "write",
-        on_lost: ReleaseCallback | None = None,
-    ) -> None: ...
-
-    def release(self, upload_id: str) -> None: ...
 
     def lock(
         self,
@@ -89,26 +93,12 @@ class CheckedLocker(Protocol):
     async def check(self) -> None: ...
 
 
-class _AcquireRelease(Protocol):
-    async def acquire(
-        self,
-        upload_id: str,
-        *,
-        max_wait: float,
-        on_release_requested: ReleaseCallback | None = None,
-        access: str = "write",
-        on_lost: ReleaseCallback | None = None,
-    ) -> None: ...
-
-    def release(self, upload_id: str) -> None: ...
-
-
 class LockContext:
     """``lock()`` for every locker: ``acquire``, then ``release`` whatever happens."""
 
     @asynccontextmanager
     async def lock(
-        self: _AcquireRelease,
+        self: AcquireRelease,
         upload_id: str,
         *,
         max_wait: float,
