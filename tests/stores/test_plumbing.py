@@ -154,6 +154,7 @@ async def test_uploads_are_bounded_in_flight_and_held() -> None:
     await uploads.wait_idle()
     assert gate.most == 2
     assert uploads.done_prefix() == [0, 1, 2, 3, 4, 5]
+    assert uploads.stored == 6
     assert uploads.failure is None
 
 

@@ -63,6 +63,7 @@ class OrderedUploads(Generic[R]):
         in_flight: int,
         held: int,
         stop_on_failure: bool = True,
+        keep_results: bool = True,
     ) -> None:
         if in_flight < 1 or held < 1:
             raise ValueError("in_flight and held must be at least 1")
@@ -71,7 +72,14 @@ class OrderedUploads(Generic[R]):
         self._in_flight = in_flight
         self._held = held
         self._stop_on_failure = stop_on_failure
-        self._pieces: list[_Piece[R]] = []
+        self._keep_results = keep_results
+        #: Pieces stored without a hole so far.
+        self.stored = 0
+        #: Results of the stored prefix, when kept (their pieces are let go: memory
+        #: stays bounded by the pieces not yet stored, whatever the body's size) ...
+        self._landed: list[R] = []
+        #: ... and the pieces from the first one not stored yet on.
+        self._pieces: collections.deque[_Piece[R]] = collections.deque()
         self._queue: collections.deque[_Piece[R]] = collections.deque()
         self._changed = trio.lowlevel.ParkingLot()
         #: Calls running now.
@@ -117,28 +125,44 @@ class OrderedUploads(Generic[R]):
             await self._changed.park()
 
     def outcomes(self) -> list[outcome.Outcome[R] | None]:
-        """Each piece's outcome in the order added; ``None`` while it runs or waits,
-        and for pieces dropped after a failure."""
-        return [piece.outcome for piece in self._pieces]
+        """The outcome of each piece not stored yet, in the order added, after those
+        of the stored prefix (when kept); ``None`` while a piece runs or waits, and
+        for pieces dropped after a failure."""
+        landed: list[outcome.Outcome[R] | None] = [outcome.Value(v) for v in self._landed]
+        return landed + [piece.outcome for piece in self._pieces]
 
     def done_prefix(self) -> list[R]:
-        """The results of the pieces stored so far without a hole, in order."""
-        results: list[R] = []
-        for piece in self._pieces:
-            if not isinstance(piece.outcome, outcome.Value):
-                break
-            results.append(piece.outcome.value)
-        return results
+        """The results of the pieces stored so far without a hole, in order
+        (with ``keep_results``; else empty: only :attr:`stored` counts them)."""
+        return list(self._landed)
+
+    def _land(self) -> None:
+        """Move the stored pieces at the front into the stored prefix."""
+        pieces = self._pieces
+        while pieces:
+            head = pieces[0].outcome
+            if not isinstance(head, outcome.Value):
+                return
+            if self._keep_results:
+                self._landed.append(head.value)
+            self.stored += 1
+            pieces.popleft()
 
     async def fill_holes(self) -> None:
         """Wait for every piece; run each failed piece that has a stored piece after
         it once more (in this task); :attr:`failure` is then the first failure left."""
         await self.wait_idle()
-        results = self.outcomes()
-        for position, result in enumerate(results):
-            stored_later = any(isinstance(r, outcome.Value) for r in results[position + 1 :])
-            if isinstance(result, outcome.Error) and stored_later:
-                await self._retry(self._pieces[position])
+        if self.failure is None:
+            return
+        pieces = list(self._pieces)
+        last_stored = max(
+            (i for i, piece in enumerate(pieces) if isinstance(piece.outcome, outcome.Value)),
+            default=-1,
+        )
+        for piece in pieces[: max(last_stored, 0)]:
+            if isinstance(piece.outcome, outcome.Error):
+                await self._retry(piece)
+        self._land()
         self.failure = None
         for piece in self._pieces:
             if isinstance(piece.outcome, outcome.Error):
@@ -174,11 +198,12 @@ class OrderedUploads(Generic[R]):
         result = done.outcome
         assert result is not None
         piece.outcome = result
-        if isinstance(result, outcome.Value):
-            piece.call = None  # the bytes are stored: let them go
-        elif isinstance(result, outcome.Error) and self.failure is None:
+        if isinstance(result, outcome.Value) or self._stop_on_failure:
+            piece.call = None  # stored, or never run again: let the bytes go
+        if isinstance(result, outcome.Error) and self.failure is None:
             self.failure = self._as_store_error(result.error)
             if self._stop_on_failure:
                 self.drop_queued()  # pieces after a failed one would leave a hole
+        self._land()
         self._pump()
         self._changed.unpark_all()

@@ -36,7 +36,7 @@ class ChunkObjectWriter:
         self._session: ResumableSession | None = None
         # One piece in flight, the next one waiting while the body fills a third.
         self._uploads: OrderedUploads[None] = OrderedUploads(
-            store.sdk, "upload of a chunk", in_flight=1, held=2
+            store.sdk, "upload of a chunk", in_flight=1, held=2, keep_results=False
         )
 
     @property
