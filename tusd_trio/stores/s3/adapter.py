@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import httpx
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -114,10 +115,7 @@ class S3Adapter:
         )
         self._http: Any = None
         if config.disable_content_hashes:
-            # httpx is a dependency of tusd-trio anyway; imported here because only
-            # this mode sends parts itself.
-            import httpx
-
+            # This mode sends the parts itself (see _upload_part).
             self._http = httpx.Client(
                 timeout=httpx.Timeout(60.0, connect=10.0),
                 transport=httpx.HTTPTransport(retries=3),
