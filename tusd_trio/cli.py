@@ -732,7 +732,7 @@ def build_config(values: dict[str, Any]) -> Config:
     if values["locker"] == "redis":
         if not values["redis-url"]:
             raise UsageError("-locker redis needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
-        from .lockers.redis import parse_redis_url
+        from .lockers.redis_url import parse_redis_url
 
         try:
             parse_redis_url(values["redis-url"])
@@ -1046,7 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"tusd-trio: cannot create -upload-dir {config.upload_dir!r}: {exc}\n")
             return 1
     if config.show_startup_logs:
-        log.info("%s", store_description(config))
+        log.info("%s", store_description(config.store_settings()))
         log.info("Using %.2fMB as maximum size.", config.protocol.max_size / 1024 / 1024)
     # --- worker processes (-workers N; see tusd_trio/_workers.py) ---
     worker_fd = os.environ.get("TUSD_TRIO_WORKER_FD")

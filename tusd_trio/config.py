@@ -6,8 +6,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .auth import AuthConfig
+from .lockers.config import LockerConfig
 from .protocol.core import ProtocolConfig
-from .stores.config import AzureConfig, GCSConfig, S3Config
+from .stores.config import AzureConfig, FileStoreConfig, GCSConfig, S3Config, StoreConfig
 
 
 @dataclass
@@ -109,6 +110,33 @@ class Config:
     def __post_init__(self) -> None:
         if self.idle_timeout <= 0:
             self.idle_timeout = self.network_timeout
+
+    def store_settings(self) -> StoreConfig:
+        """The settings of the store to build: S3, then GCS, then Azure, else the
+        file store (tusd's order)."""
+        if self.s3 is not None:
+            return self.s3
+        if self.gcs is not None:
+            return self.gcs
+        if self.azure is not None:
+            return self.azure
+        return FileStoreConfig(
+            directory=self.upload_dir,
+            dir_perms=self.dir_perms,
+            file_perms=self.file_perms,
+            fsync=self.fsync,
+        )
+
+    def locker_settings(self) -> LockerConfig:
+        """The settings of the locker to build."""
+        return LockerConfig(
+            kind=self.locker,
+            redis_url=self.redis_url,
+            redis_lock_ttl=self.redis_lock_ttl,
+            redis_key_prefix=self.redis_key_prefix,
+            filelock_holder_poll_interval=self.filelock_holder_poll_interval,
+            filelock_acquirer_poll_interval=self.filelock_acquirer_poll_interval,
+        )
 
     @property
     def write_timeout(self) -> float:
