@@ -173,7 +173,7 @@ def image(podman: Podman) -> str:
         )
     MEASUREMENTS.add(f"built in {time.monotonic() - started:.0f} s:")
     MEASUREMENTS.lines.extend(
-        "  " + line.strip() for line in build.stdout.splitlines() if line.startswith(("==", "  "))
+        "  " + line for line in build.stdout.splitlines() if line.startswith("== ")
     )
     size = int(podman.run("image", "inspect", "--format", "{{.Size}}", TEST_TAG).stdout)
     MEASUREMENTS.add(f"image size: {size / 1e6:.0f} MB")
