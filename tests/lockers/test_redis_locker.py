@@ -61,6 +61,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and below 65536:
+    redis-server refuses to start in cluster mode otherwise."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 def new_prefix() -> str:
     return f"tusd-trio-test:{uuid.uuid4().hex}:"
 
@@ -663,7 +678,7 @@ async def test_sentinel(redis_servers: RedisServers) -> None:
 
 
 async def test_cluster(redis_servers: RedisServers) -> None:
-    port = free_port()
+    port = free_cluster_port()
     redis_servers.start(
         port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"
     )
