@@ -8,8 +8,8 @@ error (never skip).  ``TUSD_TRIO_TEST_IMAGE`` names an image that is already bui
 (in podman's store as the environment configures it): then no build, for iterating
 on these tests.
 
-What this machine's rootful podman needs, each found by trying (the README's
-"Container image" section says the same):
+What rootful podman needs on CI's machines (Debian bookworm's podman 4.3), each
+found by trying:
 
 - runc, not crun: crun refuses the host's hybrid cgroup layout ("cgroups in hybrid
   mode not supported"), with or without ``--cgroups disabled``.
