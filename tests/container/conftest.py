@@ -105,6 +105,8 @@ def _private_podman(directory: Path) -> dict[str, str]:
         'cgroup_manager = "cgroupfs"\n'
         'events_logger = "file"\n'
         f'tmp_dir = "{directory}/tmp"\n'
+        "[network]\n"
+        f'network_config_dir = "{directory}/networks"\n'
     )
     (directory / "storage.conf").write_text(
         "[storage]\n"
@@ -136,8 +138,10 @@ def podman() -> Iterator[Podman]:
     try:
         yield client
     finally:
+        # Not `podman system reset`: that also removes the machine's networks.
         client.run("rm", "--all", "--force", "--time", "0", check=False)
-        client.run("system", "reset", "--force", check=False, timeout=300)
+        client.run("volume", "prune", "--force", check=False)
+        client.run("rmi", "--all", "--force", check=False, timeout=300)
         shutil.rmtree(directory, ignore_errors=True)
 
 
