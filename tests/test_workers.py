@@ -6,6 +6,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -489,3 +490,27 @@ def test_second_signal_kills_the_workers_at_once(
     assert "Second signal received: killing the worker processes at once." in daemon.output()
     for pid in daemon.seen_workers:
         assert _proc_stat(pid) is None
+
+
+def test_workers_share_the_metrics_listener(start_daemon: Callable[..., WorkerDaemon]) -> None:
+    """-metrics-listen with -workers: every worker binds the address (SO_REUSEPORT), and
+    whichever answers a scrape reports the totals of all of them."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = start_daemon("-metrics-listen", f"127.0.0.1:{port}")
+    url = daemon.base_url()
+    assert f"Serving metrics and health at http://127.0.0.1:{port}" in daemon.output()
+    _wait_for(lambda: len(daemon.workers()) == 2, "2 workers")
+    payloads = _payloads(10, seed=7)
+    _upload_all(url, payloads)
+    listener = f"http://127.0.0.1:{port}/files/"
+    for _ in range(6):  # several connections: the kernel spreads them over the workers
+        counts = _wait_for(
+            lambda: (m := _metrics(listener))["tusd_uploads_created"] == 10 and m,
+            "10 uploads on the metrics listener",
+        )
+        assert counts["tusd_bytes_received"] == sum(map(len, payloads))
+    # The upload port serves no metrics then.
+    assert "tusd_uploads_created" not in httpx.get(url.replace("/files/", "/metrics")).text
+    assert daemon.stop() == 0, daemon.output()[-3000:]

@@ -51,6 +51,7 @@ from typing import Any
 from .config import Config
 from .server._app import remove_stale_socket
 from .server._metrics import retire_snapshot, snapshot_path
+from .server._operator import LISTENING_MESSAGE
 
 log = logging.getLogger("tusd_trio")
 
@@ -427,6 +428,9 @@ class _Parent:
                     ", ".join(backends),
                 )
         log.info("Started %d worker processes (pids %s).", len(self.slots), pids)
+        if config.metrics_listen:
+            # Each worker binds it (SO_REUSEPORT); any of them reports the totals.
+            log.info(LISTENING_MESSAGE, config.metrics_listen)
         if self.url:
             log.info("You can now upload files to: %s", self.url)
 

@@ -27,6 +27,7 @@ from .protocol.core import (
     ProtocolConfig,
 )
 from .protocol.headers import CHECKSUM_ALGORITHMS
+from .server._operator import load_metrics_token, parse_listen_address
 from .server._tls import TLS_MODES, TLSConfigError
 from .stores.config import AzureConfig, GCSConfig, MiB, S3Config
 from .stores.factory import StoreConfigError, store_description
@@ -218,6 +219,13 @@ FLAGS: list[Flag] = [
         "bool",
         False,
         "Disable the concatenation extension",
+        "Upload protocol",
+    ),
+    Flag(
+        "max-concat-partials",
+        "uint",
+        1000,
+        "Most partial uploads one final upload may name (0 = no limit)",
         "Upload protocol",
     ),
     Flag(
@@ -609,6 +617,29 @@ FLAGS: list[Flag] = [
     Flag(
         "metrics-path", "str", "/metrics", "Path under which the metrics are served", "Monitoring"
     ),
+    Flag(
+        "metrics-listen",
+        "str",
+        "",
+        "Serve the metrics and health endpoints on this host:port instead, without "
+        "credentials (protect it with the network); the upload port then has no metrics",
+        "Monitoring",
+    ),
+    Flag(
+        "metrics-token-file",
+        "str",
+        "",
+        "File holding a bearer token (16+ bytes) that may read the metrics and readiness "
+        "details while access control is on (besides admins)",
+        "Monitoring",
+    ),
+    Flag(
+        "operator-endpoints-public",
+        "bool",
+        False,
+        "Serve the metrics and readiness details to anyone, also with access control on",
+        "Monitoring",
+    ),
     # Timeouts
     Flag(
         "network-timeout",
@@ -779,6 +810,7 @@ def build_config(values: dict[str, Any]) -> Config:
         checksum_algorithms=algorithms,
         show_greeting=values["show-greeting"],
         metrics_path=values["metrics-path"] if values["expose-metrics"] else "",
+        max_concat_partials=values["max-concat-partials"],
     )
     auth = AuthConfig(
         jwt_secret=values["auth-jwt-secret"],
@@ -800,6 +832,16 @@ def build_config(values: dict[str, Any]) -> Config:
         Authenticator(auth)  # reads the key files: a bad one stops the start here
     except (AuthConfigError, ImportError) as exc:
         raise UsageError(f"invalid access-control settings (-auth-*): {exc}") from None
+    if values["metrics-listen"]:
+        try:
+            parse_listen_address(values["metrics-listen"])
+        except ValueError as exc:
+            raise UsageError(f"invalid value for flag -metrics-listen: {exc}") from None
+    if values["metrics-token-file"]:
+        try:
+            load_metrics_token(values["metrics-token-file"])
+        except AuthConfigError as exc:
+            raise UsageError(f"invalid value for flag -metrics-token-file: {exc}") from None
     s3, gcs, azure = _object_store_configs(values)
     if values["workers"] < 1:
         raise UsageError("invalid value for flag -workers: must be at least 1")
@@ -871,6 +913,9 @@ def build_config(values: dict[str, Any]) -> Config:
         hooks_blocking_timeout=values["hooks-blocking-timeout"],
         expose_events=values["expose-events"],
         events_path=values["events-path"],
+        metrics_listen=values["metrics-listen"],
+        metrics_token_file=values["metrics-token-file"],
+        operator_endpoints_public=values["operator-endpoints-public"],
         log_format=values["log-format"],
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],

@@ -85,6 +85,13 @@ class Config:
     hooks_blocking_timeout: float = 30.0
     # Access control (off unless a credential kind is configured)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # Operator endpoints (/metrics, /health/ready details): see server/_operator.py
+    #: ``host:port`` of a listener serving only them, without credentials ("" = none).
+    metrics_listen: str = ""
+    #: File holding a bearer token that unlocks them while access control is on.
+    metrics_token_file: str = ""
+    #: Serve them to anyone, also while access control is on.
+    operator_endpoints_public: bool = False
     # Live events (GET /events, WebSocket)
     expose_events: bool = False
     events_path: str = "/events"

@@ -381,6 +381,17 @@ async def test_request_before_startup_is_503(tmp_path: Path) -> None:
         assert sent[0]["status"] == 200
 
 
+def test_metrics_listen_is_refused(tmp_path: Path) -> None:
+    """The app opens no socket: -metrics-listen would hide the metrics everywhere."""
+    config = Config(upload_dir=str(tmp_path), metrics_listen="127.0.0.1:0")
+    try:
+        create_app(config)
+    except ValueError as exc:
+        assert "-metrics-listen" in str(exc)
+    else:
+        raise AssertionError("create_app accepted -metrics-listen")
+
+
 def test_asgi_exchange_overrides_every_io_method() -> None:
     """ASGIExchange must not inherit a method that would touch an HTTP/1.1 connection."""
     for name, member in vars(Exchange).items():

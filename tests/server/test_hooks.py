@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -328,7 +329,10 @@ def _script(path: Any, body: str, mode: int = 0o755) -> None:
     path.chmod(mode)
 
 
-async def test_file_hook_that_is_not_executable_fails(make_server: Any, tmp_path: Any) -> None:
+async def test_file_hook_that_is_not_executable_fails(
+    make_server: Any, tmp_path: Any, caplog: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="tusd_trio")
     hooks_dir = tmp_path / "hooks"
     hooks_dir.mkdir()
     _script(hooks_dir / "pre-create", "echo '{}'\n", mode=0o644)
@@ -337,7 +341,10 @@ async def test_file_hook_that_is_not_executable_fails(make_server: Any, tmp_path
     )
     r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "1"})
     assert r.status_code == 500
-    assert "not an executable file" in r.text
+    # The client learns that a hook failed; the why (with the path) is in the log.
+    assert r.text.startswith("ERR_INTERNAL_SERVER_ERROR: hook failed")
+    assert str(hooks_dir) not in r.text
+    assert "not an executable file" in caplog.text
 
 
 async def test_slow_notification_file_hook_is_not_cut(make_server: Any, tmp_path: Any) -> None:

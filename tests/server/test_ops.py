@@ -52,7 +52,7 @@ async def test_readiness(make_server: Any) -> None:
     srv.server.shutting_down = True
     try:
         # While shutting down no new request is read, so ask the handler directly.
-        response = await srv.server.handler._health(ready=True)
+        response = await srv.server.operator.health(ready=True)
         assert response.status == 503
     finally:
         srv.server.shutting_down = False

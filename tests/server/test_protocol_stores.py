@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from _services import everything_stored
 
 from tusd_trio.stores import FileStore, MemoryStore
 from tusd_trio.stores.base import Store
@@ -248,6 +249,41 @@ async def test_empty_upload(make_server: Factory, any_store: Store):
     r = await download(srv, location)
     assert r.status_code in (200, 204)  # tusd: 200 from its file store, 204 from S3
     assert r.content == b""
+
+
+async def test_deleted_empty_upload_leaves_nothing(
+    make_server: Factory, any_store: Store, request: pytest.FixtureRequest
+):
+    """Upload-Length: 0, DELETE, HEAD 404: and nothing of it stays in the store (Azure
+    kept the empty data blob)."""
+    srv = await start(make_server, any_store)
+    location = await srv.create(0)
+    assert (await srv.head(location)).status_code == 200
+    assert (await srv.client.delete(location, headers=TUS)).status_code == 204
+    assert (await srv.head(location)).status_code == 404
+    leftovers = [n for n in await everything_stored(any_store, request) if not n.endswith(".lock")]
+    assert leftovers == []
+
+
+async def test_download_of_an_untouched_upload(make_server: Factory, any_store: Store):
+    """Offset 0: nothing to read.  The stores that cannot serve unfinished data answer
+    204 as tusd does (before asking the store), not 400 ERR_INCOMPLETE_UPLOAD."""
+    srv = await start(make_server, any_store)
+    meta = "filename " + base64.b64encode(b"a.txt").decode()
+    location = await srv.create(10, Upload_Metadata=meta)
+    r = await download(srv, location)
+    if any_store.capabilities.serve_incomplete:
+        assert r.status_code == 200
+        assert r.headers["content-length"] == "0"
+    else:
+        assert r.status_code == 204, r.text
+        assert "content-length" not in r.headers
+    assert r.content == b""
+    assert 'filename="a.txt"' in r.headers["content-disposition"]
+    # Once bytes arrived, those stores still refuse to stream an unfinished upload.
+    await srv.patch(location, 0, b"ab")
+    r = await download(srv, location)
+    assert r.status_code == (200 if any_store.capabilities.serve_incomplete else 400)
 
 
 async def test_interrupted_body_keeps_received_bytes(make_server: Factory, any_store: Store):

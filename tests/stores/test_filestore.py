@@ -414,9 +414,19 @@ async def test_concat_on_a_full_disk_is_507(small_fs: str) -> None:
         await store.concat(final, [await store.get("p")])
 
 
-async def test_check_writable_fails_when_directory_is_gone(directory: Path) -> None:
+async def test_check_writable_recreates_a_removed_directory(directory: Path) -> None:
+    # A creation would recreate it (as tusd does), so the health probe does too.
+    store = FileStore(directory, dir_perms=0o710)
+    os.rmdir(directory)
+    await store.check_writable()
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o710
+    assert os.listdir(directory) == []
+
+
+async def test_check_writable_fails_when_directory_cannot_be_recreated(directory: Path) -> None:
     store = FileStore(directory)
     os.rmdir(directory)
+    directory.write_text("a file where the directory was")
     with pytest.raises(StoreError):
         await store.check_writable()
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..auth.presign import redact_url
+
 __all__ = [
     "BLOCKING",
     "DEFAULT_ENABLED",
@@ -196,7 +198,8 @@ def build_request(event: HookEventLike, *, idempotency_key: str) -> dict[str, An
         header.setdefault("Host", [""])
         http_doc = {
             "Method": request.method,
-            "URI": request.target,
+            # Pre-signed URL and grant credentials never leave the server.
+            "URI": redact_url(request.target),
             "RemoteAddr": event.remote_addr,
             "Header": header,
         }

@@ -21,11 +21,13 @@ from urllib.parse import unquote, urlsplit
 from . import errors
 from .headers import (
     CHECKSUM_ALGORITHMS,
+    MAX_INT64,
     Checksum,
     Concat,
     content_disposition_for,
     content_type_for,
     format_http_date,
+    is_valid_host,
     parse_checksum,
     parse_concat,
     parse_metadata,
@@ -104,6 +106,8 @@ class ProtocolConfig:
     request_trailers: bool = True
     #: Path of the Prometheus metrics; empty = not served.
     metrics_path: str = ""
+    #: Most partial uploads one final upload may name (0 = no limit, as tusd).
+    max_concat_partials: int = 1000
 
     def __post_init__(self) -> None:
         base = self.base_path
@@ -300,6 +304,11 @@ def route(
     routed = Routed(method=method, interop=interop)
     common = routed.common
     common.append(("X-Content-Type-Options", "nosniff"))
+    host = headers.get("host")
+    if host and not is_valid_host(host):
+        # It would end up in a Location header; Go's server refuses it as well.
+        routed.error = errors.InvalidHostError()
+        return routed
 
     try:
         path = request_path(request.target)
@@ -334,11 +343,7 @@ def route(
     origin = headers.get("origin")
     if config.cors is not None and origin is not None:
         cors = config.cors
-        try:
-            allowed = re.search(cors.allow_origin, origin) is not None
-        except re.error:  # pragma: no cover - validated at start-up
-            allowed = False
-        if not allowed:
+        if not origin_allowed(cors, origin):
             routed.error = errors.OriginNotAllowedError()
             return routed
         common.append(("Access-Control-Allow-Origin", origin))
@@ -397,6 +402,62 @@ def route(
     return routed
 
 
+def origin_allowed(cors: CorsConfig, origin: str) -> bool:
+    """tusd's origin check: an unanchored regular-expression search of the ``Origin``."""
+    try:
+        return re.search(cors.allow_origin, origin) is not None
+    except re.error:  # pragma: no cover - validated at start-up
+        return False
+
+
+def cors_origin_warning(cors: CorsConfig | None) -> str | None:
+    """A start-up warning when credentialed CORS rests on an unanchored origin pattern.
+
+    tusd searches the pattern anywhere in the ``Origin`` (kept for compatibility), so
+    ``https://app\\.example\\.com`` also lets ``https://app.example.com.evil.net`` make
+    credentialed requests.
+    """
+    if cors is None or not cors.allow_credentials or _is_anchored(cors.allow_origin):
+        return None
+    return (
+        f"-cors-allow-origin '{cors.allow_origin}' is not anchored: with "
+        "-cors-allow-credentials any origin containing a match (such as "
+        "https://app.example.com.evil.net for https://app\\.example\\.com) may make "
+        "credentialed requests; anchor it: '^https://app\\.example\\.com$'"
+    )
+
+
+def _is_anchored(pattern: str) -> bool:
+    """Whether the pattern can only match a whole string: ``^``/``\\A`` at the start,
+    ``$``/``\\Z`` at the end, and no alternation outside a group."""
+    if not pattern.startswith(("^", "\\A")):
+        return False
+    ends_escaped = pattern.endswith("\\Z") and not pattern.endswith("\\\\Z")
+    ends_dollar = pattern.endswith("$") and not pattern.endswith("\\$")
+    if not (ends_escaped or ends_dollar):
+        return False
+    depth = 0
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return False
+        index += 1
+    return True
+
+
 # --- OPTIONS -------------------------------------------------------------------------
 
 
@@ -423,9 +484,10 @@ def origin_of(request: Request, config: ProtocolConfig) -> str:
     scheme = request.scheme
     host = headers.get("host") or "localhost"
     if config.behind_proxy:
-        forwarded_host = headers.get("x-forwarded-host")
-        if forwarded_host:
-            host = forwarded_host.split(",", 1)[0].strip()
+        # A forwarded host that is not a host (a path, quotes, markup) is ignored.
+        forwarded_host = (headers.get("x-forwarded-host") or "").split(",", 1)[0].strip()
+        if is_valid_host(forwarded_host):
+            host = forwarded_host
         forwarded_proto = (headers.get("x-forwarded-proto") or "").split(",", 1)[0].strip()
         if forwarded_proto.lower() in ("http", "https"):
             scheme = forwarded_proto.lower()
@@ -434,7 +496,7 @@ def origin_of(request: Request, config: ProtocolConfig) -> str:
         if forwarded:
             first = forwarded.split(",", 1)[0]
             match = _FORWARDED_HOST.search(first)
-            if match:
+            if match and is_valid_host(match.group(1).strip()):
                 host = match.group(1).strip()
             match = _FORWARDED_PROTO.search(first)
             if match:
@@ -538,7 +600,20 @@ def plan_creation(request: Request, config: ProtocolConfig, now: float) -> Creat
     if concat.is_final:
         if has_body:
             raise errors.ModifyFinalError()
+        limit = config.max_concat_partials
+        if limit and len(concat.partial_urls) > limit:
+            raise errors.InvalidConcatError(
+                f"a final upload may name at most {limit} partial uploads, "
+                f"this one names {len(concat.partial_urls)}"
+            )
         partial_ids = tuple(id_from_url(url, config) for url in concat.partial_urls)
+        if len(set(partial_ids)) != len(partial_ids):
+            # Each repeat would copy the same bytes again: one small request could
+            # fill the disk (tusd accepts it).
+            repeated = next(pid for pid in partial_ids if partial_ids.count(pid) > 1)
+            raise errors.InvalidConcatError(
+                f"the final upload names partial upload {repeated} twice"
+            )
         info = UploadInfo(
             id="",
             metadata=metadata,
@@ -604,8 +679,7 @@ def plan_final(
             deferred = True
         else:
             total += partial.size
-    if not deferred and config.max_size > 0 and total > config.max_size:
-        raise errors.MaxSizeExceededError()
+    check_final_length(total, config, deferred=deferred)
     info = plan.info
     return UploadInfo(
         id=info.id,
@@ -617,6 +691,22 @@ def plan_final(
         created=info.created,
         modified=info.modified,
     )
+
+
+def check_final_length(total: int, config: ProtocolConfig, *, deferred: bool = False) -> None:
+    """Refuse a final upload whose partials add up to too much.
+
+    ``total`` is the sum of the known partial lengths; with ``deferred`` some are not
+    known yet, and only the int64 bound (tusd's type for lengths, in ``.info`` too)
+    can already be exceeded.
+    """
+    if total > MAX_INT64:
+        raise errors.MaxSizeExceededError(
+            f"the partial uploads add up to {total} bytes, more than an upload may hold "
+            f"({MAX_INT64})"
+        )
+    if not deferred and config.max_size > 0 and total > config.max_size:
+        raise errors.MaxSizeExceededError()
 
 
 def partials_finished(partials: Iterable[UploadInfo]) -> bool:
@@ -871,15 +961,18 @@ def plan_download(
         raise errors.UploadGoneError()
     if info.is_final and not info.is_complete:
         raise errors.UploadNotFinishedError("the concatenation has not finished yet")
-    if not info.is_complete and not config.capabilities.serve_incomplete:
-        raise errors.IncompleteUploadError()
-    available = info.offset
     headers = list(common)
     filetype = info.metadata.get("filetype")
     headers.append(("Content-Type", content_type_for(filetype)))
     headers.append(
         ("Content-Disposition", content_disposition_for(filetype, info.metadata.get("filename")))
     )
+    if info.offset == 0 and not config.capabilities.serve_incomplete:
+        # Nothing to read: tusd answers 204 before it asks such a store.
+        return DownloadPlan(204, headers, 0, 0)
+    if not info.is_complete and not config.capabilities.serve_incomplete:
+        raise errors.IncompleteUploadError()
+    available = info.offset
     headers.append(("Accept-Ranges", "bytes"))
     if info.modified:
         headers.append(("Last-Modified", format_http_date(info.modified)))

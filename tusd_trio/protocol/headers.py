@@ -192,6 +192,23 @@ def parse_http_date(value: str | None) -> float | None:
     return parsed.timestamp()
 
 
+# --- Host ---------------------------------------------------------------------
+
+# RFC 3986 section 3.2.2: a host is a bracketed IP literal or a reg-name (an IPv4 address
+# is a reg-name too), then an optional port.  Nothing else (no "/", "?", "@", quotes,
+# angle brackets or blanks) can reach a Location built from it.
+_HOST = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9\-._~]+)?\]"  # IPv6, with an RFC 6874 zone
+    r"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)"
+    r"(?::[0-9]{0,5})?"
+)
+
+
+def is_valid_host(value: str) -> bool:
+    """Whether ``value`` is an RFC 3986 ``host [":" port]`` (Host, :authority, forwarded)."""
+    return len(value) <= 255 and _HOST.fullmatch(value) is not None
+
+
 # --- Media types and Content-Disposition --------------------------------------
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

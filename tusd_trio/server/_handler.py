@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 import time
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._logging import debug_event, info_event
-from ..auth import AuthError
+from ..auth import AuthError, redact_url
 from ..hooks import HookError, HookResponse, HTTPResponse, merge_http_response
 from ..protocol import core, errors, ietf
 from ..protocol.core import Action, Response, Routed, WritePlan
@@ -23,7 +22,7 @@ from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
 from ..stores.base import ChunkWriter
 from ._http import ConnectionClosedError, Exchange
-from ._metrics import METRICS_CONTENT_TYPE, histograms, render_metrics
+from ._metrics import histograms
 from ._supervisor import HookEvent
 
 if TYPE_CHECKING:
@@ -75,7 +74,10 @@ class TusHandler:
         verbose = self.config.verbose
         if verbose:
             debug_event(
-                "RequestIncoming", method=method, path=request.target, requestId=exchange.request_id
+                "RequestIncoming",
+                method=method,
+                path=redact_url(request.target),
+                requestId=exchange.request_id,
             )
         status = 500
         try:
@@ -103,9 +105,11 @@ class TusHandler:
             await self._send_error(exchange, routed, exc)
         except HookError as exc:
             status = 500
-            await self._send_error(exchange, routed, errors.TusError(f"hook failed: {exc}"))
+            await self._send_error(exchange, routed, hook_failure(exchange, exc))
         except Exception:
-            log.exception("InternalServerError while handling %s %s", method, request.target)
+            log.exception(
+                "InternalServerError while handling %s %s", method, redact_url(request.target)
+            )
             status = 500
             await self._send_error(
                 exchange, routed, errors.TusError("the server failed to handle the request")
@@ -116,7 +120,7 @@ class TusHandler:
             debug_event(
                 "ResponseOutgoing",
                 method=method,
-                path=request.target,
+                path=redact_url(request.target),
                 status=status,
                 duration_ms=round((time.monotonic() - started) * 1000, 3),
                 requestId=exchange.request_id,
@@ -131,7 +135,7 @@ class TusHandler:
             log.warning(
                 "%s %s answered %s %s: %s",
                 routed.method,
-                exchange.request.target,
+                redact_url(exchange.request.target),
                 exc.status,
                 exc.code,
                 exc.message,
@@ -160,16 +164,14 @@ class TusHandler:
             return core.options_response(self.protocol, routed.common)
         if action is Action.GREETING:
             return core.greeting_response()
-        if action is Action.HEALTH:
-            return await self._health()
-        if action is Action.READY:
-            return await self._health(ready=True)
+        if action is Action.HEALTH or action is Action.READY:
+            # Probes carry no credentials: the status is open, the details are not.
+            operator = self.server.operator
+            details = operator.access.allows(exchange.request)
+            return await operator.health(ready=action is Action.READY, details=details)
         if action is Action.METRICS:
-            return Response(
-                200,
-                [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
-                render_metrics(self.server).encode(),
-            )
+            self.server.operator.access.check(exchange.request)
+            return self.server.operator.metrics_response()
         if self.server.shutting_down and action in (Action.CREATE, Action.PATCH):
             raise errors.UnavailableError("the server is shutting down", code="ERR_SERVER_SHUTDOWN")
         auth = self.server.auth
@@ -215,61 +217,6 @@ class TusHandler:
             error.hook_response = answer.http_response
             raise error
 
-    # --- health ----------------------------------------------------------------------------
-
-    async def _health(self, *, ready: bool = False) -> Response:
-        """``/health``: the loop answers and the store takes a write.  ``/health/ready``
-        also reports the hook backends and the access-control set-up, and is 503
-        while shutting down so load balancers drain the instance."""
-        checks: dict[str, str] = {}
-        status = 200
-        if ready:
-            hooks = self.supervisor.hooks
-            checks["hooks"] = (
-                ", ".join(backend.name for backend in hooks.backends) if hooks else "none"
-            )
-            checks["auth"] = "on" if self.server.auth.enabled else "off"
-        try:
-            with trio.fail_after(5):
-                await self.store.check_writable()
-            checks["store"] = "ok"
-        except (errors.TusError, trio.TooSlowError) as exc:
-            checks["store"] = f"failing: {exc}"
-            status = 503
-        if ready:
-            for name, target in (
-                ("hooks_http", self.config.hooks_http),
-                ("hooks_grpc", self.config.hooks_grpc),
-            ):
-                if not target:
-                    continue
-                problem = await _probe_endpoint(target)
-                checks[name] = "ok" if problem is None else f"failing: {problem}"
-                if problem is not None:
-                    status = 503
-        check_locker = getattr(self.locker, "check", None)
-        if ready and check_locker is not None:
-            try:
-                with trio.fail_after(5):
-                    await check_locker()
-                checks["locker"] = "ok"
-            except (errors.TusError, trio.TooSlowError) as exc:
-                checks["locker"] = f"failing: {exc}"
-                status = 503
-        if self.server.shutting_down:
-            checks["server"] = "shutting down"
-            status = 503
-        body = json.dumps({"status": "ok" if status == 200 else "unavailable", "checks": checks})
-        return Response(
-            status,
-            [
-                ("Content-Type", "application/json"),
-                ("Cache-Control", "no-store"),
-                ("X-Content-Type-Options", "nosniff"),
-            ],
-            body.encode(),
-        )
-
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
         """Feed tusd_trio_store_operation_seconds."""
@@ -302,15 +249,16 @@ class TusHandler:
             info = core.plan_final(plan, partials, self.protocol)
 
         auth = self.server.auth
-        if auth.enabled:
-            info = replace(
-                info,
-                metadata=auth.creation_metadata(
-                    exchange.principal,
-                    info.metadata,
-                    None if info.size_is_deferred else info.size,
-                ),
-            )
+        # Also with access control off: the reserved owner key never comes from a client,
+        # or that client would own the upload once access control is turned on.
+        info = replace(
+            info,
+            metadata=auth.creation_metadata(
+                exchange.principal,
+                info.metadata,
+                None if info.size_is_deferred else info.size,
+            ),
+        )
         answer = await self.supervisor.run_blocking_hook(
             HookEvent("pre-create", info, request, exchange.remote_addr)
         )
@@ -726,7 +674,7 @@ class TusHandler:
             except errors.TusError as exc:
                 error = error or exc
             except HookError as exc:
-                error = error or errors.TusError(f"hook failed: {exc}")
+                error = error or hook_failure(exchange, exc)
         return info, error
 
     async def _finish(
@@ -775,12 +723,8 @@ class TusHandler:
                 return info
         if not core.partials_finished(partials):
             return info
-        total = sum(p.size for p in partials)
-        if self.protocol.max_size > 0 and total > self.protocol.max_size:
-            # Partials whose lengths were deferred grew past -max-size together.
-            raise errors.MaxSizeExceededError(
-                "the partial uploads add up to more than the maximum size"
-            )
+        # Partials whose lengths were deferred may have grown past the limits together.
+        core.check_final_length(sum(p.size for p in partials), self.protocol)
         return await self._concat(info, partials, exchange)
 
     # --- GET -------------------------------------------------------------------------------------
@@ -830,25 +774,6 @@ class TusHandler:
         info_event("UploadTerminated", id=upload_id, requestId=exchange.request_id)
         self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
         return core.delete_response(routed.common)
-
-
-async def _probe_endpoint(target: str) -> str | None:
-    """Open (and close) a TCP connection to a hook endpoint; the problem, or None."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(target if "://" in target else f"tcp://{target}")
-    host = parts.hostname or "127.0.0.1"
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return f"invalid endpoint {target!r}"
-    try:
-        with trio.fail_after(2):
-            stream = await trio.open_tcp_stream(host, port)
-        await stream.aclose()
-    except (OSError, trio.TooSlowError) as exc:
-        return f"cannot connect to {host}:{port} ({exc.__class__.__name__})"
-    return None
 
 
 def _apply_hook_response(response: Response, hook: HTTPResponse) -> Response:
@@ -905,6 +830,13 @@ def _make_sink(
             hasher.update(data)
 
     return hash_and_write_async, True
+
+
+def hook_failure(exchange: Exchange, exc: HookError) -> errors.TusError:
+    """The client's answer to a failed hook: no hook output, addresses or other internals
+    (they go to the log with the request ID the client got)."""
+    log.warning("HookFailed requestId=%s: %s", exchange.request_id, exc)
+    return errors.TusError(f"hook failed (request ID {exchange.request_id})")
 
 
 def exchange_status(exchange: Exchange) -> int:

@@ -386,10 +386,14 @@ Handler = Callable[[Exchange], Awaitable[None]]
 
 
 class HTTPConnection:
-    def __init__(self, stream: trio.abc.Stream, server: Server, remote_addr: str) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, server: Server, remote_addr: str, *, operator: bool = False
+    ) -> None:
         self.stream = stream
         self.server = server
         self.remote_addr = remote_addr
+        #: A connection to the operator listener: no h2c upgrade, no event stream.
+        self.operator = operator
         self.conn = h11.Connection(
             h11.SERVER, max_incomplete_event_size=server.config.max_header_size
         )
@@ -511,12 +515,16 @@ class HTTPConnection:
                 if event is None:
                     return
                 self.idle = False
-                if server.config.enable_h2c:
+                if server.config.enable_h2c and not self.operator:
                     from ._h2 import upgrade_h2c
 
                     if await upgrade_h2c(self, event):
                         return
-                if server.config.expose_events and _is_events_request(event, server):
+                if (
+                    server.config.expose_events
+                    and not self.operator
+                    and _is_events_request(event, server)
+                ):
                     await server.events.serve(self, event)
                     return
                 exchange = self._make_exchange(event)

@@ -804,14 +804,14 @@ class AzureStore:
         # terminated again.  Uncommitted blocks cannot be deleted directly (Azure
         # keeps them for a week): committing an empty list drops them.
         blob = self.blob(self.data_key(upload_id))
-        committed, uncommitted = self.block_list_sync(blob)
+        _, uncommitted = self.block_list_sync(blob)
         if uncommitted:
             self._commit_sync(blob, [], None)
-        if committed or uncommitted:
-            try:
-                blob.delete_blob(delete_snapshots="include")
-            except ResourceNotFoundError:
-                pass
+        # Always: a finished empty upload is a blob without any block.
+        try:
+            blob.delete_blob(delete_snapshots="include")
+        except ResourceNotFoundError:
+            pass
         try:
             self.blob(self.info_key(upload_id)).delete_blob()
         except ResourceNotFoundError:

@@ -332,16 +332,40 @@ class FileStore:
             await trio.lowlevel.checkpoint()
         return stored
 
+    def _ensure_directory(self) -> bool:
+        """Recreate the upload directory when something removed it under us (a clean-up
+        job, a volume remounted empty), as tusd does; logged once per removal.  True when
+        it had to be recreated."""
+        if os.path.isdir(self.directory):
+            return False
+        _makedirs(self.directory, self.dir_perms)
+        log.warning(
+            "The upload directory %s was missing and has been recreated (permissions 0%o)",
+            self.directory,
+            self.dir_perms,
+        )
+        return True
+
+    def _new_data_file(self, stored: UploadInfo, data_path: str) -> None:
+        if "/" in stored.id or os.path.dirname(data_path) != self.directory:
+            # ID sub-directories, or a directory chosen by a pre-create hook.
+            self._ensure_directory()
+            _makedirs(os.path.dirname(self._default_data_path(stored.id)), self.dir_perms)
+            _makedirs(os.path.dirname(data_path), self.dir_perms)
+        fd = os.open(
+            data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms
+        )
+        os.close(fd)
+
     def _create_files(self, stored: UploadInfo, data_path: str) -> None:
         try:
-            if "/" in stored.id:
-                _makedirs(os.path.dirname(self._default_data_path(stored.id)), self.dir_perms)
-            if os.path.dirname(data_path) != self.directory:
-                _makedirs(os.path.dirname(data_path), self.dir_perms)
-            fd = os.open(
-                data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms
-            )
-            os.close(fd)
+            try:
+                self._new_data_file(stored, data_path)
+            except FileNotFoundError:
+                # Checked only on failure: creation is a hot path.
+                if not self._ensure_directory():
+                    raise
+                self._new_data_file(stored, data_path)
         except FileExistsError:
             raise StoreError("an upload with this ID exists already") from None
         except OSError as exc:
@@ -470,6 +494,8 @@ class FileStore:
         probe = os.path.join(self.directory, f".health-{os.getpid()}.tmp")
 
         def work() -> None:
+            # Truthful: a creation would recreate a removed directory, so the probe does.
+            self._ensure_directory()
             with open(probe, "wb") as handle:
                 handle.write(b"ok")
             os.unlink(probe)
