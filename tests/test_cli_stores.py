@@ -34,7 +34,7 @@ def config_for(argv: list[str]):  # type: ignore[no-untyped-def]
 def test_no_object_store_flags_means_the_file_store() -> None:
     config = config_for([])
     assert (config.s3, config.gcs, config.azure) == (None, None, None)
-    assert "as directory storage" in store_description(config)
+    assert "as directory storage" in store_description(config.store_settings())
 
 
 def test_s3_flags_map_to_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,7 +65,7 @@ def test_s3_flags_map_to_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s3.part_size, s3.min_part_size, s3.max_parts) == (8 * MiB, 5 * MiB, 1000)
     assert s3.equal_parts and s3.disable_content_hashes and s3.disable_ssl
     assert (s3.max_buffered_parts, s3.concurrent_part_uploads) == (4, 2)
-    assert store_description(config).startswith("Using 's3://b/uploads/'")
+    assert store_description(config.store_settings()).startswith("Using 's3://b/uploads/'")
 
 
 def test_s3_defaults() -> None:

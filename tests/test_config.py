@@ -45,6 +45,7 @@ def test_values_are_normalised_when_made() -> None:
         ({"locker": "zookeeper"}, "-locker"),
         ({"locker": "redis"}, "-redis-url"),
         ({"locker": "redis", "redis_url": "redis://h", "redis_lock_ttl": 0.5}, "-redis-lock-ttl"),
+        ({"locker": "redis", "redis_url": "http://h"}, "-redis-url"),
         ({"protocol": ProtocolConfig(cors=CorsConfig(allow_origin="["))}, "-cors-allow-origin"),
         ({"protocol": ProtocolConfig(checksum_algorithms=("md4",))}, "-checksum-algorithms"),
         ({"hooks_enabled_events": ("pre-create", "on-lunch")}, "-hooks-enabled-events"),
@@ -95,7 +96,11 @@ def test_the_cli_reports_the_config_check_word_for_word(
 
 
 def test_a_valid_object_store_configuration_is_accepted() -> None:
-    Config(s3=S3Config(bucket="b", endpoint="http://127.0.0.1:9000"), locker="redis", redis_url="x")
+    Config(
+        s3=S3Config(bucket="b", endpoint="http://127.0.0.1:9000"),
+        locker="redis",
+        redis_url="redis://127.0.0.1:6379/0",
+    )
     Config(azure=AzureConfig(container="c", account="a", blob_access_tier="Hot"))
     Config(workers=4, locker="file")
 

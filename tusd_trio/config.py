@@ -23,9 +23,11 @@ from dataclasses import dataclass, field, replace
 from ._values import parse_listen_address
 from .auth import AuthConfig, AuthConfigError, Authenticator, load_metrics_token
 from .hooks.model import HOOK_TYPES
+from .lockers.config import LockerConfig
+from .lockers.redis_url import parse_redis_url
 from .protocol.config import ProtocolConfig, StoreCapabilities
 from .protocol.headers import CHECKSUM_ALGORITHMS
-from .stores.config import AzureConfig, GCSConfig, S3Config
+from .stores.config import AzureConfig, FileStoreConfig, GCSConfig, S3Config, StoreConfig
 
 #: -tls-mode values (see :mod:`tusd_trio.server._tls`).
 TLS_MODES = ("tls12", "tls12-strong", "tls13")
@@ -173,6 +175,10 @@ class Config:
         if self.locker == "redis":
             if not self.redis_url:
                 raise ConfigError("-locker redis needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
+            try:
+                parse_redis_url(self.redis_url)
+            except ValueError as exc:
+                raise ConfigError(f"invalid value for flag -redis-url: {exc}") from None
             if self.redis_lock_ttl < 1:
                 raise ConfigError("invalid value for flag -redis-lock-ttl: must be at least 1s")
 
@@ -288,6 +294,33 @@ class Config:
                 raise ConfigError(f"invalid value for flag -metrics-token-file: {exc}") from None
 
     # --- what the server derives ---------------------------------------------------------
+
+    def store_settings(self) -> StoreConfig:
+        """The settings of the store to build: S3, then GCS, then Azure, else the
+        file store (tusd's order)."""
+        if self.s3 is not None:
+            return self.s3
+        if self.gcs is not None:
+            return self.gcs
+        if self.azure is not None:
+            return self.azure
+        return FileStoreConfig(
+            directory=self.upload_dir,
+            dir_perms=self.dir_perms,
+            file_perms=self.file_perms,
+            fsync=self.fsync,
+        )
+
+    def locker_settings(self) -> LockerConfig:
+        """The settings of the locker to build."""
+        return LockerConfig(
+            kind=self.locker,
+            redis_url=self.redis_url,
+            redis_lock_ttl=self.redis_lock_ttl,
+            redis_key_prefix=self.redis_key_prefix,
+            filelock_holder_poll_interval=self.filelock_holder_poll_interval,
+            filelock_acquirer_poll_interval=self.filelock_acquirer_poll_interval,
+        )
 
     def served_protocol(self, capabilities: StoreCapabilities) -> ProtocolConfig:
         """The protocol settings the upload handler serves with: what the store can do

@@ -26,7 +26,8 @@ import trio
 import trio.testing
 
 from tests.lockers import test_locker_behaviour as shared
-from tusd_trio.lockers.redis import RedisLocker, parse_redis_url
+from tusd_trio.lockers.redis import RedisLocker
+from tusd_trio.lockers.redis_url import parse_redis_url
 from tusd_trio.protocol.errors import LockerUnavailableError, LockTimeoutError
 
 # The shared behaviour suite, run on RedisLocker through the `locker` fixture below.

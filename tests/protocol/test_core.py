@@ -1,4 +1,4 @@
-"""Unit tests of tusd_trio.protocol.core: routing, planning and responses."""
+"""Unit tests of the tus 1.0.0 protocol core: routing, planning and responses."""
 
 from __future__ import annotations
 

@@ -17,9 +17,10 @@ from google.cloud import storage  # type: ignore[import-untyped]
 
 from tusd_trio.protocol.errors import StoreError, UploadNotFoundError
 from tusd_trio.protocol.info import UploadInfo
-from tusd_trio.stores._gcs_crc import crc32c_combine, crc32c_combine_all
 from tusd_trio.stores.config import GCSConfig
-from tusd_trio.stores.gcs import GCSStore, _Obj
+from tusd_trio.stores.gcs import GCSStore
+from tusd_trio.stores.gcs.crc import crc32c_combine, crc32c_combine_all
+from tusd_trio.stores.gcs.layout import StoredObject as _Obj
 
 from ._helpers import new_info, read_all, write_chunk
 
@@ -457,7 +458,7 @@ async def test_gcs_going_away_mid_body_reports_nothing_written(
 
     from _services import running
 
-    from tusd_trio.stores import _gcs_upload
+    from tusd_trio.stores.gcs import session as _gcs_upload
 
     monkeypatch.setattr(_gcs_upload, "_ATTEMPTS", 2)
     monkeypatch.setattr(_gcs_upload, "_BASE_DELAY", 0.01)

@@ -224,8 +224,9 @@ async def test_concurrency_and_buffer_limits(s3_server: Service, bucket: str) ->
     for i in range(0, len(data), 256 * 1024):
         await writer.write(data[i : i + 256 * 1024])
         # Parts in flight or queued (the buffer being filled is the third).
-        held = max(held, writer._inflight + len(writer._queue))  # type: ignore[union-attr]
-        assert writer._inflight <= 2  # type: ignore[union-attr]
+        uploads = writer._uploads  # type: ignore[union-attr]
+        held = max(held, uploads.running + uploads.queued)
+        assert uploads.running <= 2
     await writer.commit()
     await writer.aclose()
     assert writer.written == len(data)

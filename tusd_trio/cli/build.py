@@ -42,8 +42,6 @@ def _config(values: Mapping[str, Any]) -> Config:
     port_text = str(values["port"])
     if not re.fullmatch(r"[0-9]{1,5}", port_text):
         raise UsageError(f"invalid value {port_text!r} for flag -port: not a port number")
-    if values["locker"] == "redis" and values["redis-url"]:
-        _check_redis_url(values["redis-url"])
     base_path = values["base-path"]
     if not base_path.startswith("/"):
         raise UsageError("invalid value for flag -base-path: must start with /")
@@ -116,15 +114,6 @@ def _config(values: Mapping[str, Any]) -> Config:
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],
     )
-
-
-def _check_redis_url(url: str) -> None:
-    from ..lockers.redis import parse_redis_url
-
-    try:
-        parse_redis_url(url)
-    except ValueError as exc:
-        raise UsageError(f"invalid value for flag -redis-url: {exc}") from None
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"tusd-trio: cannot create -upload-dir {config.upload_dir!r}: {exc}\n")
             return 1
     if config.show_startup_logs:
-        log.info("%s", store_description(config))
+        log.info("%s", store_description(config.store_settings()))
         log.info("Using %.2fMB as maximum size.", config.protocol.max_size / 1024 / 1024)
     # --- worker processes (-workers N; see tusd_trio/_workers.py) ---
     worker_fd = os.environ.get("TUSD_TRIO_WORKER_FD")

@@ -20,11 +20,10 @@ from ..auth import Authenticator
 from ..config import Config
 from ..hooks import FileHookBackend, HookBackend, HookDispatcher, PluginHookBackend
 from ..lockers.base import Locker
-from ..lockers.file import FileLocker
-from ..lockers.memory import MemoryLocker
+from ..lockers.factory import build_locker
 from ..protocol.cors import cors_origin_warning
 from ..protocol.errors import ServerShutdownError
-from ..stores.base import Store
+from ..stores.base import ConsistencyCheckingStore, Store
 from ..stores.factory import build_store
 from ..stores.file import FileStore
 from ._events import EventStream
@@ -54,26 +53,14 @@ class Server:
     ) -> None:
         self.config = config
         if store is None:
-            store = build_store(config)
+            store = build_store(config.store_settings())
         self.store: Store = store
         # What the store can do decides what is advertised (Tus-Extension) and allowed.
         self.config = replace(config, protocol=config.served_protocol(store.capabilities))
         if locker is None:
-            if config.locker == "redis":
-                from ..lockers.redis import RedisLocker
-
-                locker = RedisLocker(
-                    config.redis_url, ttl=config.redis_lock_ttl, key_prefix=config.redis_key_prefix
-                )
-            elif config.locker == "file" and isinstance(store, FileStore):
-                locker = FileLocker(
-                    store.directory,
-                    holder_poll_interval=config.filelock_holder_poll_interval,
-                    acquirer_poll_interval=config.filelock_acquirer_poll_interval,
-                )
-            else:
-                locker = MemoryLocker()
-        self.locker: Locker = TimedLocker(locker)
+            upload_dir = store.directory if isinstance(store, FileStore) else None
+            locker = build_locker(config.locker_settings(), upload_dir=upload_dir)
+        self.locker = TimedLocker(locker)
         self.scheme = "http"
         #: TLS for every connection when -tls-certificate and -tls-key are set.
         self.ssl_context: ssl.SSLContext | None = None
@@ -128,9 +115,8 @@ class Server:
         """Start the supervisor (hooks, janitor, lock tasks) in ``nursery`` and run the
         store's start-up consistency check; the daemon and the ASGI app share this."""
         await nursery.start(self.supervisor.run)
-        check = getattr(self.store, "check_consistency", None)
-        if check is not None:
-            for message in await check(self.config.orphan_age):
+        if isinstance(self.store, ConsistencyCheckingStore):
+            for message in await self.store.check_consistency(self.config.orphan_age):
                 log.info("%s", message)
 
     async def serve(

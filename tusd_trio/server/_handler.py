@@ -23,7 +23,7 @@ from ..protocol.interop import InteropVersion
 from ..protocol.messages import Request, Response
 from ..protocol.routing import Action, Routed
 from ..protocol.writes import WritePlan
-from ..stores.base import ChunkWriter
+from ..stores.base import ChunkWriter, DurableOnWrite, InlineWriter
 from ._http import ConnectionClosedError, Exchange
 from ._metrics import histograms
 from ._supervisor import HookEvent
@@ -623,7 +623,8 @@ class TusHandler:
             if isinstance(error, errors.LockLostError):
                 # Another instance may own the upload now: store nothing more.  Bytes an
                 # append-only store already holds stay; buffered ones are dropped.
-                if plan.verify_checksum or not getattr(writer, "durable_on_write", False):
+                durable = isinstance(writer, DurableOnWrite) and writer.durable_on_write
+                if plan.verify_checksum or not durable:
                     await writer.discard()
                 await writer.aclose()
                 written = max(writer.written, 0)
@@ -829,8 +830,8 @@ def _make_sink(
     writer: ChunkWriter, hashers: list[hashlib._Hash]
 ) -> tuple[Callable[[Any], object], bool]:
     """The function each body chunk goes to: the store's writer, plus hashing."""
-    write_nowait = getattr(writer, "write_nowait", None)
-    if write_nowait is not None:
+    if isinstance(writer, InlineWriter):
+        write_nowait = writer.write_nowait
         if not hashers:
             return write_nowait, False
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..auth import Authenticator, AuthError, forbidden, load_metrics_token
+from ..lockers.base import CheckedLocker
 from ..protocol import errors
 from ..protocol.messages import Request, Response
 from ..protocol.responses import error_response
@@ -140,11 +141,11 @@ class OperatorEndpoints:
                 checks[name] = "ok" if problem is None else f"failing: {problem}"
                 if problem is not None:
                     status = 503
-        check_locker = getattr(self.server.locker, "check", None)
-        if ready and check_locker is not None:
+        locker = self.server.locker.inner
+        if ready and isinstance(locker, CheckedLocker):
             try:
                 with trio.fail_after(5):
-                    await check_locker()
+                    await locker.check()
                 checks["locker"] = "ok"
             except (errors.TusError, trio.TooSlowError) as exc:
                 checks["locker"] = f"failing: {exc}"

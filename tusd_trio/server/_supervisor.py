@@ -16,6 +16,7 @@ import trio
 
 from .._logging import debug_event, error_event, flush_logs
 from ..hooks import HookDispatcher, HookError, HookResponse
+from ..lockers.base import BackgroundLocker, StopRequestWatcher
 from ..protocol.info import UploadInfo
 from ..protocol.messages import Request
 from ._metrics import histograms
@@ -72,14 +73,12 @@ class Supervisor:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            locker = self.server.locker
-            watch = getattr(locker, "watch_stop_requests", None)
-            if watch is not None:
-                nursery.start_soon(watch)
-            run_locker = getattr(locker, "run", None)
-            if run_locker is not None:
+            locker = self.server.locker.inner
+            if isinstance(locker, StopRequestWatcher):
+                nursery.start_soon(locker.watch_stop_requests)
+            if isinstance(locker, BackgroundLocker):
                 # Lease renewals and cross-instance release requests (Redis locker).
-                await nursery.start(run_locker)
+                await nursery.start(locker.run)
             if self.server.config.janitor_interval > 0:
                 nursery.start_soon(self.server.janitor.run)
             nursery.start_soon(self._flush_logs_periodically)
