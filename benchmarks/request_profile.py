@@ -239,7 +239,7 @@ def pyspy_pass(args, template: str, kind: str, graveyard: list[Path]) -> dict:
         load = Load(srv.url, KINDS[kind][2], 0.5, args.seconds)
         load.start()
         time.sleep(load.starts_in)
-        cmd = [args.py_spy, "record", "--nonblocking", "--format", "raw", "-r", "250"]
+        cmd = [args.py_spy, "record", "--nonblocking", "--format", "raw", "-r", str(args.rate)]
         cmd += ["-d", str(max(1, int(args.seconds) - 1)), "-p", str(srv.pid), "-o", str(out)]
         subprocess.run(cmd, capture_output=True, timeout=args.seconds + 60, check=True)
         load.join()
@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="measured seconds per pass (6)")
     ap.add_argument("--server-cmd", default=run.TUSD_TRIO, help="tusd-trio's command template")
     ap.add_argument("--tusd", default=None, help="tusd binary: also its CPU, calls and perf")
+    ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second (250)")
     ap.add_argument("--tools", default="cpu,pyspy,strace,perf", help="passes to run")
     ap.add_argument("--python", default=run.default_python())
     ap.add_argument("--py-spy", default=str(Path(run.default_python()).parent / "py-spy"))

@@ -242,10 +242,13 @@ class Server:
         *,
         tls: tuple[Path, Path] | None = None,
         graveyard: list[Path] | None = None,
+        pollute: int = 0,
     ) -> None:
         self.name = name
         self.upload_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
         self.graveyard = graveyard
+        if pollute:
+            freed_inodes_nearby(self.upload_dir, pollute)
         if tls is not None:
             template += TLS_FLAGS.format(
                 cert=shlex.quote(str(tls[0])), key=shlex.quote(str(tls[1]))
@@ -326,6 +329,17 @@ class Server:
             self.graveyard.append(self.upload_dir)
         else:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+
+def freed_inodes_nearby(directory: Path, count: int) -> None:
+    """Create and delete ``count`` empty files in ``directory``, then sync: the state a block
+    group is in after a tree was deleted near it (see "File creation on these machines")."""
+    names = [directory / f".freed-{i}" for i in range(count)]
+    for name in names:
+        os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    for name in names:
+        os.unlink(name)
+    os.sync()
 
 
 def loadgen(params: dict, timeout: float) -> dict:
@@ -629,6 +643,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds to pause after each measurement's cleanup + sync (1, smoke 0.1)",
     )
+    ap.add_argument(
+        "--pollute",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before each measurement, create and delete N empty files in the fresh upload "
+        "dir (recently freed inodes next to it, as after deleting a tree; see README.md)",
+    )
     ap.add_argument("--list", action="store_true", help="list scenarios and exit")
     args = ap.parse_args(argv)
 
@@ -748,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.start_timeout,
                             tls=tls if sc.params.get("tls") else None,
                             graveyard=graveyard,
+                            pollute=args.pollute,
                         )
                         if sc.params.get("proxy"):
                             proxy = NginxProxy(
