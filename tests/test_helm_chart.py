@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tusd_trio import __version__
 from tusd_trio.cli import FLAGS, parse_args, parse_duration

@@ -12,7 +12,7 @@ import time
 import httpx
 from tusclient import client as tus_client
 
-from .conftest import MEASUREMENTS, Container, Podman
+from tests._support.podman import MEASUREMENTS, Container, Podman
 
 TUS = {"Tus-Resumable": "1.0.0"}
 MIB = 1024 * 1024

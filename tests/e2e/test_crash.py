@@ -9,17 +9,16 @@ from pathlib import Path
 import httpx
 import pytest
 from tusclient import client as tus_client
-from tusd_e2e import (
-    DaemonFactory,
-    RawPatch,
+
+from tests._support.daemon import DaemonFactory, upload_id_of, wait_for
+from tests._support.raw_http import RawPatch
+from tests._support.sync_http import (
     assert_same_bytes,
     create_upload,
     download,
     head_offset,
     make_random_file,
     sha256,
-    upload_id_of,
-    wait_for,
 )
 
 MiB = 1024 * 1024

@@ -13,10 +13,13 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from _services import S3_ENV, Service, create_s3_bucket
 from botocore.config import Config as BotoConfig
 from tusclient import client as tus_client
-from tusd_e2e import DaemonFactory, RawPatch, head_offset
+
+from tests._support.daemon import DaemonFactory
+from tests._support.raw_http import RawPatch
+from tests._support.services import S3_ENV, Service, create_s3_bucket
+from tests._support.sync_http import head_offset
 
 MiB = 1024 * 1024
 SIZE = 1024 * MiB + 4321  # a little over 1 GiB, not part-aligned

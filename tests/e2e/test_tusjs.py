@@ -13,9 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tusd_e2e import JS_DIR, Daemon, assert_same_bytes, download, head_offset, make_random_file
+
+from tests._support.daemon import Daemon
+from tests._support.sync_http import assert_same_bytes, download, head_offset, make_random_file
 
 MiB = 1024 * 1024
+JS_DIR = Path(__file__).resolve().parent / "js"
 SCRIPT = JS_DIR / "tus_upload.js"
 NODE_TIMEOUT = 180
 

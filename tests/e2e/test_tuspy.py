@@ -7,14 +7,10 @@ from pathlib import Path
 
 import httpx
 from tusclient import client as tus_client
-from tusd_e2e import (
-    Daemon,
-    RawPatch,
-    assert_same_bytes,
-    download,
-    head_offset,
-    make_random_file,
-)
+
+from tests._support.daemon import Daemon
+from tests._support.raw_http import RawPatch
+from tests._support.sync_http import assert_same_bytes, download, head_offset, make_random_file
 
 MiB = 1024 * 1024
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests._support.hook_events import UPLOAD_ID, make_event
 from tusd_trio._version import __version__
 from tusd_trio.hooks import (
     FileInfoChanges,
@@ -33,8 +34,6 @@ from tusd_trio.hooks import (
 from tusd_trio.hooks.grpc import GRPCHookBackend, payload_to_proto
 from tusd_trio.hooks.proto import hook_pb2, hook_pb2_grpc
 from tusd_trio.protocol.info import UploadInfo
-
-from .conftest import UPLOAD_ID, make_event
 
 # --- a scripted hook server ----------------------------------------------------------
 

@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from tests._support.hook_events import make_event
+from tests._support.hookserver import Answer, HookServer
 from tusd_trio._version import __version__
 from tusd_trio.hooks import HookError, HookResponse, HTTPHookBackend, HTTPResponse, build_request
-
-from .conftest import make_event
-from .hookserver import Answer, HookServer
 
 MakeBackend = Callable[..., HTTPHookBackend]
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tests._support.hook_events import UPLOAD_ID, make_event
 from tusd_trio.hooks import (
     BLOCKING,
     DEFAULT_ENABLED,
@@ -21,8 +22,6 @@ from tusd_trio.hooks import (
     parse_response,
 )
 from tusd_trio.protocol.info import UploadInfo
-
-from .conftest import UPLOAD_ID, make_event
 
 # --- hook types and -hooks-enabled-events ------------------------------------------
 

@@ -24,8 +24,12 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from scaleout_support import Cluster, MiB, RedisServer
-from tusd_e2e import RawPatch, assert_same_bytes, upload_id_of, wait_for
+
+from tests._support.daemon import upload_id_of, wait_for
+from tests._support.raw_http import RawPatch
+from tests._support.sync_http import assert_same_bytes
+
+from .scaleout_support import Cluster, MiB, RedisServer
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = {"Content-Type": "application/offset+octet-stream"}

@@ -6,7 +6,9 @@ import base64
 import json
 import os
 
-from .conftest import OCTET, TUS, Running, raw_request
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 
 
 async def test_create_patch_head_download(srv: Running) -> None:

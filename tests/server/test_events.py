@@ -8,11 +8,11 @@ from typing import Any
 import trio
 import trio_websocket
 
+from tests._support.server import Running
+from tests._support.tus import TUS
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.server._events import QUEUE_SIZE, _Subscriber
 from tusd_trio.server._supervisor import HookEvent
-
-from .conftest import TUS, Running
 
 
 async def _next(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:

@@ -18,10 +18,11 @@ import pytest
 import trio
 import trio_websocket
 
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 from tusd_trio.auth import AuthConfig
 from tusd_trio.protocol.core import CorsConfig
-
-from .conftest import OCTET, TUS, Running, raw_request
 
 MAX_INT64 = 2**63 - 1
 

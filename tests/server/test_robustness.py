@@ -8,9 +8,10 @@ import socket
 import httpx
 import trio
 
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import TUS
 from tusd_trio.protocol import errors
-
-from .conftest import TUS, Running, raw_request
 
 
 def _patch_head(path: str, offset: int, length: int) -> bytes:

@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import trio
-from _services import AZURE_ACCOUNT, AZURE_KEY, Service, azure_connection_string
 from azure.storage.blob import BlobClient, ContainerClient
 from azure.storage.blob._generated.models import BlockLookupList
 
+from tests._support.services import AZURE_ACCOUNT, AZURE_KEY, Service, azure_connection_string
 from tusd_trio.protocol.errors import (
     MaxSizeExceededError,
     StoreError,

@@ -10,11 +10,11 @@ from typing import Any
 
 import google_crc32c
 import pytest
-from _services import Service
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[import-untyped]
 
+from tests._support.services import Service
 from tusd_trio.protocol.errors import StoreError, UploadNotFoundError
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.stores.config import GCSConfig
@@ -456,8 +456,7 @@ async def test_gcs_going_away_mid_body_reports_nothing_written(
     resumable session.  No object was finalized, so nothing may count as written."""
     from contextlib import ExitStack
 
-    from _services import running
-
+    from tests._support.services import running
     from tusd_trio.stores.gcs import session as _gcs_upload
 
     monkeypatch.setattr(_gcs_upload, "_ATTEMPTS", 2)
