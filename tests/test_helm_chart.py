@@ -91,7 +91,8 @@ class Rendered:
     def container(self) -> Manifest:
         containers = self.pod["containers"]
         assert [c["name"] for c in containers] == ["tusd-trio"]
-        return containers[0]
+        container: Manifest = containers[0]
+        return container
 
     def secret_data(self) -> dict[str, str]:
         secrets = self.all("Secret")

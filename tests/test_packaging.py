@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests._support.daemon import Daemon
+from tests._support.sync_http import uploader_url
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The interpreter the virtual environment was made from: no project packages in it.
@@ -102,9 +103,9 @@ def test_pyz_builds_and_serves(built_pyz: Path, tmp_path: Path) -> None:
         )
         uploader.upload()
         assert uploader.offset == len(data)
-        got = httpx.get(uploader.url, timeout=30).content
+        got = httpx.get(uploader_url(uploader), timeout=30).content
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
-        upload_id = uploader.url.rsplit("/", 1)[1]
+        upload_id = uploader_url(uploader).rsplit("/", 1)[1]
         assert (clean / "data" / upload_id).read_bytes() == data  # ./data by default
     finally:
         returncode = daemon.stop(signal.SIGTERM, timeout=30)

@@ -366,9 +366,12 @@ def test_workers_crash_loop_gives_up(start_daemon: Callable[..., WorkerDaemon]) 
         if crash == 4:
             break
         known = frozenset((survivor, victim))
-        victim = _wait_for(
-            lambda known=known: (w := daemon.workers() - known) and w.pop(), "a restart"
-        )
+
+        def restarted(known: frozenset[int] = known) -> int | None:
+            new = daemon.workers() - known
+            return new.pop() if new else None
+
+        victim = _wait_for(restarted, "a restart")
     assert daemon.wait(STOP_TIMEOUT) == 1
     assert "crashed 5 times within 60s; giving up (crash loop)" in daemon.output()
     for pid in daemon.seen_workers:

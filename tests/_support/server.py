@@ -283,7 +283,8 @@ class AsgiHostPool:
         config.accesslog = None
         shutdown = trio.Event()
         done = trio.Event()
-        served: Framework = wrap(app) if wrap else app
+        # TusASGIApp takes any scope mapping; hypercorn's type names its own TypedDicts.
+        served: Framework = wrap(app) if wrap else app  # type: ignore[assignment]
 
         async def run(task_status: trio.TaskStatus[list[str]]) -> None:
             try:

@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import httpx
+from tusclient.uploader.baseuploader import BaseUploader
 
 #: Generous: the machines running the tests are shared and slow at times.
 HTTP_TIMEOUT = httpx.Timeout(60.0)
@@ -62,3 +63,11 @@ def create_upload(
     location = resp.headers.get("location")
     assert location, f"POST {base_url} returned no Location header"
     return str(httpx.URL(base_url).join(location))
+
+
+def uploader_url(uploader: BaseUploader) -> str:
+    """The URL of the upload a tuspy uploader created (tuspy declares the attribute as
+    None until then, so it is checked here)."""
+    url: object = uploader.url
+    assert isinstance(url, str), f"the uploader has no upload URL: {url!r}"
+    return url

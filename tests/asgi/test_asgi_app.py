@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -335,8 +336,8 @@ def _run_under_asyncio(app: TusASGIApp, scope: dict[str, Any]) -> list[dict[str,
             else {"type": "http.request", "body": b"", "more_body": False}
         )
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
 
         await app(scope, queue.get, send)
 

@@ -19,6 +19,7 @@ from tests._support.sync_http import (
     head_offset,
     make_random_file,
     sha256,
+    uploader_url,
 )
 
 MiB = 1024 * 1024
@@ -40,7 +41,7 @@ def test_upload_resumes_after_graceful_restart_on_same_upload_dir(
     )
     first.upload(stop_at=stop_at)
     assert first.offset == stop_at
-    old_url = first.url
+    old_url = uploader_url(first)
     upload_id = upload_id_of(old_url)
 
     rc = daemon.stop(sig)

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +40,7 @@ def node() -> str:
     return exe
 
 
-def run_tus_js(node: str, **options) -> dict:
+def run_tus_js(node: str, **options: object) -> dict[str, Any]:
     proc = subprocess.run(
         [node, str(SCRIPT), json.dumps(options)],
         cwd=str(JS_DIR),
@@ -64,6 +65,7 @@ def run_tus_js(node: str, **options) -> dict:
             f"stderr: {proc.stderr[-2000:]}",
             pytrace=False,
         )
+    assert isinstance(result, dict), result
     return result
 
 

@@ -68,13 +68,17 @@ class Servicer(hook_pb2_grpc.HookHandlerServicer):
     def InvokeHook(
         self, request: hook_pb2.HookRequest, context: grpc.ServicerContext
     ) -> hook_pb2.HookResponse:
-        auth = context.auth_context()
-        certs = auth.get("x509_pem_cert")
+        # gRPC gives every auth property as a list of values (types-grpcio says bytes).
+        certs: object = context.auth_context().get("x509_pem_cert")
+        peer_cert = None
+        if certs:
+            assert isinstance(certs, list) and isinstance(certs[0], bytes), certs
+            peer_cert = certs[0]
         self.calls.append(
             Call(
                 request=request,
-                metadata=[(m.key, m.value) for m in context.invocation_metadata()],
-                peer_cert=certs[0] if certs else None,
+                metadata=[(key, value) for key, value in context.invocation_metadata()],
+                peer_cert=peer_cert,
             )
         )
         reply = self.script.popleft() if self.script else self.default

@@ -221,7 +221,7 @@ async def test_lazy_import() -> None:
 
     assert hooks.HTTPHookBackend is Direct
     with pytest.raises(AttributeError):
-        _ = hooks.NoSuchThing  # type: ignore[attr-defined]
+        _ = hooks.NoSuchThing
 
 
 @pytest.mark.parametrize("url", ["localhost:8000/hook", "ftp://x/", "/hook"])

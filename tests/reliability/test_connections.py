@@ -250,9 +250,9 @@ def test_max_connections_refuses_with_503_and_recovers(daemon_factory: DaemonFac
         conns = conns[5:]
         deadline = time.monotonic() + 10
         while len(conns) < LIMIT:
-            c = try_served(d)
-            if c is not None:
-                conns.append(c)
+            served = try_served(d)
+            if served is not None:
+                conns.append(served)
             else:
                 assert time.monotonic() < deadline, (
                     f"only {len(conns)} of {LIMIT} connections served after closing 5"
@@ -266,10 +266,10 @@ def test_max_connections_refuses_with_503_and_recovers(daemon_factory: DaemonFac
             c.close()
     # All closed: a new connection is served at once... once the server has seen the closes.
     deadline = time.monotonic() + 10
-    while (c := try_served(d)) is None:
+    while (last := try_served(d)) is None:
         assert time.monotonic() < deadline, "no connection served after closing all"
         time.sleep(0.05)
-    c.close()
+    last.close()
 
 
 # -- (d) -idle-timeout ----------------------------------------------------------------------

@@ -33,7 +33,9 @@ async def _drain(ws: trio_websocket.WebSocketConnection, quiet: float = 0.5) -> 
     frames: list[str] = []
     while True:
         with trio.move_on_after(quiet):
-            frames.append(await ws.get_message())
+            frame = await ws.get_message()
+            assert isinstance(frame, str), frame  # the event stream sends text frames
+            frames.append(frame)
             continue
         return frames
 

@@ -47,7 +47,7 @@ async def download(srv: Running, location: str, **headers: str) -> httpx.Respons
 
 async def test_options_advertises_what_the_store_can_do(
     make_server: ServerFactory, any_store: Store
-):
+) -> None:
     srv = await start(make_server, any_store)
     r = await srv.client.options(srv.url, headers=TUS)
     assert r.status_code in (200, 204)
@@ -95,7 +95,9 @@ async def test_create_patch_head_get_round_trip(
     assert "filename" in head.headers["upload-metadata"]
 
 
-async def test_parts_larger_than_the_s3_minimum(make_server: ServerFactory, any_store: Store):
+async def test_parts_larger_than_the_s3_minimum(
+    make_server: ServerFactory, any_store: Store
+) -> None:
     """Bodies that cross S3's 5 MiB part minimum, split at awkward places."""
     srv = await start(make_server, any_store)
     data = os.urandom(11 * MiB + 12345)
@@ -179,7 +181,7 @@ async def test_concatenation(make_server: ServerFactory, any_store: Store) -> No
 
 async def test_concatenation_of_partials_above_the_part_minimum(
     make_server: ServerFactory, any_store: Store
-):
+) -> None:
     """Partials of at least 5 MiB: S3 copies them server-side (UploadPartCopy)."""
     srv = await start(make_server, any_store)
     pieces = [os.urandom(5 * MiB + 1), os.urandom(5 * MiB + 2)]
@@ -225,7 +227,7 @@ async def test_offset_mismatch_and_size_exceeded(
     assert (await srv.head(location)).headers["upload-offset"] == "2"
 
 
-async def test_unknown_upload_is_404(make_server: ServerFactory, any_store: Store):
+async def test_unknown_upload_is_404(make_server: ServerFactory, any_store: Store) -> None:
     srv = await start(make_server, any_store)
     for method in ("HEAD", "PATCH", "GET", "DELETE"):
         headers = OCTET | {"Upload-Offset": "0"} if method == "PATCH" else TUS
@@ -261,7 +263,7 @@ async def test_empty_upload(make_server: ServerFactory, any_store: Store) -> Non
 
 async def test_deleted_empty_upload_leaves_nothing(
     make_server: ServerFactory, any_store: Store, request: pytest.FixtureRequest
-):
+) -> None:
     """Upload-Length: 0, DELETE, HEAD 404: and nothing of it stays in the store (Azure
     kept the empty data blob)."""
     srv = await start(make_server, any_store)

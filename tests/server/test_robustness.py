@@ -233,7 +233,7 @@ async def test_store_full_answers_507_and_keeps_bytes(make_server, tmp_path) -> 
     from tusd_trio.stores.memory import MemoryStore, _MemoryWriter
 
     class FullWriter(_MemoryWriter):
-        async def write(self, data: bytes) -> None:
+        async def write(self, data: bytes | bytearray | memoryview) -> None:
             if self.written + len(data) > 5:
                 raise errors.InsufficientStorageError()
             await super().write(data)

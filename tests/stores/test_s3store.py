@@ -206,13 +206,13 @@ async def test_concurrency_and_buffer_limits(s3_server: Service, bucket: str) ->
     lock = threading.Lock()
     real = store._upload_part
 
-    def observed(*args: Any) -> str:
+    def observed(object_id: str, multipart_id: str, number: int, data: bytes) -> str:
         nonlocal active, most
         with lock:
             active += 1
             most = max(most, active)
         try:
-            return real(*args)
+            return real(object_id, multipart_id, number, data)
         finally:
             with lock:
                 active -= 1
@@ -290,13 +290,21 @@ async def test_concat_by_copy_and_by_streaming(
     used: list[str] = []
     copy, stream = store._copy_part, store._concat_by_streaming
 
-    def counting_copy(*args: Any) -> None:
+    def counting_copy(
+        object_id: str,
+        multipart_id: str,
+        number: int,
+        source: str,
+        start: int,
+        end: int,
+        ranged: bool,
+    ) -> None:
         used.append("copy")
-        copy(*args)
+        copy(object_id, multipart_id, number, source, start, end, ranged)
 
-    async def counting_stream(*args: Any) -> None:
+    async def counting_stream(final: UploadInfo, sources: list[str], sizes: list[int]) -> None:
         used.append("stream")
-        await stream(*args)
+        await stream(final, sources, sizes)
 
     store._copy_part = counting_copy  # type: ignore[method-assign]
     store._concat_by_streaming = counting_stream  # type: ignore[method-assign]
