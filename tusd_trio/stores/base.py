@@ -24,8 +24,9 @@ class ChunkWriter(Protocol):
     @property
     def written(self) -> int: ...
 
+    # ``data`` may be a view of a buffer the HTTP layer reuses: a writer that keeps
+    # bytes beyond the call copies them.
     async def write(self, data: bytes | bytearray | memoryview) -> None: ...
-    # (a view may be of a buffer the HTTP layer reuses: a writer keeping data copies it)
 
     async def commit(self) -> None: ...
 
