@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests._support.hook_events import UPLOAD_ID, make_event
+from tests._support.tus import TUSD_INFO_KEYS
 from tusd_trio.hooks import (
     BLOCKING,
     DEFAULT_ENABLED,
@@ -115,17 +116,7 @@ def test_request_shape_field_by_field() -> None:
     assert doc["IdempotencyKey"] == "key-1"
     assert list(doc["Event"]) == ["Upload", "HTTPRequest"]
     upload = doc["Event"]["Upload"]
-    assert list(upload) == [
-        "ID",
-        "Size",
-        "SizeIsDeferred",
-        "Offset",
-        "MetaData",
-        "IsPartial",
-        "IsFinal",
-        "PartialUploads",
-        "Storage",
-    ]
+    assert list(upload) == list(TUSD_INFO_KEYS)
     assert upload["ID"] == UPLOAD_ID
     assert upload["Size"] == 11
     assert upload["SizeIsDeferred"] is False
