@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tusd_trio import __version__
 from tusd_trio.cli import FLAGS, parse_args, parse_duration
@@ -73,6 +73,15 @@ class Rendered:
     def kinds(self) -> set[str]:
         return {doc["kind"] for doc in self.docs}
 
+    def named(self, kind: str, name: str) -> Manifest:
+        [found] = [doc for doc in self.all(kind) if doc["metadata"]["name"] == name]
+        return found
+
+    @property
+    def service(self) -> Manifest:
+        """The Service of the upload port (the metrics listener may have one of its own)."""
+        return self.named("Service", FULLNAME)
+
     @property
     def pod(self) -> Manifest:
         spec: Manifest = self.one("Deployment")["spec"]["template"]["spec"]
@@ -82,7 +91,8 @@ class Rendered:
     def container(self) -> Manifest:
         containers = self.pod["containers"]
         assert [c["name"] for c in containers] == ["tusd-trio"]
-        return containers[0]
+        container: Manifest = containers[0]
+        return container
 
     def secret_data(self) -> dict[str, str]:
         secrets = self.all("Secret")
@@ -265,7 +275,7 @@ def test_the_schema_check_is_not_vacuous(default: Rendered) -> None:
 
 def test_service_monitor_structure(ci: Rendered) -> None:
     monitor = ci.one("ServiceMonitor")
-    service = ci.one("Service")
+    service = ci.named("Service", f"{FULLNAME}-metrics")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -281,8 +291,47 @@ def test_service_monitor_structure(ci: Rendered) -> None:
     assert endpoint["interval"] == "30s"
     assert parse_duration(endpoint["scrapeTimeout"]) <= parse_duration(endpoint["interval"])
     assert endpoint["scheme"] == "http"
+    # It scrapes the metrics listener's Service, not the upload Service.
+    assert not selector.items() <= ci.service["metadata"]["labels"].items()
     # Off unless asked for (it needs the prometheus-operator CRDs).
     assert "ServiceMonitor" not in render().kinds()
+
+
+def test_metrics_listen_on_their_own_port(default: Rendered) -> None:
+    """By default the metrics are served by -metrics-listen on 9180 without credentials,
+    through a ClusterIP Service of their own, open only to networkPolicy.metricsFrom: so
+    the ServiceMonitor keeps working when access control is turned on."""
+    assert default.flags()["metrics-listen"] == "0.0.0.0:9180"
+    metrics_port = {"name": "metrics", "containerPort": 9180, "protocol": "TCP"}
+    assert metrics_port in default.container["ports"]
+    service = default.named("Service", f"{FULLNAME}-metrics")["spec"]
+    assert service["type"] == "ClusterIP"
+    assert service["ports"] == [
+        {"name": "metrics", "port": 9180, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert all(port["name"] != "metrics" for port in default.service["spec"]["ports"])
+    clients, prometheus = default.one("NetworkPolicy")["spec"]["ingress"]
+    assert clients["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert prometheus["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert prometheus["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    # The readiness probe stays on the upload port (the listener is for Prometheus).
+    assert default.container["readinessProbe"]["httpGet"]["port"] == "http"
+
+
+def test_metrics_on_the_upload_port() -> None:
+    rendered = render({"metrics": {"port": ""}, "serviceMonitor": {"enabled": True}})
+    assert "metrics-listen" not in rendered.flags()
+    assert [s["metadata"]["name"] for s in rendered.all("Service")] == [FULLNAME]
+    assert [p["name"] for p in rendered.container["ports"]] == ["http"]
+    [endpoint] = rendered.one("ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["port"] == "http"
+    _, prometheus = rendered.one("NetworkPolicy")["spec"]["ingress"]
+    assert prometheus["ports"] == [{"port": "http", "protocol": "TCP"}]
+    off = render({"metrics": {"enabled": False}})
+    assert "metrics-listen" not in off.flags()
+    assert len(off.all("Service")) == 1
 
 
 # --------------------------------------------------------------------------------- flags
@@ -320,7 +369,7 @@ def test_configmap_holds_every_flag_and_the_secret_none(ci: Rendered) -> None:
 def check_pod_basics(rendered: Rendered) -> None:
     pod, container = rendered.pod, rendered.container
     assert container["command"] == ["tusd-trio"]
-    assert container["ports"] == [{"name": "http", "containerPort": 1080, "protocol": "TCP"}]
+    assert container["ports"][0] == {"name": "http", "containerPort": 1080, "protocol": "TCP"}
     liveness, readiness = container["livenessProbe"], container["readinessProbe"]
     assert liveness["httpGet"]["path"] == "/health"
     assert liveness["httpGet"]["port"] == "http"
@@ -353,7 +402,7 @@ def check_pod_basics(rendered: Rendered) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/config"])
     assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/secret"])
     # The Service reaches these pods on 1080.
-    service = rendered.one("Service")
+    service = rendered.service
     assert service["spec"]["selector"] == selector
     assert service["spec"]["ports"][0]["port"] == 1080
     assert service["spec"]["ports"][0]["targetPort"] == "http"
@@ -380,7 +429,7 @@ def test_default_values_run_one_pod_on_a_volume(default: Rendered) -> None:
     assert "chown 1000:1000" in " ".join(init["command"])
     assert default.flags()["upload-dir"] == "/data"
     assert not any(name.startswith(("s3-", "gcs-", "azure-", "redis-")) for name in default.flags())
-    service = default.one("Service")["spec"]
+    service = default.service["spec"]
     assert service["type"] == "LoadBalancer"
     assert service["sessionAffinity"] == "None"
     assert "Secret" not in default.kinds()
@@ -450,12 +499,13 @@ def test_ci_values_s3_with_redis(ci: Rendered) -> None:
     [path] = rule["http"]["paths"]
     assert path["path"] == "/files"
     assert path["backend"]["service"] == {"name": FULLNAME, "port": {"number": 1080}}
-    assert ci.one("Service")["spec"]["type"] == "ClusterIP"
+    assert ci.service["spec"]["type"] == "ClusterIP"
     # NetworkPolicy: clients and Prometheus in; DNS, the store, Redis and hooks out.
     policy = ci.one("NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert all(rule["ports"] == [{"port": "http", "protocol": "TCP"}] for rule in policy["ingress"])
-    assert len(policy["ingress"]) == 2
+    clients, prometheus = policy["ingress"]
+    assert clients["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert prometheus["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     egress_ports = [{p["port"] for p in rule["ports"]} for rule in policy["egress"]]
     assert egress_ports == [{53}, {9000}, {6379}, {8000}]
 
@@ -484,7 +534,7 @@ def test_other_backends_and_tls() -> None:
     assert mounts["gcs-credentials"] == "/etc/tusd-trio/gcs"
     assert mounts["tls"] == "/etc/tusd-trio/tls"
     assert gcs.container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    service = gcs.one("Service")["spec"]
+    service = gcs.service["spec"]
     assert (service["type"], service["ports"][0]["nodePort"]) == ("NodePort", 31080)
     assert service["sessionAffinity"] == "ClientIP"
     # Without Redis locks an object store still runs a single pod.
@@ -577,6 +627,8 @@ def test_file_store_on_a_shared_volume_with_redis_scales() -> None:
             r"extraFlags.base-path is set by the chart",
         ),
         ({"tls": {"enabled": True}}, r"tls.enabled needs"),
+        ({"metrics": {"port": 1080}}, r"metrics.port=1080"),
+        ({"metrics": {"port": 70000}}, r"metrics.port=70000"),
         ({"service": {"type": "ExternalName"}}, r"service.type"),
     ],
 )

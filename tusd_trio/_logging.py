@@ -1,43 +1,132 @@
-"""Log output: tusd's text layout or one JSON object per line, on stdout."""
+"""Log output in tusd's layouts, on stdout.
+
+``text`` is what tusd's slog text handler writes behind a Go log time stamp:
+``2026/05/01 12:00:00.123456 level=INFO event=UploadCreated method=POST path="" ...``,
+values quoted the way slog quotes them.  ``json`` is one object per line with slog's
+keys: ``time``, ``level``, ``msg``, then the fields.  Start-up lines are plain messages.
+
+Per-request lines (one to five per request) skip :class:`logging.LogRecord`: each
+request has a :class:`RequestLog` that keeps its context (tusd's ``method``, ``path``,
+``requestId`` and, once known, ``id``) ready-formatted, and lines are appended to the
+handler's batch directly.  Embedded use (no :func:`setup_logging`) goes through the
+``tusd_trio`` logger instead.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 _SECRET_KEYS = ("authorization", "token", "secret", "password", "key")
 
+#: slog's level names where Python's differ.
+_LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "ERROR"}
+_LEVEL_NUMBERS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING}
+
+#: Printable ASCII except space, '"' and '=': slog writes such a value bare.
+_BARE = re.compile(r"[!#-<>-~]+")
+_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def _redacted(fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: ("[redacted]" if any(s in key.lower() for s in _SECRET_KEYS) else value)
+        for key, value in fields.items()
+    }
+
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     extra = getattr(record, "tus", None)
     if not isinstance(extra, dict):
         return {}
-    return {
-        key: ("[redacted]" if any(s in key.lower() for s in _SECRET_KEYS) else value)
-        for key, value in extra.items()
-    }
+    return _redacted(extra)
+
+
+def _level(record: logging.LogRecord) -> str:
+    return _LEVEL_NAMES.get(record.levelname, record.levelname)
 
 
 def _quote(value: Any) -> str:
+    """A value as slog's text handler writes it."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
     text = str(value)
-    if text == "" or any(ch in text for ch in ' "=\\') or not text.isprintable():
-        return json.dumps(text)
-    return text
+    if _BARE.fullmatch(text):
+        return text
+    return _go_quoted(text)
 
 
-_stamp_cache: list[Any] = [-1, ""]
+@functools.lru_cache(maxsize=256)
+def _go_quoted(text: str) -> str:
+    """Go's ``strconv.Quote``, unless the text needs no quotes (non-ASCII letters)."""
+    if text and all(ch.isprintable() and not ch.isspace() and ch not in '"=' for ch in text):
+        return text
+    out = ['"']
+    for ch in text:
+        escape = _ESCAPES.get(ch)
+        if escape is not None:
+            out.append(escape)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            if code < 0x80:
+                out.append(f"\\x{code:02x}")
+            elif code < 0x10000:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_stamp_cache: list[Any] = [-1, "", ""]
+
+
+def _second(created: float) -> None:
+    second = int(created)
+    if second != _stamp_cache[0]:
+        # strftime once a second: it is the costly part of a log line.
+        local = time.localtime(second)
+        offset = local.tm_gmtoff
+        if offset:
+            sign = "+" if offset > 0 else "-"
+            zone = f"{sign}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
+        else:
+            zone = "Z"
+        _stamp_cache[0] = second
+        _stamp_cache[1] = time.strftime("%Y/%m/%d %H:%M:%S", local)
+        _stamp_cache[2] = (time.strftime("%Y-%m-%dT%H:%M:%S", local), zone)
 
 
 def _stamp(created: float) -> str:
-    second = int(created)
-    if second != _stamp_cache[0]:
-        _stamp_cache[0] = second
-        _stamp_cache[1] = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(second))
-        # (strftime once a second: it is the costly part of a log line)
+    """Go's log prefix: ``2026/05/01 12:00:00.123456`` (local time)."""
+    _second(created)
     return f"{_stamp_cache[1]}.{int((created % 1) * 1_000_000):06d}"
+
+
+def _json_time(created: float) -> str:
+    """RFC 3339 with microseconds and the local offset, as slog's JSON ``time``."""
+    _second(created)
+    clock, zone = _stamp_cache[2]
+    return f"{clock}.{int((created % 1) * 1_000_000):06d}{zone}"
 
 
 class TextFormatter(logging.Formatter):
@@ -46,7 +135,7 @@ class TextFormatter(logging.Formatter):
         fields = _fields(record)
         message = record.getMessage()
         if fields:
-            parts = [f"level={record.levelname}", f"event={_quote(message)}"]
+            parts = [f"level={_level(record)}", f"event={_quote(message)}"]
             parts += [f"{key}={_quote(value)}" for key, value in fields.items()]
             line = f"{stamp} " + " ".join(parts)
         else:
@@ -59,28 +148,23 @@ class TextFormatter(logging.Formatter):
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int((record.created % 1) * 1000):03d}Z",
-            "level": record.levelname,
+            "time": _json_time(record.created),
+            "level": _level(record),
+            "msg": record.getMessage(),
         }
-        fields = _fields(record)
-        if fields:
-            data["event"] = record.getMessage()
-            data.update(fields)
-        else:
-            data["msg"] = record.getMessage()
+        data.update(_fields(record))
         if record.exc_info:
             data["error"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return json.dumps(data, default=str, separators=(",", ":"))
 
 
 class BufferedStdoutHandler(logging.Handler):
-    """Writes log lines to stdout; per-request (debug) lines are batched.
+    """Writes log lines to stdout; per-request lines are batched.
 
-    Lines at INFO and above are written at once (start-up lines are parsed by
-    test harnesses).  Debug lines, one or two per request, are collected and
-    written when 32 KiB have gathered, when a more important line comes, or when
-    :func:`flush_logs` runs (the server calls it every quarter of a second).
+    Lines that go through :mod:`logging` (start-up lines, warnings) are written at
+    once: start-up lines are parsed by test harnesses.  Per-request lines are
+    collected and written when 32 KiB have gathered, when a logged record comes, or
+    when :func:`flush_logs` runs (the server calls it every quarter of a second).
     """
 
     def __init__(self) -> None:
@@ -97,6 +181,12 @@ class BufferedStdoutHandler(logging.Handler):
         self._pending.append(line)
         self._size += len(line)
         if record.levelno >= logging.INFO or self._size >= 32768:
+            self.flush()
+
+    def append(self, line: str) -> None:
+        self._pending.append(line)
+        self._size += len(line)
+        if self._size >= 32768:
             self.flush()
 
     def flush(self) -> None:
@@ -118,6 +208,8 @@ def flush_logs() -> None:
 
 
 def setup_logging(log_format: str = "text", verbose: bool = True) -> None:
+    """tusd's ``-log-format`` and ``-verbose``: debug lines (hook invocations, S3 calls)
+    only when verbose; request lines are at INFO and always written, as tusd's."""
     handler = BufferedStdoutHandler()
     handler.setFormatter(JSONFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger("tusd_trio")
@@ -128,7 +220,7 @@ def setup_logging(log_format: str = "text", verbose: bool = True) -> None:
 
 
 class _EventLog:
-    """A fast path for the per-request event lines (no LogRecord per line)."""
+    """A fast path for event lines (no LogRecord per line)."""
 
     def __init__(self) -> None:
         self.handler: BufferedStdoutHandler | None = None
@@ -143,34 +235,40 @@ class _EventLog:
     def emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
         handler = self.handler
         if handler is None:
-            # Not set up by the CLI (embedded use, tests): go through logging.
-            logger = logging.getLogger("tusd_trio")
-            logger.log(getattr(logging, level), event, extra={"tus": fields})
+            _through_logging(level, event, fields)
             return
-        now = time.time()
-        clean = {
-            key: ("[redacted]" if any(s in key.lower() for s in _SECRET_KEYS) else value)
-            for key, value in fields.items()
-        }
+        clean = _redacted(fields)
         if self.json:
-            data: dict[str, Any] = {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-                + f".{int((now % 1) * 1000):03d}Z",
-                "level": level,
-                "event": event,
-            }
-            data.update(clean)
-            line = json.dumps(data, default=str)
+            self.write_json(handler, level, event, clean)
         else:
-            parts = " ".join(f"{key}={_quote(value)}" for key, value in clean.items())
-            line = f"{_stamp(now)} level={level} event={event} {parts}"
-        handler._pending.append(line + "\n")
-        handler._size += len(line) + 1
-        if handler._size >= 32768:
-            handler.flush()
+            rest = " ".join(f"{key}={_quote(value)}" for key, value in clean.items())
+            self.write_text(handler, level, event, rest)
+
+    @staticmethod
+    def write_text(handler: BufferedStdoutHandler, level: str, event: str, rest: str) -> None:
+        handler.append(f"{_stamp(time.time())} level={level} event={event} {rest}\n")
+
+    @staticmethod
+    def write_json(
+        handler: BufferedStdoutHandler, level: str, event: str, fields: dict[str, Any]
+    ) -> None:
+        data: dict[str, Any] = {"time": _json_time(time.time()), "level": level, "msg": event}
+        data.update(fields)
+        handler.append(json.dumps(data, default=str, separators=(",", ":")) + "\n")
 
 
 events = _EventLog()
+_logger = logging.getLogger("tusd_trio")
+
+
+def _through_logging(level: str, event: str, fields: dict[str, Any]) -> None:
+    """Not set up by the CLI (embedded use, the ASGI app, tests): the host application's
+    logging gets the line, its fields in the message (as slog's text) and as ``tus``."""
+    number = _LEVEL_NUMBERS.get(level, logging.ERROR)
+    if _logger.isEnabledFor(number):
+        clean = _redacted(fields)
+        text = " ".join(f"{key}={_quote(value)}" for key, value in clean.items())
+        _logger.log(number, "%s %s", event, text, extra={"tus": clean})
 
 
 def debug_event(event: str, **fields: Any) -> None:
@@ -180,3 +278,78 @@ def debug_event(event: str, **fields: Any) -> None:
 
 def info_event(event: str, **fields: Any) -> None:
     events.emit("INFO", event, fields)
+
+
+def error_event(event: str, **fields: Any) -> None:
+    events.emit("ERROR", event, fields)
+
+
+class RequestLog:
+    """The log context of one request, on every line the request causes.
+
+    tusd's fields come first, in tusd's order: ``method`` (as received: ``POST``
+    for a method override), ``path`` (relative to the base path, no query),
+    ``requestId`` (the client's ``X-Request-ID``, at most 36 characters, else
+    empty) and ``id`` once the upload is known; then the event's own fields; then
+    ours: ``generatedRequestId``, the ID the response's ``X-Request-ID`` carries
+    when the client sent none.  A parser keyed on tusd's fields reads these lines.
+    """
+
+    __slots__ = ("_json", "_text", "generated_id", "method", "path", "request_id", "upload_id")
+
+    def __init__(self, method: str, path: str, request_id: str, generated_id: str = "") -> None:
+        self.method = method
+        self.path = path
+        self.request_id = request_id
+        self.generated_id = generated_id
+        self.upload_id: str | None = None
+        self._text: str | None = None
+        self._json: dict[str, Any] | None = None
+
+    def set_upload_id(self, upload_id: str) -> None:
+        if upload_id != self.upload_id:
+            self.upload_id = upload_id
+            self._text = self._json = None
+
+    def context(self) -> dict[str, Any]:
+        """tusd's request fields, in tusd's order."""
+        if self._json is None:
+            fields: dict[str, Any] = {
+                "method": self.method,
+                "path": self.path,
+                "requestId": self.request_id,
+            }
+            if self.upload_id is not None:
+                fields["id"] = self.upload_id
+            self._json = fields
+        return self._json
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit("INFO", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._emit("ERROR", event, fields)
+
+    def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        handler = events.handler
+        if handler is None:
+            _through_logging(level, event, {**self.context(), **fields, **self._extras()})
+            return
+        if events.json:
+            data = {**self.context(), **fields}
+            if self.generated_id:
+                data["generatedRequestId"] = self.generated_id
+            events.write_json(handler, level, event, data)
+            return
+        text = self._text
+        if text is None:
+            text = " ".join(f"{key}={_quote(value)}" for key, value in self.context().items())
+            self._text = text
+        if fields:
+            text += " " + " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+        if self.generated_id:
+            text += f" generatedRequestId={self.generated_id}"
+        events.write_text(handler, level, event, text)
+
+    def _extras(self) -> dict[str, Any]:
+        return {"generatedRequestId": self.generated_id} if self.generated_id else {}

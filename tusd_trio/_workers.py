@@ -48,9 +48,11 @@ from dataclasses import dataclass, field, replace as dataclass_replace
 from types import FrameType
 from typing import Any
 
+from ._startup import startup_lines
 from .config import Config
 from .server._app import remove_stale_socket
 from .server._metrics import retire_snapshot, snapshot_path
+from .server._operator import LISTENING_MESSAGE
 
 log = logging.getLogger("tusd_trio")
 
@@ -177,19 +179,6 @@ def _extensions(config: Config) -> str:
         return ""
     protocol = dataclass_replace(config.protocol, capabilities=StoreClass.capabilities)
     return ",".join(protocol.extensions())
-
-
-def _hook_backends(config: Config) -> list[str]:
-    names = []
-    if config.hooks_dir:
-        names.append("file")
-    if config.hooks_http:
-        names.append("http")
-    if config.hooks_grpc:
-        names.append("grpc")
-    if config.hooks_plugin:
-        names.append("plugin")
-    return names
 
 
 def _describe_exit(code: int) -> str:
@@ -409,24 +398,13 @@ class _Parent:
     def _announce(self) -> None:
         config = self.config
         pids = ", ".join(str(slot.proc.pid) for slot in self.slots if slot.proc is not None)
-        if config.unix_sock:
-            log.info("Using %s as unix socket to listen.", config.unix_sock)
-        elif config.show_startup_logs:
-            name: Any = self.sock.getsockname()
-            log.info("Using %s:%s as address to listen.", config.host, name[1])
         if config.show_startup_logs:
-            log.info("Using %s as the base path.", config.protocol.base_path)
-            extensions = _extensions(config)
-            if extensions:
-                log.info("Supported tus extensions: %s", extensions)
-            backends = _hook_backends(config)
-            if backends:
-                log.info(
-                    "Enabled hook events: %s (via %s)",
-                    ",".join(sorted(config.hooks_enabled_events)),
-                    ", ".join(backends),
-                )
+            for line in startup_lines(config, extensions=_extensions(config)):
+                log.info("%s", line)
         log.info("Started %d worker processes (pids %s).", len(self.slots), pids)
+        if config.metrics_listen:
+            # Each worker binds it (SO_REUSEPORT); any of them reports the totals.
+            log.info(LISTENING_MESSAGE, config.metrics_listen)
         if self.url:
             log.info("You can now upload files to: %s", self.url)
 

@@ -352,6 +352,12 @@ def create_app(
     """
     from .server._app import Server
 
+    if config.metrics_listen:
+        # The app opens no socket; the metrics would be served nowhere.
+        raise ValueError(
+            "-metrics-listen is a daemon flag: an ASGI app serves the metrics on its own "
+            "routes (use -operator-endpoints-public or an admin credential)"
+        )
     # ASGI carries no request trailers: checksum-trailer is neither offered nor accepted.
     config = replace(config, protocol=replace(config.protocol, request_trailers=False))
     return TusASGIApp(Server(config, store=store, locker=locker, hooks=hooks))

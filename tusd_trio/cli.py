@@ -27,6 +27,7 @@ from .protocol.core import (
     ProtocolConfig,
 )
 from .protocol.headers import CHECKSUM_ALGORITHMS
+from .server._operator import load_metrics_token, parse_listen_address
 from .server._tls import TLS_MODES, TLSConfigError
 from .stores.config import AzureConfig, GCSConfig, MiB, S3Config
 from .stores.factory import StoreConfigError, store_description
@@ -218,6 +219,13 @@ FLAGS: list[Flag] = [
         "bool",
         False,
         "Disable the concatenation extension",
+        "Upload protocol",
+    ),
+    Flag(
+        "max-concat-partials",
+        "uint",
+        1000,
+        "Most partial uploads one final upload may name (0 = no limit)",
         "Upload protocol",
     ),
     Flag(
@@ -450,8 +458,8 @@ FLAGS: list[Flag] = [
         "hooks-enabled-events",
         "str",
         "pre-create,post-create,post-receive,post-terminate,post-finish",
-        "Comma-separated hook events to send; empty = all (pre-access, pre-finish and "
-        "pre-terminate are off by default)",
+        "Comma-separated hook events to send; empty = all of tusd's (pre-finish and "
+        "pre-terminate are off by default; pre-access only when named)",
         "Hooks",
     ),
     Flag(
@@ -609,6 +617,29 @@ FLAGS: list[Flag] = [
     Flag(
         "metrics-path", "str", "/metrics", "Path under which the metrics are served", "Monitoring"
     ),
+    Flag(
+        "metrics-listen",
+        "str",
+        "",
+        "Serve the metrics and health endpoints on this host:port instead, without "
+        "credentials (protect it with the network); the upload port then has no metrics",
+        "Monitoring",
+    ),
+    Flag(
+        "metrics-token-file",
+        "str",
+        "",
+        "File holding a bearer token (16+ bytes) that may read the metrics and readiness "
+        "details while access control is on (besides admins)",
+        "Monitoring",
+    ),
+    Flag(
+        "operator-endpoints-public",
+        "bool",
+        False,
+        "Serve the metrics and readiness details to anyone, also with access control on",
+        "Monitoring",
+    ),
     # Timeouts
     Flag(
         "network-timeout",
@@ -641,7 +672,7 @@ FLAGS: list[Flag] = [
     ),
     # Logging
     Flag("log-format", "str", "text", "Log format: text or json", "Logging"),
-    Flag("verbose", "bool", True, "Log every request (level debug)", "Logging"),
+    Flag("verbose", "bool", True, "Also log debug lines (hook invocations, S3 calls)", "Logging"),
     Flag("show-startup-logs", "bool", True, "Print the configuration at start-up", "Logging"),
     Flag("version", "bool", False, "Print the version and exit", "Logging"),
 ]
@@ -701,7 +732,7 @@ def build_config(values: dict[str, Any]) -> Config:
     if values["locker"] == "redis":
         if not values["redis-url"]:
             raise UsageError("-locker redis needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
-        from .lockers.redis import parse_redis_url
+        from .lockers.redis_url import parse_redis_url
 
         try:
             parse_redis_url(values["redis-url"])
@@ -779,6 +810,7 @@ def build_config(values: dict[str, Any]) -> Config:
         checksum_algorithms=algorithms,
         show_greeting=values["show-greeting"],
         metrics_path=values["metrics-path"] if values["expose-metrics"] else "",
+        max_concat_partials=values["max-concat-partials"],
     )
     auth = AuthConfig(
         jwt_secret=values["auth-jwt-secret"],
@@ -800,6 +832,16 @@ def build_config(values: dict[str, Any]) -> Config:
         Authenticator(auth)  # reads the key files: a bad one stops the start here
     except (AuthConfigError, ImportError) as exc:
         raise UsageError(f"invalid access-control settings (-auth-*): {exc}") from None
+    if values["metrics-listen"]:
+        try:
+            parse_listen_address(values["metrics-listen"])
+        except ValueError as exc:
+            raise UsageError(f"invalid value for flag -metrics-listen: {exc}") from None
+    if values["metrics-token-file"]:
+        try:
+            load_metrics_token(values["metrics-token-file"])
+        except AuthConfigError as exc:
+            raise UsageError(f"invalid value for flag -metrics-token-file: {exc}") from None
     s3, gcs, azure = _object_store_configs(values)
     if values["workers"] < 1:
         raise UsageError("invalid value for flag -workers: must be at least 1")
@@ -871,6 +913,9 @@ def build_config(values: dict[str, Any]) -> Config:
         hooks_blocking_timeout=values["hooks-blocking-timeout"],
         expose_events=values["expose-events"],
         events_path=values["events-path"],
+        metrics_listen=values["metrics-listen"],
+        metrics_token_file=values["metrics-token-file"],
+        operator_endpoints_public=values["operator-endpoints-public"],
         log_format=values["log-format"],
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],
@@ -1001,7 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"tusd-trio: cannot create -upload-dir {config.upload_dir!r}: {exc}\n")
             return 1
     if config.show_startup_logs:
-        log.info("%s", store_description(config))
+        log.info("%s", store_description(config.store_settings()))
         log.info("Using %.2fMB as maximum size.", config.protocol.max_size / 1024 / 1024)
     # --- worker processes (-workers N; see tusd_trio/_workers.py) ---
     worker_fd = os.environ.get("TUSD_TRIO_WORKER_FD")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .auth import AuthConfig
+from .lockers.config import LockerConfig
 from .protocol.core import ProtocolConfig
-from .stores.config import AzureConfig, GCSConfig, S3Config
+from .stores.config import AzureConfig, FileStoreConfig, GCSConfig, S3Config, StoreConfig
 
 
 @dataclass
@@ -60,8 +62,13 @@ class Config:
     # Start-up check: leftovers older than this are removed or repaired
     orphan_age: float = 60.0
     # Hooks
-    hooks_enabled_events: frozenset[str] = frozenset(
-        {"pre-create", "post-create", "post-receive", "post-terminate", "post-finish"}
+    #: In the order given (the ``Enabled hook events`` start-up line keeps it).
+    hooks_enabled_events: Collection[str] = (
+        "pre-create",
+        "post-create",
+        "post-receive",
+        "post-terminate",
+        "post-finish",
     )
     progress_hooks_interval: float = 1.0
     hooks_dir: str = ""
@@ -85,6 +92,13 @@ class Config:
     hooks_blocking_timeout: float = 30.0
     # Access control (off unless a credential kind is configured)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # Operator endpoints (/metrics, /health/ready details): see server/_operator.py
+    #: ``host:port`` of a listener serving only them, without credentials ("" = none).
+    metrics_listen: str = ""
+    #: File holding a bearer token that unlocks them while access control is on.
+    metrics_token_file: str = ""
+    #: Serve them to anyone, also while access control is on.
+    operator_endpoints_public: bool = False
     # Live events (GET /events, WebSocket)
     expose_events: bool = False
     events_path: str = "/events"
@@ -96,6 +110,33 @@ class Config:
     def __post_init__(self) -> None:
         if self.idle_timeout <= 0:
             self.idle_timeout = self.network_timeout
+
+    def store_settings(self) -> StoreConfig:
+        """The settings of the store to build: S3, then GCS, then Azure, else the
+        file store (tusd's order)."""
+        if self.s3 is not None:
+            return self.s3
+        if self.gcs is not None:
+            return self.gcs
+        if self.azure is not None:
+            return self.azure
+        return FileStoreConfig(
+            directory=self.upload_dir,
+            dir_perms=self.dir_perms,
+            file_perms=self.file_perms,
+            fsync=self.fsync,
+        )
+
+    def locker_settings(self) -> LockerConfig:
+        """The settings of the locker to build."""
+        return LockerConfig(
+            kind=self.locker,
+            redis_url=self.redis_url,
+            redis_lock_ttl=self.redis_lock_ttl,
+            redis_key_prefix=self.redis_key_prefix,
+            filelock_holder_poll_interval=self.filelock_holder_poll_interval,
+            filelock_acquirer_poll_interval=self.filelock_acquirer_poll_interval,
+        )
 
     @property
     def write_timeout(self) -> float:

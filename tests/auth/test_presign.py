@@ -213,3 +213,25 @@ def test_location_query_only_for_presigned(auth: Authenticator) -> None:
     principal = Principal(subject="alice", admin=False, via="jwt")
     assert auth.location_query(principal, "u", NOW) == ""
     assert auth.location_query(None, "u", NOW) == ""
+
+
+def test_redact_url_hides_every_credential_parameter() -> None:
+    from tusd_trio.auth import redact_url
+
+    url = sign_upload_url(
+        "http://h/files/?keep=1", SIGNING_SECRET, expires_in=60, max_size=5, now=NOW
+    )
+    redacted = redact_url(url)
+    assert "keep=1" in redacted and "tus-max-size=5" in redacted
+    for name in ("tus-signature", "tus-nonce", "tus-expires"):
+        assert f"{name}=REDACTED" in redacted
+    query = url.split("?", 1)[1]
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name in ("tus-signature", "tus-nonce", "tus-expires"):
+            assert value not in redacted
+    assert redact_url("/files/x?tus-access=n.1.sig") == "/files/x?tus-access=REDACTED"
+    # Encoded names are what the authenticator decodes, so they are redacted too.
+    assert redact_url("/files/x?tus%2Daccess=n.1.sig") == "/files/x?tus%2Daccess=REDACTED"
+    assert redact_url("/files/x") == "/files/x"
+    assert redact_url("/files/x?a=b") == "/files/x?a=b"

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests._support.hook_events import UPLOAD_ID, make_event
+from tusd_trio._version import __version__
 from tusd_trio.hooks import (
     FileInfoChanges,
     HookDispatcher,
@@ -32,8 +34,6 @@ from tusd_trio.hooks import (
 from tusd_trio.hooks.grpc import GRPCHookBackend, payload_to_proto
 from tusd_trio.hooks.proto import hook_pb2, hook_pb2_grpc
 from tusd_trio.protocol.info import UploadInfo
-
-from .conftest import UPLOAD_ID, make_event
 
 # --- a scripted hook server ----------------------------------------------------------
 
@@ -68,13 +68,17 @@ class Servicer(hook_pb2_grpc.HookHandlerServicer):
     def InvokeHook(
         self, request: hook_pb2.HookRequest, context: grpc.ServicerContext
     ) -> hook_pb2.HookResponse:
-        auth = context.auth_context()
-        certs = auth.get("x509_pem_cert")
+        # gRPC gives every auth property as a list of values (types-grpcio says bytes).
+        certs: object = context.auth_context().get("x509_pem_cert")
+        peer_cert = None
+        if certs:
+            assert isinstance(certs, list) and isinstance(certs[0], bytes), certs
+            peer_cert = certs[0]
         self.calls.append(
             Call(
                 request=request,
-                metadata=[(m.key, m.value) for m in context.invocation_metadata()],
-                peer_cert=certs[0] if certs else None,
+                metadata=[(key, value) for key, value in context.invocation_metadata()],
+                peer_cert=peer_cert,
             )
         )
         reply = self.script.popleft() if self.script else self.default
@@ -178,6 +182,9 @@ async def test_request_fields(hook_server: HookServer, make_backend: MakeBackend
         "Tus-Resumable": "1.0.0",
         "X-Multi": "first",
     }
+    # gRPC's user agent starts with the one we set (grpc-python appends its own).
+    (agent,) = call.meta("user-agent")
+    assert str(agent).startswith(f"tusd-trio/{__version__} ")
 
 
 async def test_request_pre_create_deferred_and_final(

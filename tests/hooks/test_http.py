@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from tests._support.hook_events import make_event
+from tests._support.hookserver import Answer, HookServer
+from tusd_trio._version import __version__
 from tusd_trio.hooks import HookError, HookResponse, HTTPHookBackend, HTTPResponse, build_request
-
-from .conftest import make_event
-from .hookserver import Answer, HookServer
 
 MakeBackend = Callable[..., HTTPHookBackend]
 
@@ -54,6 +54,18 @@ async def test_posts_the_request(hook_server: HookServer, make_backend: MakeBack
     assert received.json == payload
     # No client header is forwarded unless asked for.
     assert received.header("Authorization") == []
+    # tusd's hook requests name Go's HTTP client; ours name tusd-trio and its version.
+    assert received.header("User-Agent") == [f"tusd-trio/{__version__}"]
+
+
+async def test_a_forwarded_user_agent_replaces_ours(
+    hook_server: HookServer, make_backend: MakeBackend
+) -> None:
+    backend = make_backend(hook_server.url, forward_headers=["User-Agent"])
+    payload = build_request(make_event("pre-create"), idempotency_key="k")
+    await backend.invoke("pre-create", payload, forward_headers={"User-Agent": ["uppy/4"]})
+    [received] = hook_server.requests
+    assert received.header("User-Agent") == ["uppy/4"]
 
 
 async def test_forwards_named_headers(hook_server: HookServer, make_backend: MakeBackend) -> None:
@@ -209,7 +221,7 @@ async def test_lazy_import() -> None:
 
     assert hooks.HTTPHookBackend is Direct
     with pytest.raises(AttributeError):
-        _ = hooks.NoSuchThing  # type: ignore[attr-defined]
+        _ = hooks.NoSuchThing
 
 
 @pytest.mark.parametrize("url", ["localhost:8000/hook", "ftp://x/", "/hook"])

@@ -26,7 +26,8 @@ import trio
 import trio.testing
 
 from tests.lockers import test_locker_behaviour as shared
-from tusd_trio.lockers.redis import RedisLocker, parse_redis_url
+from tusd_trio.lockers.redis import RedisLocker
+from tusd_trio.lockers.redis_url import parse_redis_url
 from tusd_trio.protocol.errors import LockerUnavailableError, LockTimeoutError
 
 # The shared behaviour suite, run on RedisLocker through the `locker` fixture below.
@@ -59,6 +60,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and below 65536:
+    redis-server refuses to start in cluster mode otherwise."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def new_prefix() -> str:
@@ -663,7 +679,7 @@ async def test_sentinel(redis_servers: RedisServers) -> None:
 
 
 async def test_cluster(redis_servers: RedisServers) -> None:
-    port = free_port()
+    port = free_cluster_port()
     redis_servers.start(
         port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"
     )

@@ -43,6 +43,7 @@ from tusd_trio.protocol.core import (
     plan_download,
     plan_final,
     plan_patch,
+    public_base_path,
     request_path,
     route,
     upload_url,
@@ -312,8 +313,13 @@ def test_route_method_override_on_post() -> None:
     assert routed.action is Action.PATCH
 
 
-def test_route_method_override_is_trimmed_and_upper_cased() -> None:
-    routed = _route("POST", "/files/abc", _tus(**{"X-HTTP-Method-Override": " delete "}))
+def test_route_method_override_is_case_sensitive() -> None:
+    # tusd answered "X-HTTP-Method-Override: patch" with 405: methods are case-sensitive.
+    routed = _route("POST", "/files/abc", _tus(**{"X-HTTP-Method-Override": "patch"}))
+    assert routed.action is None
+    assert isinstance(routed.error, errors.MethodNotAllowedError)
+    assert routed.method == "patch"
+    routed = _route("POST", "/files/abc", _tus(**{"X-HTTP-Method-Override": " DELETE "}))
     assert routed.action is Action.DELETE
 
 
@@ -329,8 +335,10 @@ def test_route_method_override_ignored_on_other_methods(real: str) -> None:
     assert routed.action is Action[real]
 
 
-def test_route_method_is_upper_cased() -> None:
-    assert _route("head", "/files/abc").action is Action.HEAD
+def test_route_method_is_case_sensitive() -> None:
+    routed = _route("head", "/files/abc")
+    assert routed.action is None
+    assert isinstance(routed.error, errors.MethodNotAllowedError)
 
 
 @pytest.mark.parametrize("target", ["/files/", "/files/abc", "/files"])
@@ -775,6 +783,92 @@ def test_id_from_url_absolute_url_with_root_base_path() -> None:
     assert id_from_url("http://localhost:1080/abc", config) == "abc"
 
 
+PROXY = ProtocolConfig(behind_proxy=True)
+
+
+def _prefixed(prefix: str | None, config: ProtocolConfig = PROXY) -> str:
+    headers = {"Host": "proxy.example"}
+    if prefix is not None:
+        headers["X-Forwarded-Prefix"] = prefix
+    return public_base_path(make_request("POST", "/files/", headers), config)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "public"),
+    [
+        (None, "/files/"),
+        ("/api/uploads", "/api/uploads/"),
+        ("/api/uploads/", "/api/uploads/"),
+        (" /api/uploads ", "/api/uploads/"),
+        ("/", "/"),
+        ("/api/uploads, /other", "/api/uploads/"),  # the first proxy's
+        ("/v1/%7Euser/up-loads_1.2", "/v1/%7Euser/up-loads_1.2/"),
+    ],
+)
+def test_public_base_path_from_x_forwarded_prefix(prefix: str | None, public: str) -> None:
+    assert _prefixed(prefix) == public
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "api/uploads",  # not absolute
+        "//evil.example/x",  # would make a relative Location point at another host
+        "/a//b",
+        "/a/../b",
+        "/a/./b",
+        "/a b",
+        "/a\\b",
+        "/a?x=1",
+        "/a#x",
+        "/%zz",
+        "http://evil.example/x",
+        "/" + "a" * 2000,
+    ],
+)
+def test_unusable_x_forwarded_prefix_is_ignored(prefix: str) -> None:
+    assert _prefixed(prefix) == "/files/"
+
+
+def test_x_forwarded_prefix_needs_behind_proxy() -> None:
+    assert _prefixed("/api/uploads", ProtocolConfig()) == "/files/"
+
+
+def test_upload_url_with_x_forwarded_prefix() -> None:
+    headers = {"Host": "proxy.example", "X-Forwarded-Prefix": "/api/uploads"}
+    request = make_request("POST", "/files/", headers)
+    assert upload_url(request, PROXY, "abc") == "http://proxy.example/api/uploads/abc"
+    relative = ProtocolConfig(behind_proxy=True, relative_location=True)
+    assert upload_url(request, relative, "abc") == "/api/uploads/abc"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://proxy.example/api/uploads/abc",
+        "/api/uploads/abc",
+        "/api/uploads/abc/?x=1",
+        "http://backend:8080/files/abc",  # the internal URL still works
+        "/files/abc",
+    ],
+)
+def test_id_from_url_with_the_public_prefix(url: str) -> None:
+    assert id_from_url(url, CFG, "/api/uploads/") == "abc"
+
+
+def test_final_upload_names_partials_by_their_public_urls() -> None:
+    headers = {
+        **dict([TUS]),
+        "Upload-Concat": "final;http://proxy.example/api/uploads/a /api/uploads/b",
+        "X-Forwarded-Prefix": "/api/uploads",
+    }
+    plan = plan_creation(make_request("POST", "/files/", headers), PROXY, NOW)
+    assert plan.partial_ids == ("a", "b")
+    with pytest.raises(errors.UploadNotFoundError):
+        # Without -behind-proxy the prefix means nothing: as tusd, 404.
+        plan_creation(make_request("POST", "/files/", headers), CFG, NOW)
+
+
 # --- expiration ------------------------------------------------------------------------
 
 
@@ -898,7 +992,7 @@ def test_plan_creation_invalid_defer(value: str) -> None:
         {"Upload-Length": ""},
         {"Upload-Length": "abc"},
         {"Upload-Length": "-1"},
-        {"Upload-Length": "+5"},
+        {"Upload-Length": "+-5"},
         {"Upload-Length": "1.5"},
         {"Upload-Length": str(2**63)},
     ],
@@ -909,8 +1003,19 @@ def test_plan_creation_invalid_or_missing_length(headers: dict[str, str]) -> Non
     assert (error.status, error.code) == (400, "ERR_INVALID_UPLOAD_LENGTH")
 
 
-def test_plan_creation_duplicate_upload_length_is_invalid() -> None:
-    request = make_request("POST", "/files/", [TUS, ("Upload-Length", "5"), ("Upload-Length", "5")])
+@pytest.mark.parametrize(("value", "size"), [("+10", 10), ("0010", 10), ("-0", 0), ("+0", 0)])
+def test_plan_creation_length_is_read_as_go_reads_integers(value: str, size: int) -> None:
+    # tusd: strconv.ParseInt, then >= 0.  tusd answered 201 to "Upload-Length: +10".
+    assert plan_creation(_post({"Upload-Length": value}), CFG, NOW).info.size == size
+
+
+def test_plan_creation_duplicate_upload_length_uses_the_first() -> None:
+    # tusd (Header.Get) used the first of "10" and "20": 201 with size 10.
+    request = make_request(
+        "POST", "/files/", [TUS, ("Upload-Length", "10"), ("Upload-Length", "20")]
+    )
+    assert plan_creation(request, CFG, NOW).info.size == 10
+    request = make_request("POST", "/files/", [TUS, ("Upload-Length", "x"), ("Upload-Length", "5")])
     with pytest.raises(errors.InvalidUploadLengthError):
         plan_creation(request, CFG, NOW)
 
@@ -1126,19 +1231,23 @@ def test_plan_patch_content_type_checked_before_offset() -> None:
         plan_patch(_patch(None, content_type=None), UPLOAD, CFG, NOW)
 
 
-@pytest.mark.parametrize("offset", [None, "", "-1", "abc", "1.0", "+0", str(2**63)])
+@pytest.mark.parametrize("offset", [None, "", "-1", "abc", "1.0", "++0", "0x0", str(2**63)])
 def test_plan_patch_invalid_offset(offset: str | None) -> None:
     with pytest.raises(errors.InvalidOffsetError) as info:
         plan_patch(_patch(offset), UPLOAD, CFG, NOW)
     assert (info.value.status, info.value.code) == (400, "ERR_INVALID_OFFSET")
 
 
-def test_plan_patch_duplicate_offset_is_invalid() -> None:
+def test_plan_patch_offset_with_plus_sign_is_accepted() -> None:
+    # tusd parses Upload-Offset with Go's strconv.ParseInt, which takes "+0".
+    assert plan_patch(_patch("+0"), UPLOAD, CFG, NOW).offset == 0
+
+
+def test_plan_patch_duplicate_offset_uses_the_first() -> None:
     request = make_request(
-        "PATCH", "/files/abc", [TUS, OCTET, ("Upload-Offset", "0"), ("Upload-Offset", "0")]
+        "PATCH", "/files/abc", [TUS, OCTET, ("Upload-Offset", "0"), ("Upload-Offset", "7")]
     )
-    with pytest.raises(errors.InvalidOffsetError):
-        plan_patch(request, UPLOAD, CFG, NOW)
+    assert plan_patch(request, UPLOAD, CFG, NOW).offset == 0
 
 
 def test_check_patch_headers_returns_offset() -> None:
@@ -1231,10 +1340,16 @@ def test_plan_patch_upload_length_on_non_deferred_upload_is_400() -> None:
     assert exc.value.code == "ERR_INVALID_UPLOAD_LENGTH"
 
 
-@pytest.mark.parametrize("length", ["", "abc", "-1", "3", "10, 10"])
+@pytest.mark.parametrize("length", ["abc", "-1", "3", "10, 10"])
 def test_plan_patch_invalid_declared_length_is_400(length: str) -> None:
     with pytest.raises(errors.InvalidUploadLengthError):
         plan_patch(_patch("4", Upload_Length=length), DEFERRED, CFG, NOW)
+
+
+def test_plan_patch_empty_upload_length_declares_nothing() -> None:
+    # tusd: an empty Upload-Length header is no header.
+    assert plan_patch(_patch("4", Upload_Length=""), DEFERRED, CFG, NOW).declare_length is None
+    assert plan_patch(_patch("4", Upload_Length="+12"), DEFERRED, CFG, NOW).declare_length == 12
 
 
 def test_plan_patch_declared_length_beyond_max_size_is_400() -> None:

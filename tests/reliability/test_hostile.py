@@ -8,9 +8,9 @@ Every case checks three things:
   it) and the upload directory holds only ``<id>`` / ``<id>.info`` pairs, and
   exactly as many uploads as the test expects.
 
-The server runs in the test's Trio loop (a copy of ``tests/server/conftest.py``'s
-``make_server``); hostile bytes go through raw sockets and a small response parser
-so that every byte the server sends is seen.
+The server runs in the test's Trio loop (``tests/_support/server.py``); hostile bytes go
+through raw sockets and a small response parser so that every byte the server sends is
+seen.
 """
 
 from __future__ import annotations
@@ -19,20 +19,16 @@ import base64
 import dataclasses
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
-from tusd_trio.config import Config
-from tusd_trio.protocol.core import ProtocolConfig
-from tusd_trio.server import Server
+from tests._support.server import Running, ServerFactory, server_pool
+from tests._support.tus import TUS
 
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTET = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
 CANARY = b"canary: nothing may touch this file\n"
 ID_FILE = re.compile(r"[0-9a-f]{32}(\.info)?")
 H = b"Host: x\r\nTus-Resumable: 1.0.0\r\n"
@@ -41,72 +37,15 @@ H = b"Host: x\r\nTus-Resumable: 1.0.0\r\n"
 # --- the server ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Running:
-    server: Server
-    url: str
-    port: int
-    client: httpx.AsyncClient
-    upload_dir: Path
-
-    async def create(self, length: int | None = None, **headers: str) -> str:
-        hdrs = dict(TUS)
-        if length is not None:
-            hdrs["Upload-Length"] = str(length)
-        hdrs.update({k.replace("_", "-"): v for k, v in headers.items()})
-        r = await self.client.post(self.url, headers=hdrs)
-        assert r.status_code == 201, r.text
-        return str(r.headers["location"])
-
-    async def patch(self, location: str, offset: int, data: bytes) -> httpx.Response:
-        hdrs = dict(OCTET)
-        hdrs["Upload-Offset"] = str(offset)
-        return await self.client.patch(location, headers=hdrs, content=data)
-
-    async def head(self, location: str) -> httpx.Response:
-        return await self.client.head(location, headers=TUS)
-
-    def path_of(self, location: str) -> str:
-        return "/files/" + location.rsplit("/", 1)[1]
-
-
-Factory = Callable[..., Awaitable[Running]]
-
-
 @pytest.fixture
-async def make_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Factory]:
-    servers: list[Server] = []
-    clients: list[httpx.AsyncClient] = []
+async def make_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Servers on ``tmp_path/data`` (tests/_support/server.py), with a canary file beside
+    that directory that must be untouched when they have stopped."""
     canary = tmp_path / "canary.txt"
     canary.write_bytes(CANARY)
     os.utime(canary, (1_000_000_000, 1_000_000_000))
-
-    async def factory(protocol: dict[str, Any] | None = None, **overrides: Any) -> Running:
-        settings: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "upload_dir": str(tmp_path / "data"),
-            "verbose": False,
-            "show_startup_logs": False,
-        }
-        settings.update(overrides)
-        config = Config(protocol=ProtocolConfig(**(protocol or {})), **settings)
-        server = Server(config)
-        await nursery.start(server.serve)
-        servers.append(server)
-        client = httpx.AsyncClient(timeout=30)
-        clients.append(client)
-        port = server.bound_port
-        return Running(server, f"http://127.0.0.1:{port}/files/", port, client, tmp_path / "data")
-
-    yield factory
-    for client in clients:
-        await client.aclose()
-    for server in servers:
-        server.request_shutdown()
-    for server in servers:
-        with trio.move_on_after(15):
-            await server.wait_stopped()
+    async with server_pool(nursery, tmp_path / "data") as pool:
+        yield pool.start
     # Nothing outside the upload directory was touched.
     assert canary.read_bytes() == CANARY
     assert canary.stat().st_mtime == 1_000_000_000
@@ -114,7 +53,7 @@ async def make_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Fa
 
 
 @pytest.fixture
-async def srv(make_server: Factory) -> Running:
+async def srv(make_server: ServerFactory) -> Running:
     return await make_server()
 
 
@@ -310,7 +249,7 @@ async def test_oversized_headers_get_431(srv: Running, size: int) -> None:
     await assert_alive(srv)
 
 
-async def test_header_size_limit_is_configurable(make_server: Factory) -> None:
+async def test_header_size_limit_is_configurable(make_server: ServerFactory) -> None:
     srv = await make_server(max_header_size=4096)
     r, closed = await exchange(
         srv.port, b"OPTIONS /files/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 5000 + b"\r\n\r\n"
@@ -319,7 +258,7 @@ async def test_header_size_limit_is_configurable(make_server: Factory) -> None:
     await assert_alive(srv)
 
 
-async def test_header_block_that_never_ends_gets_408(make_server: Factory) -> None:
+async def test_header_block_that_never_ends_gets_408(make_server: ServerFactory) -> None:
     srv = await make_server(network_timeout=0.5)
     conn = await RawConn.open(srv.port)
     async with conn.stream:
@@ -334,7 +273,7 @@ async def test_header_block_that_never_ends_gets_408(make_server: Factory) -> No
     await assert_alive(srv)
 
 
-async def test_slowloris_head_is_cut(make_server: Factory) -> None:
+async def test_slowloris_head_is_cut(make_server: ServerFactory) -> None:
     # One byte every 0.2 s never trips a per-read timeout of 1 s; the head as a whole
     # must still be cut (the lead adds a total deadline for the request head).
     srv = await make_server(network_timeout=1)
@@ -605,12 +544,19 @@ async def test_odd_bytes_in_header_values_are_harmless(srv: Running, value: byte
         srv.port,
         post(b"Upload-Length: 2\r\nTus-Resumable: " + value + b"\r\nConnection: close\r\n"),
     )
+    assert r.status == 201  # the first Tus-Resumable counts (1.0.0), as in tusd
+    r, _ = await exchange(
+        srv.port,
+        b"POST /files/ HTTP/1.1\r\nHost: x\r\nTus-Resumable: "
+        + value
+        + b"\r\nUpload-Length: 2\r\nConnection: close\r\n\r\n",
+    )
     assert (r.status, r.code) == (412, "ERR_UNSUPPORTED_VERSION")
     r, _ = await exchange(
         srv.port, post(b"Upload-Length: 2\r\nOrigin: " + value + b"\r\nConnection: close\r\n")
     )
     assert r.status == 201
-    assert len(upload_ids(srv)) == 3
+    assert len(upload_ids(srv)) == 4
     await assert_alive(srv)
 
 
@@ -647,10 +593,7 @@ async def test_odd_metadata_never_breaks_head(srv: Running) -> None:
     assert echoed is not None
     assert b"\r" not in echoed and b"\n" not in echoed and b"\x00" not in echoed
     assert not any(name.lower() in (b"set-cookie", b"x-injected") for name, _ in head.headers)
-    pairs = dict(
-        [*p.split(b" ", 1), b""][:2]
-        for p in echoed.split(b",")  # type: ignore[misc]
-    )
+    pairs = dict([*p.split(b" ", 1), b""][:2] for p in echoed.split(b","))
     assert base64.b64decode(pairs[b"filename"]) == b"a\r\nSet-Cookie: x=1\r\n\r\n"
     assert pairs[b"empty"] == b""
     assert b"bad" not in pairs
@@ -718,8 +661,8 @@ async def test_ten_thousand_metadata_keys(srv: Running) -> None:
 
 BAD_NUMBERS = [
     b"-1",
-    b"-0",
-    b"+5",
+    b"+-5",
+    b"--0",
     b"9223372036854775808",  # 2**63
     b"99999999999999999999999999",
     b"0x10",
@@ -759,6 +702,32 @@ async def test_bad_upload_offset(srv: Running, value: bytes) -> None:
     assert (await srv.head(loc)).headers["upload-offset"] == "0"
 
 
+@pytest.mark.parametrize(("value", "number"), [(b"+5", 5), (b"-0", 0), (b"0005", 5)])
+async def test_numbers_are_read_as_go_reads_them(srv: Running, value: bytes, number: int) -> None:
+    # tusd parses Upload-Length and Upload-Offset with strconv.ParseInt and refuses
+    # negatives: "Upload-Length: +10" got 201 from tusd, "Upload-Offset: +0" 204.
+    r, _ = await exchange(srv.port, post(b"Upload-Length: " + value + b"\r\nConnection: close\r\n"))
+    assert r.status == 201
+    location = r.header("location")
+    assert location is not None
+    upload_id = location.decode().rsplit("/", 1)[1]
+    assert (await srv.head(srv.url + upload_id)).headers["upload-length"] == str(number)
+    loc = await srv.create(5)
+    await srv.patch(loc, 0, b"x" * number)
+    r, _ = await exchange(
+        srv.port,
+        b"PATCH "
+        + srv.path_of(loc).encode()
+        + b" HTTP/1.1\r\n"
+        + H
+        + b"Upload-Offset: "
+        + value
+        + b"\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 0\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert (r.status, r.header("upload-offset")) == (204, str(number).encode())
+
+
 async def test_number_edge_cases(srv: Running) -> None:
     # Surrounding whitespace is not part of a field value (h11 strips it): accepted.
     r, _ = await exchange(srv.port, post(b"Upload-Length:  12 \r\nConnection: close\r\n"))
@@ -768,7 +737,7 @@ async def test_number_edge_cases(srv: Running) -> None:
         srv.port, post(b"Upload-Length: 9223372036854775807\r\nConnection: close\r\n")
     )
     assert r.status == 201
-    # Upload-Offset given twice (even with equal values) is ambiguous: 400.
+    # Upload-Offset given twice: the first counts, as in tusd (Go's Header.Get).
     loc = await srv.create(5)
     r, _ = await exchange(
         srv.port,
@@ -776,11 +745,11 @@ async def test_number_edge_cases(srv: Running) -> None:
         + srv.path_of(loc).encode()
         + b" HTTP/1.1\r\n"
         + H
-        + b"Upload-Offset: 0\r\nUpload-Offset: 0\r\n"
+        + b"Upload-Offset: 0\r\nUpload-Offset: 3\r\n"
         b"Content-Type: application/offset+octet-stream\r\nContent-Length: 1\r\n"
         b"Connection: close\r\n\r\nx",
     )
-    assert (r.status, r.code) == (400, "ERR_INVALID_OFFSET")
+    assert (r.status, r.header("upload-offset")) == (204, b"1")
     # A deferred length declared as a bad number on PATCH.
     loc = await srv.create(None, Upload_Defer_Length="1")
     for value in (b"-1", b"0x10", b"9223372036854775808"):
@@ -913,7 +882,8 @@ async def test_unknown_method_override_is_405(srv: Running, override: bytes) -> 
     await assert_alive(srv)
 
 
-async def test_lowercase_method_override(srv: Running) -> None:
+async def test_lowercase_method_override_is_405(srv: Running) -> None:
+    # Methods are case-sensitive: tusd answered "X-HTTP-Method-Override: patch" with 405.
     loc = await srv.create(3)
     path = srv.path_of(loc).encode()
 
@@ -933,21 +903,20 @@ async def test_lowercase_method_override(srv: Running) -> None:
             + body
         )
 
+    patch_headers = b"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
     conn = await RawConn.open(srv.port)
     async with conn.stream:
-        await conn.send(
-            overridden(
-                b"patch",
-                b"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n",
-                b"abc",
-            )
-        )
+        for method in (b"patch", b"get", b"head", b"delete", b"Patch"):
+            body = b"abc" if method.lower() == b"patch" else b""
+            await conn.send(overridden(method, patch_headers if body else b"", body))
+            r = await conn.response()
+            assert (r.status, r.code) == (405, "ERR_METHOD_NOT_ALLOWED"), method
+            assert r.header("allow") == b"GET, HEAD, PATCH, DELETE"
+        assert (await srv.head(loc)).headers["upload-offset"] == "0"
+        await conn.send(overridden(b"PATCH", patch_headers, b"abc"))
         r = await conn.response()
         assert (r.status, r.header("upload-offset")) == (204, b"3")
-        await conn.send(overridden(b"get"))
-        r = await conn.response()
-        assert (r.status, r.body) == (200, b"abc")
-        await conn.send(overridden(b" delete "))
+        await conn.send(overridden(b" DELETE "))
         r = await conn.response()
         assert r.status == 204
     assert (await srv.head(loc)).status_code == 404
@@ -955,10 +924,7 @@ async def test_lowercase_method_override(srv: Running) -> None:
     await assert_alive(srv)
 
 
-@pytest.mark.parametrize("override", [b"HEAD", b"head"])
-async def test_head_method_override_keeps_the_connection_usable(
-    srv: Running, override: bytes
-) -> None:
+async def test_head_method_override_keeps_the_connection_usable(srv: Running) -> None:
     # The real method is POST: the answer is framed as a POST response.  A HEAD
     # answer's Content-Length (the upload's length) without the body would leave
     # the client waiting for bytes that never come.
@@ -971,12 +937,13 @@ async def test_head_method_override_keeps_the_connection_usable(
             + path
             + b" HTTP/1.1\r\n"
             + H
-            + b"X-HTTP-Method-Override: "
-            + override
-            + b"\r\nContent-Length: 0\r\n\r\n"
+            + b"X-HTTP-Method-Override: HEAD\r\nContent-Length: 0\r\n\r\n"
         )
         r = await conn.response(timeout=3)
         assert (r.status, r.header("upload-offset")) == (200, b"0")
+        assert r.header("upload-length") == b"10"
+        # tusd sends "Content-Length: 10" and no body (README, Differences from tusd).
+        assert (r.header("content-length"), r.body) == (b"0", b"")
         await conn.send(b"OPTIONS /files/ HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await conn.response(timeout=3)).status == 200
     await assert_alive(srv)
@@ -985,7 +952,7 @@ async def test_head_method_override_keeps_the_connection_usable(
 # --- a client that stops reading ---------------------------------------------------------
 
 
-async def test_stalled_download_does_not_hold_the_lock(make_server: Factory) -> None:
+async def test_stalled_download_does_not_hold_the_lock(make_server: ServerFactory) -> None:
     srv = await make_server(network_timeout=30, acquire_lock_timeout=1)
     size = 20 * 1024 * 1024
     data = os.urandom(size)
@@ -1086,7 +1053,7 @@ async def test_failed_creation_with_upload_leaves_no_orphan(
     ids=["deep-nesting", "huge-int", "negative", "binary"],
 )
 async def test_hostile_info_file_is_an_unknown_upload(
-    make_server: Factory, tmp_path: Path, document: bytes
+    make_server: ServerFactory, tmp_path: Path, document: bytes
 ) -> None:
     # An .info file the daemon cannot read (written by hand, a bug or a disk error)
     # makes that upload unknown (404); it must neither stop the daemon from starting
@@ -1108,7 +1075,9 @@ async def test_hostile_info_file_is_an_unknown_upload(
     (data / f"{upload_id}.part").unlink(missing_ok=True)
 
 
-async def test_absurd_created_at_is_ignored_not_fatal(make_server: Factory, tmp_path: Path) -> None:
+async def test_absurd_created_at_is_ignored_not_fatal(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
     # CreatedAt is tusd-trio's own optional field: a value float() cannot hold is
     # ignored (the upload stays usable) and never stops the daemon from starting.
     upload_id = "0123456789abcdef0123456789abcdef"

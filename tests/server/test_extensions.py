@@ -10,9 +10,10 @@ import time
 import pytest
 import trio
 
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 from tusd_trio.protocol import core
-
-from .conftest import OCTET, TUS, Running, raw_request
 
 
 def b64(data: bytes) -> str:
@@ -154,10 +155,17 @@ async def test_concatenation(srv: Running) -> None:
 async def test_concatenation_with_relative_urls(srv: Running) -> None:
     a = await srv.create(1, Upload_Concat="partial")
     await srv.patch(a, 0, b"z")
-    rel = "/files/" + a.rsplit("/", 1)[1]
-    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Concat": f"final; {rel} {rel}/"})
+    b = await srv.create(1, Upload_Concat="partial")
+    await srv.patch(b, 0, b"y")
+    rel_a = "/files/" + a.rsplit("/", 1)[1]
+    rel_b = "/files/" + b.rsplit("/", 1)[1]
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Concat": f"final; {rel_a} {rel_b}/"})
     assert r.status_code == 201
-    assert (await srv.client.get(r.headers["location"])).content == b"zz"
+    assert (await srv.client.get(r.headers["location"])).content == b"zy"
+    # The same partial twice (with and without a trailing slash) is one partial twice.
+    r = await srv.client.post(srv.url, headers={**TUS, "Upload-Concat": f"final; {rel_a} {rel_a}/"})
+    assert r.status_code == 400
+    assert r.text.startswith("ERR_INVALID_CONCAT")
 
 
 async def test_concatenation_unfinished(srv: Running) -> None:

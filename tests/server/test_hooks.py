@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import trio
 
-from tusd_trio.hooks import HOOK_TYPES, HookDispatcher, PluginHookBackend
-
-from .conftest import OCTET, TUS, Running, raw_request
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
+from tusd_trio.hooks import (
+    HOOK_TYPES,
+    TUSD_HOOK_TYPES,
+    HookDispatcher,
+    PluginHookBackend,
+    parse_enabled_events,
+)
 
 
 class Recorder:
@@ -262,7 +270,7 @@ async def test_post_receive_reports_progress_while_data_arrives(make_server: Any
 
 
 async def test_http_hook_end_to_end(make_server: Any, nursery: trio.Nursery) -> None:
-    from tests.hooks.hookserver import Answer, HookServer
+    from tests._support.hookserver import Answer, HookServer
 
     hook_server = HookServer()
     await nursery.start(hook_server.serve)
@@ -328,7 +336,10 @@ def _script(path: Any, body: str, mode: int = 0o755) -> None:
     path.chmod(mode)
 
 
-async def test_file_hook_that_is_not_executable_fails(make_server: Any, tmp_path: Any) -> None:
+async def test_file_hook_that_is_not_executable_fails(
+    make_server: Any, tmp_path: Any, caplog: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="tusd_trio")
     hooks_dir = tmp_path / "hooks"
     hooks_dir.mkdir()
     _script(hooks_dir / "pre-create", "echo '{}'\n", mode=0o644)
@@ -337,7 +348,10 @@ async def test_file_hook_that_is_not_executable_fails(make_server: Any, tmp_path
     )
     r = await srv.client.post(srv.url, headers={**TUS, "Upload-Length": "1"})
     assert r.status_code == 500
-    assert "not an executable file" in r.text
+    # The client learns that a hook failed; the why (with the path) is in the log.
+    assert r.text.startswith("ERR_INTERNAL_SERVER_ERROR: hook failed")
+    assert str(hooks_dir) not in r.text
+    assert "not an executable file" in caplog.text
 
 
 async def test_slow_notification_file_hook_is_not_cut(make_server: Any, tmp_path: Any) -> None:
@@ -422,3 +436,100 @@ async def test_pre_access_guards_partials_of_a_final_upload(make_server: Any) ->
     r = await srv.client.post(srv.url, headers={**TUS, "Upload-Concat": f"final;{secret}"})
     assert r.status_code == 403
     assert r.text.startswith("ERR_ACCESS_DENIED")
+
+
+def _tusd_era_receiver(hook_server: Any) -> None:
+    """Answer tusd's hook types; refuse any other (as a tusd-era receiver may)."""
+    from tests._support.hookserver import Answer
+
+    def respond(received: Any) -> Answer:
+        if received.json["Type"] in TUSD_HOOK_TYPES:
+            return Answer()
+        return Answer(status=404, body=b"unknown hook type", content_type="text/plain")
+
+    hook_server.respond = respond
+
+
+async def test_empty_enabled_events_leave_pre_access_off(
+    make_server: Any, nursery: trio.Nursery
+) -> None:
+    # tusd: "-hooks-enabled-events=" enables its seven hook types.  Ours also enabled
+    # pre-access, and a receiver refusing unknown types failed every HEAD/PATCH/GET.
+    from tests._support.hookserver import HookServer
+
+    hook_server = HookServer()
+    await nursery.start(hook_server.serve)
+    _tusd_era_receiver(hook_server)
+    srv: Running = await make_server(
+        hooks_http=hook_server.url, hooks_enabled_events=parse_enabled_events("")
+    )
+    loc = await srv.create(3)
+    assert (await srv.head(loc)).status_code == 200
+    assert (await srv.patch(loc, 0, b"abc")).status_code == 204
+    assert (await srv.client.get(loc)).status_code == 200
+    await wait_for(lambda: "post-receive" in [r.json["Type"] for r in hook_server.requests])
+    kinds = {r.json["Type"] for r in hook_server.requests}
+    assert "pre-access" not in kinds
+    assert {"pre-create", "post-create", "pre-finish", "post-finish"} <= kinds
+
+
+async def test_last_post_receive_comes_after_post_finish(
+    make_server: Any, nursery: trio.Nursery
+) -> None:
+    # tusd sends a request's last post-receive when the request ends: after its
+    # post-finish (6 of 6 observed sequences).  Notifications of one upload reach the
+    # endpoint one after the other, so receivers see that order every time.
+    from tests._support.hookserver import HookServer
+
+    hook_server = HookServer()
+    await nursery.start(hook_server.serve)
+    srv: Running = await make_server(
+        hooks_http=hook_server.url, hooks_enabled_events=parse_enabled_events("")
+    )
+
+    def sequence(upload_id: str) -> list[str]:
+        return [
+            r.json["Type"]
+            for r in hook_server.requests
+            if r.json["Event"]["Upload"]["ID"] in (upload_id, "") and r.json["Type"] != "pre-create"
+        ]
+
+    for _ in range(3):
+        loc = await srv.create(5)
+        upload_id = loc.rsplit("/", 1)[1]
+        await wait_for(lambda: "post-create" in sequence(upload_id))  # noqa: B023
+        assert (await srv.patch(loc, 0, b"hello")).status_code == 204
+        await wait_for(lambda: len(sequence(upload_id)) >= 4)  # noqa: B023
+        assert sequence(upload_id) == ["post-create", "pre-finish", "post-finish", "post-receive"]
+    # Creation with upload: the same order after the upload's creation.
+    r = await srv.client.post(srv.url, headers={**OCTET, "Upload-Length": "3"}, content=b"abc")
+    upload_id = r.headers["location"].rsplit("/", 1)[1]
+    await wait_for(lambda: "post-receive" in sequence(upload_id))
+    kinds = sequence(upload_id)
+    assert kinds.index("post-create") < kinds.index("post-finish") < kinds.index("post-receive")
+    assert kinds.index("pre-finish") < kinds.index("post-finish")
+    assert kinds[-1] == "post-receive"
+
+
+async def test_slow_notification_holds_back_the_uploads_later_ones(
+    make_server: Any, nursery: trio.Nursery
+) -> None:
+    from tests._support.hookserver import Answer, HookServer
+
+    hook_server = HookServer()
+    await nursery.start(hook_server.serve)
+    arrived: list[str] = []
+
+    def respond(received: Any) -> Answer:
+        arrived.append(received.json["Type"])
+        return Answer(delay=0.5 if received.json["Type"] == "post-create" else 0.0)
+
+    hook_server.respond = respond
+    srv: Running = await make_server(
+        hooks_http=hook_server.url, hooks_enabled_events=("post-create", "post-finish")
+    )
+    with trio.fail_after(5):
+        loc = await srv.create(2)
+        assert (await srv.patch(loc, 0, b"ab")).status_code == 204  # not delayed
+    assert arrived == ["post-create"]  # post-finish waits for post-create's answer
+    await wait_for(lambda: arrived == ["post-create", "post-finish"])

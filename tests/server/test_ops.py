@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import TUS, Running
+import trio
+
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 
 
 async def test_metrics_use_tusd_names(make_server: Any) -> None:
@@ -52,7 +55,7 @@ async def test_readiness(make_server: Any) -> None:
     srv.server.shutting_down = True
     try:
         # While shutting down no new request is read, so ask the handler directly.
-        response = await srv.server.handler._health(ready=True)
+        response = await srv.server.operator.health(ready=True)
         assert response.status == 503
     finally:
         srv.server.shutting_down = False
@@ -190,7 +193,85 @@ async def test_chunk_write_events_are_logged(make_server: Any, capsys: Any) -> N
     finally:
         _logging.events.handler = None
     upload_id = loc.rsplit("/", 1)[1]
-    start = [e for e in events if e.get("event") == "ChunkWriteStart"]
-    done = [e for e in events if e.get("event") == "ChunkWriteComplete"]
+    start = [e for e in events if e.get("msg") == "ChunkWriteStart"]
+    done = [e for e in events if e.get("msg") == "ChunkWriteComplete"]
     assert start and start[0]["id"] == upload_id and start[0]["offset"] == 0
     assert done and done[0]["id"] == upload_id and done[0]["bytesWritten"] == 5
+
+
+async def _logged(capsys: Any, action: Any) -> list[dict[str, Any]]:
+    """The JSON log lines (slog's keys) written while ``action`` ran."""
+    import json
+
+    from tusd_trio import _logging
+
+    _logging.setup_logging("json", verbose=True)
+    try:
+        await action()
+        _logging.flush_logs()
+        return [
+            json.loads(line)
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("{")
+        ]
+    finally:
+        _logging.events.handler = None
+
+
+async def test_max_size_is_what_the_request_may_write(make_server: Any, capsys: Any) -> None:
+    # tusd's maxSize: the Content-Length; without one the rest of the upload, for a
+    # deferred length -max-size minus the offset, else int64's maximum.
+    srv: Running = await make_server()
+    known = await srv.create(10)
+    deferred = await srv.create(None, Upload_Defer_Length="1")
+
+    async def chunks() -> Any:
+        yield b"abc"
+
+    async def session() -> None:
+        await srv.patch(known, 0, b"abc")
+        await srv.client.patch(known, headers={**OCTET, "Upload-Offset": "3"}, content=chunks())
+        await srv.client.patch(deferred, headers={**OCTET, "Upload-Offset": "0"}, content=chunks())
+
+    events = await _logged(capsys, session)
+    starts = [(e["maxSize"], e["offset"]) for e in events if e["msg"] == "ChunkWriteStart"]
+    assert starts == [(3, 0), (7, 3), (2**63 - 1, 0)]
+
+
+async def test_interrupted_patch_logs_as_tusd(srv: Running, capsys: Any) -> None:
+    loc = await srv.create(1000)
+    upload_id = loc.rsplit("/", 1)[1]
+    path = loc.split(str(srv.port), 1)[1]
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nX-Request-ID: slow-1\r\n"
+        "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+        "Content-Length: 1000\r\n\r\n"
+    ).encode()
+
+    async def session() -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+        async with stream:
+            await stream.send_all(head + b"a" * 200)
+            await trio.sleep(0.2)
+            assert (await srv.head(loc)).headers["upload-offset"] == "200"
+            with trio.fail_after(10):
+                while await stream.receive_some(4096):
+                    pass
+
+    events = await _logged(capsys, session)
+    mine = [e for e in events if e.get("requestId") == "slow-1"]
+    assert [e["msg"] for e in mine] == [
+        "RequestIncoming",
+        "ChunkWriteStart",
+        "UploadInterrupted",
+        "BodyReadError",
+        "ChunkWriteComplete",
+        "ResponseOutgoing",
+    ]
+    context = {"method": "PATCH", "path": upload_id, "requestId": "slow-1", "id": upload_id}
+    for event in mine[1:]:
+        assert {key: event[key] for key in context} == context
+    assert mine[3]["level"] == "ERROR"
+    assert mine[3]["error"].startswith("ERR_UPLOAD_INTERRUPTED: ")
+    assert mine[4]["bytesWritten"] == 200
+    assert (mine[5]["status"], mine[5]["body"][:22]) == (400, "ERR_UPLOAD_INTERRUPTED")

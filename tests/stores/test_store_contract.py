@@ -9,6 +9,7 @@ import pytest
 import trio
 from hypothesis import given, strategies as st
 
+from tests._support.services import everything_stored
 from tusd_trio.protocol.errors import UploadNotFoundError
 from tusd_trio.stores import FileStore, MemoryStore
 from tusd_trio.stores.base import Store
@@ -241,6 +242,18 @@ async def test_empty_upload_finishes_and_reads_empty(store: Store) -> None:
     assert got.offset == got.size == 0
     assert got.is_complete
     assert await read_all(store, got, 0, 0) == b""
+
+
+async def test_terminated_empty_upload_leaves_nothing(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    """A zero-length upload created, finished, terminated: nothing is left in the store
+    (Azure kept the empty data blob, which has no block to notice it by)."""
+    info = await store.create(new_info("empty", 0))
+    await store.finish(await store.get(info.id))
+    assert await everything_stored(store, request) != []
+    await store.terminate(await store.get(info.id))
+    assert await everything_stored(store, request) == []
 
 
 async def test_concat_with_unknown_partial_raises_not_found(store: Store) -> None:

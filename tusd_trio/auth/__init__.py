@@ -18,11 +18,13 @@ from ._model import (
     AuthConfigError,
     AuthError,
     Principal,
+    forbidden,
+    read_secret_file,
 )
 from .apikeys import hash_api_key
 from .authenticator import Authenticator
 from .commands import main_hash_key, main_sign
-from .presign import sign_upload_url
+from .presign import redact_url, sign_upload_url
 
 __all__ = [
     "OWNER_METADATA_KEY",
@@ -31,8 +33,11 @@ __all__ = [
     "AuthError",
     "Authenticator",
     "Principal",
+    "forbidden",
     "hash_api_key",
     "main_hash_key",
     "main_sign",
+    "read_secret_file",
+    "redact_url",
     "sign_upload_url",
 ]

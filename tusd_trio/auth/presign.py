@@ -35,7 +35,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from ..protocol.headers import parse_metadata, serialize_metadata
 from ._model import AuthConfigError, Principal, forbidden
@@ -47,12 +47,36 @@ P_NONCE = "tus-nonce"
 P_SIGNATURE = "tus-signature"
 P_ACCESS = "tus-access"
 CREATION_PARAMS = (P_EXPIRES, P_MAX_SIZE, P_METADATA, P_NONCE, P_SIGNATURE)
+#: Query parameters whose values are (parts of) credentials: never logged or passed on.
+SECRET_PARAMS = frozenset({P_SIGNATURE, P_NONCE, P_EXPIRES, P_ACCESS})
+REDACTED = "REDACTED"
 
 _CREATE_TAG = "tusd-trio-presigned-create-v1"
 _ACCESS_TAG = "tusd-trio-presigned-access-v1"
 MIN_SECRET_BYTES = 16
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` (a request target or a whole URL) with the values of the credential query
+    parameters (:data:`SECRET_PARAMS`) replaced by ``REDACTED``; the names stay.
+
+    The one place that decides what a logged URL, a hook's ``URI`` or an event shows.
+    A parameter name is compared as the authenticator reads it (percent-decoded), so an
+    encoded name cannot slip through.
+    """
+    if "?" not in url:
+        return url
+    base, _, query = url.partition("?")
+    parts = query.split("&")
+    changed = False
+    for index, part in enumerate(parts):
+        name, equals, _value = part.partition("=")
+        if equals and unquote_plus(name) in SECRET_PARAMS:
+            parts[index] = f"{name}={REDACTED}"
+            changed = True
+    return f"{base}?{'&'.join(parts)}" if changed else url
 
 
 def _b64(data: bytes) -> str:

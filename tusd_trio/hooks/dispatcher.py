@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -54,12 +54,14 @@ class HookDispatcher:
     def __init__(
         self,
         backends: Sequence[HookBackend],
-        enabled: frozenset[str],
+        enabled: Collection[str],
         *,
         blocking_timeout: float = 30.0,
     ) -> None:
         self.backends = tuple(backends)
-        self.enabled = enabled
+        #: The enabled hook types, in the order they were configured.
+        self.enabled_in_order = tuple(dict.fromkeys(enabled))
+        self.enabled = frozenset(self.enabled_in_order)
         self.blocking_timeout = blocking_timeout
         self.invocations: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()

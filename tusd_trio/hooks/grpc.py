@@ -15,7 +15,14 @@ from typing import Any
 import grpc
 import trio
 
-from .model import FileInfoChanges, HookError, HookResponse, HTTPResponse, validate_upload_id
+from .model import (
+    USER_AGENT,
+    FileInfoChanges,
+    HookError,
+    HookResponse,
+    HTTPResponse,
+    validate_upload_id,
+)
 from .proto import hook_pb2
 
 __all__ = ["RETRYABLE_CODES", "GRPCHookBackend", "payload_to_proto", "proto_to_response"]
@@ -253,6 +260,7 @@ class GRPCHookBackend:
             ("grpc.initial_reconnect_backoff_ms", backoff_ms),
             ("grpc.min_reconnect_backoff_ms", backoff_ms),
             ("grpc.max_reconnect_backoff_ms", max(backoff_ms, 10_000)),
+            ("grpc.primary_user_agent", USER_AGENT),
         ]
         if secure:
             if (client_cert is None) != (client_key is None):

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import trio
 
-from .model import HookError, HookResponse, parse_response
+from .model import USER_AGENT, HookError, HookResponse, parse_response
 
 __all__ = ["HTTPHookBackend"]
 
@@ -75,6 +75,8 @@ class HTTPHookBackend:
         self.size_limit = size_limit
         self.forward_headers = tuple(name for name in (h.strip() for h in forward_headers) if name)
         self._client = httpx.AsyncClient(
+            # A forwarded client User-Agent (-hooks-http-forward-headers) replaces this.
+            headers={"User-Agent": USER_AGENT},
             verify=not skip_verify,
             timeout=httpx.Timeout(timeout),
             follow_redirects=True,

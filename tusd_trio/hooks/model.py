@@ -15,10 +15,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .._version import __version__
+from ..auth.presign import redact_url
+
 __all__ = [
     "BLOCKING",
     "DEFAULT_ENABLED",
     "HOOK_TYPES",
+    "TUSD_HOOK_TYPES",
     "FileInfoChanges",
     "HTTPResponse",
     "HookError",
@@ -33,7 +37,10 @@ __all__ = [
     "validate_upload_id",
 ]
 
-#: tusd's seven hook types, in tusd's order, then ours.
+#: The ``User-Agent`` of requests to hook endpoints.
+USER_AGENT = f"tusd-trio/{__version__}"
+
+#: tusd's seven hook types, then ours.
 HOOK_TYPES: tuple[str, ...] = (
     "pre-create",
     "post-create",
@@ -45,9 +52,24 @@ HOOK_TYPES: tuple[str, ...] = (
     "pre-access",
 )
 
-#: What ``-hooks-enabled-events`` defaults to (tusd's default).
-DEFAULT_ENABLED: frozenset[str] = frozenset(
-    {"pre-create", "post-create", "post-receive", "post-terminate", "post-finish"}
+#: tusd's hook types in tusd's own order (what an empty -hooks-enabled-events enables).
+TUSD_HOOK_TYPES: tuple[str, ...] = (
+    "pre-create",
+    "post-create",
+    "post-receive",
+    "pre-terminate",
+    "post-terminate",
+    "post-finish",
+    "pre-finish",
+)
+
+#: What ``-hooks-enabled-events`` defaults to (tusd's default, in its order).
+DEFAULT_ENABLED: tuple[str, ...] = (
+    "pre-create",
+    "post-create",
+    "post-receive",
+    "post-terminate",
+    "post-finish",
 )
 
 #: Hooks whose answer the request waits for.
@@ -62,11 +84,14 @@ class HookError(Exception):
     """
 
 
-def parse_enabled_events(text: str) -> frozenset[str]:
+def parse_enabled_events(text: str) -> tuple[str, ...]:
     """Parse ``-hooks-enabled-events``: a comma-separated list of hook types.
 
-    As tusd: an empty value (or one of only blanks) enables every hook type,
-    including ``pre-finish``, ``pre-terminate`` and our ``pre-access``; an
+    Returns the names in the order given (each once), which is the order of the
+    ``Enabled hook events`` start-up line.  As tusd: an empty value (or one of
+    only blanks) enables every tusd hook type, including ``pre-finish`` and
+    ``pre-terminate``, in tusd's order; our ``pre-access`` only when it is named
+    (a tusd-era hook receiver would refuse it, failing every request).  An
     unknown name raises ``ValueError`` naming it.
 
     Unlike tusd, blanks around each name are ignored, so ``"pre-create, post-finish"``
@@ -74,16 +99,17 @@ def parse_enabled_events(text: str) -> frozenset[str]:
     doubled or trailing comma are skipped.
     """
     if not text.strip():
-        return frozenset(HOOK_TYPES)
-    enabled: set[str] = set()
+        return TUSD_HOOK_TYPES
+    enabled: list[str] = []
     for token in text.split(","):
         name = token.strip()
         if not name:
             continue
         if name not in HOOK_TYPES:
             raise ValueError(f"unknown hook event type in -hooks-enabled-events: {name!r}")
-        enabled.add(name)
-    return frozenset(enabled)
+        if name not in enabled:
+            enabled.append(name)
+    return tuple(enabled)
 
 
 # --- the request -----------------------------------------------------------------
@@ -196,7 +222,8 @@ def build_request(event: HookEventLike, *, idempotency_key: str) -> dict[str, An
         header.setdefault("Host", [""])
         http_doc = {
             "Method": request.method,
-            "URI": request.target,
+            # Pre-signed URL and grant credentials never leave the server.
+            "URI": redact_url(request.target),
             "RemoteAddr": event.remote_addr,
             "Header": header,
         }

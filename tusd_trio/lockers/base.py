@@ -1,15 +1,35 @@
-"""The locker protocol: one writer per upload."""
+"""The locker protocol (one writer per upload), and the optional capabilities some
+lockers have, declared here so that the server finds them with ``isinstance`` (they
+are ``runtime_checkable``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+import trio
 
 ReleaseCallback = Callable[[], None]
 
 
-class Locker(Protocol):
+class AcquireRelease(Protocol):
+    """Taking an upload's lock and giving it back (see :class:`Locker`)."""
+
+    async def acquire(
+        self,
+        upload_id: str,
+        *,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None = None,
+        access: str = "write",
+        on_lost: ReleaseCallback | None = None,
+    ) -> None: ...
+
+    def release(self, upload_id: str) -> None: ...
+
+
+class Locker(AcquireRelease, Protocol):
     """Grants one request at a time access to an upload.
 
     A request that wants a held lock calls the holder's ``on_release_requested``
@@ -28,18 +48,6 @@ class Locker(Protocol):
 
     name: str
 
-    async def acquire(
-        self,
-        upload_id: str,
-        *,
-        max_wait: float,
-        on_release_requested: ReleaseCallback | None = None,
-        access: str = "write",
-        on_lost: ReleaseCallback | None = None,
-    ) -> None: ...
-
-    def release(self, upload_id: str) -> None: ...
-
     def lock(
         self,
         upload_id: str,
@@ -53,18 +61,36 @@ class Locker(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _AcquireRelease(Protocol):
-    async def acquire(
-        self,
-        upload_id: str,
-        *,
-        max_wait: float,
-        on_release_requested: ReleaseCallback | None = None,
-        access: str = "write",
-        on_lost: ReleaseCallback | None = None,
+# --- optional capabilities -------------------------------------------------------------
+
+
+@runtime_checkable
+class BackgroundLocker(Protocol):
+    """A locker with work of its own beside the requests (the Redis locker renews
+    its leases and answers release requests from other instances).  The server
+    starts ``run`` in its supervisor's nursery before serving; ``run`` calls
+    ``task_status.started()`` once locks can be taken and returns when cancelled."""
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None: ...
 
-    def release(self, upload_id: str) -> None: ...
+
+@runtime_checkable
+class StopRequestWatcher(Protocol):
+    """A locker that must look for release requests from other processes (the file
+    locker's ``.stop`` files); the server runs ``watch_stop_requests`` for ever."""
+
+    async def watch_stop_requests(self) -> None: ...
+
+
+@runtime_checkable
+class CheckedLocker(Protocol):
+    """A locker that depends on a service (Redis): ``check`` raises
+    :class:`~tusd_trio.protocol.errors.LockerUnavailableError` when it cannot take
+    locks now; the readiness endpoint asks it."""
+
+    async def check(self) -> None: ...
 
 
 class LockContext:
@@ -72,7 +98,7 @@ class LockContext:
 
     @asynccontextmanager
     async def lock(
-        self: _AcquireRelease,
+        self: AcquireRelease,
         upload_id: str,
         *,
         max_wait: float,

@@ -35,14 +35,7 @@ When Redis cannot be reached, :meth:`RedisLocker.acquire` raises
 whatever ``max_wait`` is; connections are re-established by themselves when
 Redis is back.
 
-URLs (see :func:`parse_redis_url`)::
-
-    redis://[[user]:password@]host[:6379][/db]          plain TCP
-    rediss://...                                          TLS
-    unix://[[user]:password@]/path/to/redis.sock[?db=0]  Unix socket
-    redis+sentinel://[[user]:password@]host[:26379][,host2[:port]...]/service[/db]
-    redis+cluster://[[user]:password@]host[:6379][,host2[:port]...]
-    rediss+sentinel://... and rediss+cluster://...        TLS
+Its URL is read by :mod:`.redis_url`, its connection opened by :mod:`.redis_client`.
 """
 
 from __future__ import annotations
@@ -52,198 +45,34 @@ import math
 import os
 import secrets
 import socket
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Literal, TypeVar
 
-import anyio
 import trio
-from coredis import Redis, RedisCluster, Sentinel
-from coredis.commands.script import Script
-from coredis.connection import TCPLocation
-from coredis.exceptions import ConnectionError as RedisConnectionError, RedisError
-from coredis.retry import ConstantRetryPolicy, NoRetryPolicy
+from coredis.exceptions import RedisError
+from coredis.retry import NoRetryPolicy
 
 from ..protocol.errors import LockerUnavailableError, LockTimeoutError
 from .base import LockContext, ReleaseCallback
 from .memory import LockStatistics, MemoryLocker
+from .redis_client import (
+    Client,
+    Connection,
+    as_int,
+    open_client,
+    register_scripts,
+    run_command,
+)
+from .redis_url import parse_redis_url
 
 log = logging.getLogger("tusd_trio.redislocker")
 
 LostCallback = Callable[[], None]
-_Client: TypeAlias = "Redis[bytes] | RedisCluster[bytes]"
 T = TypeVar("T")
-
-# KEYS[1] lock key; ARGV[1] token, ARGV[2] ttl in ms.
-# Returns -3 when the lock was taken, else the remaining TTL (ms) of the holder.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return -3
-end
-return redis.call('PTTL', KEYS[1])
-"""
-
-# KEYS[1] lock key; ARGV[1] token, ARGV[2] ttl in ms.  1 when still ours.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# KEYS[1] lock key; ARGV[1] token, ARGV[2] "released" channel, ARGV[3] upload id.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
-  return 1
-end
-return 0
-"""
 
 _ACQUIRED = -3
 _MIN_POLL = 0.02
-
-
-# --- URLs ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RedisTarget:
-    """Where the locker's Redis is, parsed from a URL."""
-
-    kind: Literal["standalone", "sentinel", "cluster"]
-    #: ``(host, port)`` of the server, the sentinels or the cluster's seed nodes
-    #: (empty for a Unix socket).
-    hosts: tuple[tuple[str, int], ...]
-    db: int = 0
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-    #: Sentinel only: the monitored primary's name.
-    service_name: str | None = None
-    #: Sentinel only: credentials for the sentinels themselves (query string
-    #: ``sentinel_username`` / ``sentinel_password``).
-    sentinel_username: str | None = None
-    sentinel_password: str | None = field(default=None, repr=False)
-    #: Standalone only: the URL as coredis takes it.
-    url: str = field(default="", repr=False)
-
-    def describe(self) -> str:
-        """The target without secrets, for logs."""
-        hosts = ",".join(f"{h}:{p}" for h, p in self.hosts) or "unix socket"
-        scheme = {"standalone": "redis", "sentinel": "redis+sentinel", "cluster": "redis+cluster"}
-        suffix = f"/{self.service_name}/{self.db}" if self.kind == "sentinel" else f"/{self.db}"
-        return f"{scheme[self.kind]}{'(tls)' if self.tls else ''}://{hosts}{suffix}"
-
-
-def _split_hosts(hostlist: str, default_port: int, url: str) -> tuple[tuple[str, int], ...]:
-    hosts: list[tuple[str, int]] = []
-    for item in hostlist.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if item.startswith("["):  # [IPv6]:port
-            host, _, rest = item[1:].partition("]")
-            port_text = rest[1:] if rest.startswith(":") else ""
-        else:
-            host, _, port_text = item.partition(":")
-        if not host:
-            raise ValueError(f"invalid Redis URL {url!r}: empty host name")
-        try:
-            port = int(port_text) if port_text else default_port
-        except ValueError:
-            raise ValueError(f"invalid Redis URL {url!r}: bad port {port_text!r}") from None
-        if not 0 < port < 65536:
-            raise ValueError(f"invalid Redis URL {url!r}: bad port {port}")
-        hosts.append((unquote(host), port))
-    if not hosts:
-        raise ValueError(f"invalid Redis URL {url!r}: no host")
-    return tuple(hosts)
-
-
-def _parse_db(text: str, url: str) -> int:
-    try:
-        db = int(text)
-    except ValueError:
-        raise ValueError(f"invalid Redis URL {url!r}: bad database number {text!r}") from None
-    if db < 0:
-        raise ValueError(f"invalid Redis URL {url!r}: bad database number {text!r}")
-    return db
-
-
-def parse_redis_url(url: str) -> RedisTarget:
-    """Parse a locker URL.
-
-    ``redis://``, ``rediss://`` and ``unix://`` are standard (as coredis and
-    redis-py read them; the path or ``?db=`` is the database number).
-    ``redis+sentinel://`` lists sentinels (default port 26379) and names the
-    primary as the first path segment, the database as an optional second one.
-    ``redis+cluster://`` lists seed nodes (default port 6379); a cluster has
-    database 0 only.  Credentials in the URL authenticate against the data
-    nodes; ``?sentinel_password=`` (and ``sentinel_username``) against sentinels.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items() if v}
-    netloc = parts.netloc
-    userinfo, at, hostlist = netloc.rpartition("@")
-    if not at:
-        userinfo, hostlist = "", netloc
-    username: str | None = None
-    password: str | None = None
-    if userinfo:
-        user_text, colon, password_text = userinfo.partition(":")
-        username = unquote(user_text) or None
-        password = unquote(password_text) if colon else None
-        if not colon:  # redis://secret@host is a password, as in redis-cli
-            username, password = None, unquote(user_text)
-    if scheme in ("redis", "rediss"):
-        hosts = _split_hosts(hostlist, 6379, url)
-        if len(hosts) != 1:
-            raise ValueError(
-                f"invalid Redis URL {url!r}: several hosts need redis+sentinel:// or redis+cluster://"
-            )
-        path = parts.path.strip("/")
-        db = _parse_db(query.get("db", path or "0"), url)
-        return RedisTarget("standalone", hosts, db, username, password, scheme == "rediss", url=url)
-    if scheme == "unix":
-        if not parts.path:
-            raise ValueError(f"invalid Redis URL {url!r}: no socket path")
-        db = _parse_db(query.get("db", "0"), url)
-        return RedisTarget("standalone", (), db, username, password, url=url)
-    if scheme in ("redis+sentinel", "rediss+sentinel"):
-        hosts = _split_hosts(hostlist, 26379, url)
-        segments = [s for s in parts.path.split("/") if s]
-        if not segments or len(segments) > 2:
-            raise ValueError(
-                f"invalid Redis URL {url!r}: expected /<service name>[/<db>] after the sentinels"
-            )
-        db = _parse_db(query.get("db", segments[1] if len(segments) == 2 else "0"), url)
-        return RedisTarget(
-            "sentinel",
-            hosts,
-            db,
-            username,
-            password,
-            scheme.startswith("rediss"),
-            service_name=unquote(segments[0]),
-            sentinel_username=query.get("sentinel_username"),
-            sentinel_password=query.get("sentinel_password"),
-        )
-    if scheme in ("redis+cluster", "rediss+cluster"):
-        hosts = _split_hosts(hostlist, 6379, url)
-        path = parts.path.strip("/")
-        if path not in ("", "0"):
-            raise ValueError(f"invalid Redis URL {url!r}: a Redis Cluster only has database 0")
-        return RedisTarget("cluster", hosts, 0, username, password, scheme.startswith("rediss"))
-    raise ValueError(
-        f"invalid Redis URL {url!r}: the scheme must be redis, rediss, unix, "
-        "redis+sentinel, rediss+sentinel, redis+cluster or rediss+cluster"
-    )
 
 
 # --- state ------------------------------------------------------------------------------------
@@ -266,20 +95,6 @@ class _Lease:
     renewing: bool = False
     lost: bool = False
     deleting: bool = False
-
-
-@dataclass(frozen=True)
-class _Connection:
-    client: _Client
-    acquire: Script[bytes]
-    renew: Script[bytes]
-    release: Script[bytes]
-
-
-def _as_int(value: object) -> int:
-    if isinstance(value, int):
-        return value
-    raise LockerUnavailableError("the upload lock service is unavailable: odd answer from Redis")
 
 
 class RedisLocker(LockContext):
@@ -332,7 +147,7 @@ class RedisLocker(LockContext):
         self._released_events: dict[str, trio.Event] = {}
         self._pending_deletes: dict[str, trio.Event] = {}
         self._unreleased: dict[str, tuple[str, str]] = {}  # token -> (upload id, key)
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self._nursery: trio.Nursery | None = None
         self._run_scope: trio.CancelScope | None = None
         self._stopped: trio.Event | None = None
@@ -507,7 +322,7 @@ class RedisLocker(LockContext):
                 released = self._released_events[upload_id] = trio.Event()
                 sent = trio.current_time()
                 try:
-                    left = _as_int(
+                    left = as_int(
                         await self._call(
                             lambda conn: conn.acquire(keys=[key], args=[token, self._ttl_ms])
                         )
@@ -657,7 +472,7 @@ class RedisLocker(LockContext):
     async def _renew(self, lease: _Lease) -> None:
         sent = trio.current_time()
         try:
-            result = _as_int(
+            result = as_int(
                 await self._call(
                     lambda conn: conn.renew(keys=[lease.key], args=[lease.token, self._ttl_ms])
                 )
@@ -705,7 +520,7 @@ class RedisLocker(LockContext):
             self._settle_handoff(upload_id)
 
     async def _listen(
-        self, client: _Client, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, client: Client, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Receive release requests and notifications; resubscribe after failures."""
         started = False
@@ -762,13 +577,8 @@ class RedisLocker(LockContext):
         with trio.CancelScope(shield=True):
             while not closing.is_set():
                 try:
-                    async with self._open_client() as client:
-                        self._conn = _Connection(
-                            client,
-                            client.register_script(_ACQUIRE),
-                            client.register_script(_RENEW),
-                            client.register_script(_RELEASE),
-                        )
+                    async with open_client(self.target, self.timeout) as client:
+                        self._conn = register_scripts(client)
                         try:
                             async with trio.open_nursery() as inner:
                                 await inner.start(self._listen, client)
@@ -790,71 +600,6 @@ class RedisLocker(LockContext):
                     await closing.wait()
                 backoff = min(backoff * 2, 2.0)
 
-    @asynccontextmanager
-    async def _open_client(self) -> AsyncIterator[_Client]:
-        target = self.target
-        retry = ConstantRetryPolicy(
-            (RedisConnectionError, OSError, TimeoutError), retries=1, delay=0.01
-        )
-        common: dict[str, Any] = {
-            "connect_timeout": self.timeout,
-            "stream_timeout": self.timeout,
-        }
-        ssl_context = ssl.create_default_context() if target.tls else None
-        async with AsyncExitStack() as stack:
-            client: _Client
-            if target.kind == "standalone":
-                client = Redis.from_url(target.url, retry_policy=retry, **common)
-            elif target.kind == "cluster":
-                client = RedisCluster(
-                    startup_nodes=[TCPLocation(h, p) for h, p in target.hosts],
-                    username=target.username,
-                    password=target.password,
-                    ssl_context=ssl_context,
-                    retry_policy=retry,
-                    **common,
-                )
-            else:
-                assert target.service_name is not None
-                sentinel_kwargs: dict[str, Any] = dict(common)
-                if target.sentinel_password is not None:
-                    sentinel_kwargs["password"] = target.sentinel_password
-                    sentinel_kwargs["username"] = target.sentinel_username
-                if ssl_context is not None:
-                    sentinel_kwargs["ssl_context"] = ssl_context
-                sentinel = Sentinel(
-                    [TCPLocation(h, p) for h, p in target.hosts],
-                    sentinel_kwargs=sentinel_kwargs,
-                    retry_policy=retry,
-                    username=target.username,
-                    password=target.password,
-                    db=target.db,
-                    ssl_context=ssl_context,
-                    **common,
-                )
-                await stack.enter_async_context(sentinel)
-                client = sentinel.primary_for(target.service_name)
-            await stack.enter_async_context(client)
-            yield client
-
-    async def _call(self, command: Callable[[_Connection], Awaitable[T]]) -> T:
+    async def _call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
         """Run one Redis operation; any failure to reach Redis is a 503."""
-        conn = self._conn
-        if conn is None:
-            raise LockerUnavailableError()
-        try:
-            with trio.fail_after(self._op_timeout):
-                return await command(conn)
-        except trio.TooSlowError:
-            raise LockerUnavailableError(
-                "the upload lock service is unavailable: Redis did not answer in time"
-            ) from None
-        except (OSError, TimeoutError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise LockerUnavailableError() from exc
-        except RedisError as exc:
-            if isinstance(exc, RedisConnectionError):
-                raise LockerUnavailableError() from exc
-            log.warning("Redis error in the locker: %s", exc)
-            raise LockerUnavailableError(
-                "the upload lock service is unavailable: Redis answered with an error"
-            ) from exc
+        return await run_command(self._conn, command, self._op_timeout)

@@ -21,14 +21,17 @@ from urllib.parse import unquote, urlsplit
 from . import errors
 from .headers import (
     CHECKSUM_ALGORITHMS,
+    MAX_INT64,
     Checksum,
     Concat,
     content_disposition_for,
     content_type_for,
     format_http_date,
+    is_valid_host,
     parse_checksum,
     parse_concat,
     parse_metadata,
+    parse_offset,
     parse_range,
     parse_uint,
     serialize_metadata,
@@ -104,6 +107,8 @@ class ProtocolConfig:
     request_trailers: bool = True
     #: Path of the Prometheus metrics; empty = not served.
     metrics_path: str = ""
+    #: Most partial uploads one final upload may name (0 = no limit, as tusd).
+    max_concat_partials: int = 1000
 
     def __post_init__(self) -> None:
         base = self.base_path
@@ -150,14 +155,17 @@ class Headers(Mapping[str, str]):
     """Case-insensitive request headers; repeated fields are joined with ``, ``.
 
     ``counts`` keeps how often each name occurred so callers can refuse
-    duplicates where a duplicate is ambiguous (``Upload-Offset``, ...).
+    duplicates where a duplicate is ambiguous (``Upload-Checksum``, ...);
+    :meth:`first` is the first field's value, which is what tusd (Go's
+    ``Header.Get``) reads for the tus headers.
     """
 
-    __slots__ = ("_counts", "_data", "raw")
+    __slots__ = ("_counts", "_data", "_first", "raw")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._data: dict[str, str] = {}
         self._counts: dict[str, int] = {}
+        self._first: dict[str, str] = {}
         #: The header lines as received (lower-case names), repeated ones apart.
         self.raw: list[tuple[str, str]] = []
         for name, value in items:
@@ -168,6 +176,7 @@ class Headers(Mapping[str, str]):
                 self._counts[key] += 1
             else:
                 self._data[key] = value
+                self._first[key] = value
                 self._counts[key] = 1
 
     def __getitem__(self, name: str) -> str:
@@ -187,6 +196,10 @@ class Headers(Mapping[str, str]):
 
     def count(self, name: str) -> int:
         return self._counts.get(name.lower(), 0)
+
+    def first(self, name: str) -> str | None:
+        """The value of the first field with this name (later ones are ignored)."""
+        return self._first.get(name.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +276,9 @@ class Routed:
     error: errors.TusError | None = None
     #: The IETF draft interop version the request speaks; None for tus 1.0.0.
     interop: InteropVersion | None = None
+    #: The path relative to the base path (tusd's ``path`` log field); None for a
+    #: request outside the base path, which is not logged.
+    log_path: str | None = None
 
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"})
@@ -293,13 +309,19 @@ def route(
     ``Tus-Resumable`` header and its answers carry none.
     """
     headers = request.headers
-    method = request.method.upper()
-    override = headers.get("x-http-method-override")
+    # Methods are case-sensitive (RFC 9110, Go's router, h11): "patch" is not PATCH.
+    method = request.method
+    override = headers.first("x-http-method-override")
     if method == "POST" and override:
-        method = override.strip().upper()
+        method = override.strip()
     routed = Routed(method=method, interop=interop)
     common = routed.common
     common.append(("X-Content-Type-Options", "nosniff"))
+    host = headers.get("host")
+    if host and not is_valid_host(host):
+        # It would end up in a Location header; Go's server refuses it as well.
+        routed.error = errors.InvalidHostError()
+        return routed
 
     try:
         path = request_path(request.target)
@@ -325,6 +347,9 @@ def route(
         else:
             routed.error = errors.UploadNotFoundError("not found")
         return routed
+    # From here on the request is the tus handler's, which logs it (tusd logs nothing
+    # for the greeting, the metrics or other paths).
+    routed.log_path = path[len(base) :] if path.startswith(base) else ""
 
     if interop is None:
         common.append(("Tus-Resumable", TUS_VERSION))
@@ -334,11 +359,7 @@ def route(
     origin = headers.get("origin")
     if config.cors is not None and origin is not None:
         cors = config.cors
-        try:
-            allowed = re.search(cors.allow_origin, origin) is not None
-        except re.error:  # pragma: no cover - validated at start-up
-            allowed = False
-        if not allowed:
+        if not origin_allowed(cors, origin):
             routed.error = errors.OriginNotAllowedError()
             return routed
         common.append(("Access-Control-Allow-Origin", origin))
@@ -356,7 +377,7 @@ def route(
         routed.action = Action.OPTIONS
         return routed
 
-    version = (headers.get("tus-resumable") or "").strip()
+    version = (headers.first("tus-resumable") or "").strip()
     if (
         interop is None
         and method not in ("GET", "HEAD")
@@ -397,6 +418,62 @@ def route(
     return routed
 
 
+def origin_allowed(cors: CorsConfig, origin: str) -> bool:
+    """tusd's origin check: an unanchored regular-expression search of the ``Origin``."""
+    try:
+        return re.search(cors.allow_origin, origin) is not None
+    except re.error:  # pragma: no cover - validated at start-up
+        return False
+
+
+def cors_origin_warning(cors: CorsConfig | None) -> str | None:
+    """A start-up warning when credentialed CORS rests on an unanchored origin pattern.
+
+    tusd searches the pattern anywhere in the ``Origin`` (kept for compatibility), so
+    ``https://app\\.example\\.com`` also lets ``https://app.example.com.evil.net`` make
+    credentialed requests.
+    """
+    if cors is None or not cors.allow_credentials or _is_anchored(cors.allow_origin):
+        return None
+    return (
+        f"-cors-allow-origin '{cors.allow_origin}' is not anchored: with "
+        "-cors-allow-credentials any origin containing a match (such as "
+        "https://app.example.com.evil.net for https://app\\.example\\.com) may make "
+        "credentialed requests; anchor it: '^https://app\\.example\\.com$'"
+    )
+
+
+def _is_anchored(pattern: str) -> bool:
+    """Whether the pattern can only match a whole string: ``^``/``\\A`` at the start,
+    ``$``/``\\Z`` at the end, and no alternation outside a group."""
+    if not pattern.startswith(("^", "\\A")):
+        return False
+    ends_escaped = pattern.endswith("\\Z") and not pattern.endswith("\\\\Z")
+    ends_dollar = pattern.endswith("$") and not pattern.endswith("\\$")
+    if not (ends_escaped or ends_dollar):
+        return False
+    depth = 0
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return False
+        index += 1
+    return True
+
+
 # --- OPTIONS -------------------------------------------------------------------------
 
 
@@ -423,9 +500,10 @@ def origin_of(request: Request, config: ProtocolConfig) -> str:
     scheme = request.scheme
     host = headers.get("host") or "localhost"
     if config.behind_proxy:
-        forwarded_host = headers.get("x-forwarded-host")
-        if forwarded_host:
-            host = forwarded_host.split(",", 1)[0].strip()
+        # A forwarded host that is not a host (a path, quotes, markup) is ignored.
+        forwarded_host = (headers.get("x-forwarded-host") or "").split(",", 1)[0].strip()
+        if is_valid_host(forwarded_host):
+            host = forwarded_host
         forwarded_proto = (headers.get("x-forwarded-proto") or "").split(",", 1)[0].strip()
         if forwarded_proto.lower() in ("http", "https"):
             scheme = forwarded_proto.lower()
@@ -434,7 +512,7 @@ def origin_of(request: Request, config: ProtocolConfig) -> str:
         if forwarded:
             first = forwarded.split(",", 1)[0]
             match = _FORWARDED_HOST.search(first)
-            if match:
+            if match and is_valid_host(match.group(1).strip()):
                 host = match.group(1).strip()
             match = _FORWARDED_PROTO.search(first)
             if match:
@@ -455,14 +533,48 @@ def _has_port(host: str) -> bool:
 
 
 def upload_url(request: Request, config: ProtocolConfig, upload_id: str) -> str:
-    path = config.base_path + upload_id
+    path = public_base_path(request, config) + upload_id
     if config.relative_location:
         return path
     return origin_of(request, config) + path
 
 
-def id_from_url(url: str, config: ProtocolConfig) -> str:
-    """The upload ID in a partial-upload URL: the text after the base path."""
+#: A path prefix a proxy may announce: "/"-separated non-empty segments of RFC 3986
+#: path characters (no "." or ".." segment, no "//" that would make a relative
+#: Location point at another host).
+_PREFIX_SEGMENT = r"(?:[A-Za-z0-9\-._~!$&'()*+;=:@]|%[0-9A-Fa-f]{2})+"
+_FORWARDED_PREFIX = re.compile(rf"(?:/{_PREFIX_SEGMENT})*")
+
+
+def public_base_path(request: Request, config: ProtocolConfig) -> str:
+    """The base path as clients see it.
+
+    With -behind-proxy, ``X-Forwarded-Prefix`` is the public path at which the
+    proxy serves the base path (``location /api/uploads/ { proxy_pass
+    http://backend/files/; proxy_set_header X-Forwarded-Prefix /api/uploads; }``
+    makes ``/files/<id>`` public as ``/api/uploads/<id>``).  A value that is not a
+    plain absolute path is ignored.
+    """
+    base = config.base_path
+    if not config.behind_proxy:
+        return base
+    prefix = request.headers.first("x-forwarded-prefix")
+    if prefix is None:
+        return base
+    prefix = prefix.split(",", 1)[0].strip().rstrip("/")
+    if len(prefix) > 1024 or not _FORWARDED_PREFIX.fullmatch(prefix):
+        return base
+    if any(segment in (".", "..") for segment in prefix.split("/")):
+        return base
+    return prefix + "/"
+
+
+def id_from_url(url: str, config: ProtocolConfig, public_base: str | None = None) -> str:
+    """The upload ID in a partial-upload URL: the text after the base path.
+
+    A URL whose path starts with ``public_base`` (the base path as a proxy
+    publishes it, see :func:`public_base_path`) is read after that prefix.
+    """
     text = url.strip().split("?", 1)[0].split("#", 1)[0]
     if "://" in text:
         # An absolute URL: look for the base path in its path only, not its host.
@@ -474,6 +586,8 @@ def id_from_url(url: str, config: ProtocolConfig) -> str:
         decoded = unquote(text, errors="strict")
     except UnicodeDecodeError:
         raise errors.UploadNotFoundError() from None
+    if public_base not in (None, config.base_path) and decoded.startswith(public_base):
+        return check_upload_id(decoded[len(public_base) :].strip("/"))
     index = decoded.find(config.base_path)
     if index < 0:
         raise errors.UploadNotFoundError()
@@ -525,20 +639,35 @@ def plan_creation(request: Request, config: ProtocolConfig, now: float) -> Creat
     are known.
     """
     headers = request.headers
-    has_body = _is_offset_stream(headers.get("content-type"))
-    concat_header = headers.get("upload-concat")
+    # tusd reads the first field of each header (Go's Header.Get); so do we.
+    has_body = _is_offset_stream(headers.first("content-type"))
+    concat_header = headers.first("upload-concat")
     concat = Concat()
     if concat_header is not None and concat_header.strip():
         if not config.concatenation_enabled:
             raise errors.ConcatUnsupportedError()
         concat = parse_concat(concat_header)
 
-    metadata = parse_metadata(headers.get("upload-metadata"))
+    metadata = parse_metadata(headers.first("upload-metadata"))
 
     if concat.is_final:
         if has_body:
             raise errors.ModifyFinalError()
-        partial_ids = tuple(id_from_url(url, config) for url in concat.partial_urls)
+        limit = config.max_concat_partials
+        if limit and len(concat.partial_urls) > limit:
+            raise errors.InvalidConcatError(
+                f"a final upload may name at most {limit} partial uploads, "
+                f"this one names {len(concat.partial_urls)}"
+            )
+        public_base = public_base_path(request, config)
+        partial_ids = tuple(id_from_url(url, config, public_base) for url in concat.partial_urls)
+        if len(set(partial_ids)) != len(partial_ids):
+            # Each repeat would copy the same bytes again: one small request could
+            # fill the disk (tusd accepts it).
+            repeated = next(pid for pid in partial_ids if partial_ids.count(pid) > 1)
+            raise errors.InvalidConcatError(
+                f"the final upload names partial upload {repeated} twice"
+            )
         info = UploadInfo(
             id="",
             metadata=metadata,
@@ -549,8 +678,8 @@ def plan_creation(request: Request, config: ProtocolConfig, now: float) -> Creat
         )
         return CreationPlan(info, has_body=False, partial_ids=partial_ids)
 
-    length_header = headers.get("upload-length") or None
-    defer_header = headers.get("upload-defer-length") or None
+    length_header = headers.first("upload-length") or None
+    defer_header = headers.first("upload-defer-length") or None
     if (
         defer_header is not None
         and defer_header.strip() == "1"
@@ -566,9 +695,7 @@ def plan_creation(request: Request, config: ProtocolConfig, now: float) -> Creat
             raise errors.InvalidUploadLengthDeferError()
         deferred = True
     else:
-        if headers.count("upload-length") > 1:
-            raise errors.InvalidUploadLengthError()
-        parsed = parse_uint(length_header)
+        parsed = parse_offset(length_header)
         if parsed is None:
             raise errors.InvalidUploadLengthError()
         size = parsed
@@ -604,8 +731,7 @@ def plan_final(
             deferred = True
         else:
             total += partial.size
-    if not deferred and config.max_size > 0 and total > config.max_size:
-        raise errors.MaxSizeExceededError()
+    check_final_length(total, config, deferred=deferred)
     info = plan.info
     return UploadInfo(
         id=info.id,
@@ -617,6 +743,22 @@ def plan_final(
         created=info.created,
         modified=info.modified,
     )
+
+
+def check_final_length(total: int, config: ProtocolConfig, *, deferred: bool = False) -> None:
+    """Refuse a final upload whose partials add up to too much.
+
+    ``total`` is the sum of the known partial lengths; with ``deferred`` some are not
+    known yet, and only the int64 bound (tusd's type for lengths, in ``.info`` too)
+    can already be exceeded.
+    """
+    if total > MAX_INT64:
+        raise errors.MaxSizeExceededError(
+            f"the partial uploads add up to {total} bytes, more than an upload may hold "
+            f"({MAX_INT64})"
+        )
+    if not deferred and config.max_size > 0 and total > config.max_size:
+        raise errors.MaxSizeExceededError()
 
 
 def partials_finished(partials: Iterable[UploadInfo]) -> bool:
@@ -668,11 +810,9 @@ class WritePlan:
 def check_patch_headers(request: Request) -> int:
     """The checks that need no stored state: Content-Type and Upload-Offset."""
     headers = request.headers
-    if not _is_offset_stream(headers.get("content-type")):
+    if not _is_offset_stream(headers.first("content-type")):
         raise errors.InvalidContentTypeError()
-    if headers.count("upload-offset") > 1:
-        raise errors.InvalidOffsetError()
-    offset = parse_uint(headers.get("upload-offset"))
+    offset = parse_offset(headers.first("upload-offset"))
     if offset is None:
         raise errors.InvalidOffsetError()
     return offset
@@ -695,15 +835,15 @@ def plan_patch(request: Request, info: UploadInfo, config: ProtocolConfig, now: 
 
     headers = request.headers
     declared: int | None = None
-    length_header = headers.get("upload-length")
-    if length_header is not None:
+    length_header = headers.first("upload-length")
+    if length_header:
         if not config.capabilities.defer_length:
             raise errors.NotImplementedFeatureError()
         if not info.size_is_deferred:
             raise errors.InvalidUploadLengthError(
                 "Upload-Length can only be set on an upload with a deferred length"
             )
-        declared = parse_uint(length_header)
+        declared = parse_offset(length_header)
         if declared is None or declared < info.offset:
             raise errors.InvalidUploadLengthError()
         if config.max_size > 0 and declared > config.max_size:
@@ -871,15 +1011,18 @@ def plan_download(
         raise errors.UploadGoneError()
     if info.is_final and not info.is_complete:
         raise errors.UploadNotFinishedError("the concatenation has not finished yet")
-    if not info.is_complete and not config.capabilities.serve_incomplete:
-        raise errors.IncompleteUploadError()
-    available = info.offset
     headers = list(common)
     filetype = info.metadata.get("filetype")
     headers.append(("Content-Type", content_type_for(filetype)))
     headers.append(
         ("Content-Disposition", content_disposition_for(filetype, info.metadata.get("filename")))
     )
+    if info.offset == 0 and not config.capabilities.serve_incomplete:
+        # Nothing to read: tusd answers 204 before it asks such a store.
+        return DownloadPlan(204, headers, 0, 0)
+    if not info.is_complete and not config.capabilities.serve_incomplete:
+        raise errors.IncompleteUploadError()
+    available = info.offset
     headers.append(("Accept-Ranges", "bytes"))
     if info.modified:
         headers.append(("Last-Modified", format_http_date(info.modified)))

@@ -190,6 +190,13 @@ class OriginNotAllowedError(ProtocolError):
     default_message = "request origin is not allowed"
 
 
+class InvalidHostError(ProtocolError):
+    """A ``Host`` (or HTTP/2 ``:authority``) that is not an RFC 3986 host and port."""
+
+    code = "ERR_INVALID_HOST"
+    default_message = "malformed Host header"
+
+
 class InvalidUploadIDError(ProtocolError):
     status = 404
     code = "ERR_UPLOAD_NOT_FOUND"

@@ -39,6 +39,29 @@ def parse_uint(value: str | None) -> int | None:
     return number
 
 
+_SIGNED_DECIMAL = re.compile(r"([+-]?)0*([0-9]{1,19})")
+
+
+def parse_offset(value: str | None) -> int | None:
+    """Parse ``Upload-Length`` or ``Upload-Offset`` as tusd does.
+
+    tusd reads them with Go's ``strconv.ParseInt(value, 10, 64)`` and refuses a
+    negative result, so a leading ``+`` (``+10``), leading zeros and ``-0`` are
+    accepted.  Returns ``None`` for a missing or empty value, anything else that
+    is not a decimal integer, a negative one, or one beyond int64.
+    """
+    if value is None:
+        return None
+    match = _SIGNED_DECIMAL.fullmatch(value.strip())
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    number = int(digits)
+    if number > MAX_INT64 or (sign == "-" and number != 0):
+        return None
+    return number
+
+
 # --- Upload-Metadata -------------------------------------------------------
 
 
@@ -190,6 +213,23 @@ def parse_http_date(value: str | None) -> float | None:
     if parsed.tzinfo is None:
         return None
     return parsed.timestamp()
+
+
+# --- Host ---------------------------------------------------------------------
+
+# RFC 3986 section 3.2.2: a host is a bracketed IP literal or a reg-name (an IPv4 address
+# is a reg-name too), then an optional port.  Nothing else (no "/", "?", "@", quotes,
+# angle brackets or blanks) can reach a Location built from it.
+_HOST = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9\-._~]+)?\]"  # IPv6, with an RFC 6874 zone
+    r"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)"
+    r"(?::[0-9]{0,5})?"
+)
+
+
+def is_valid_host(value: str) -> bool:
+    """Whether ``value`` is an RFC 3986 ``host [":" port]`` (Host, :authority, forwarded)."""
+    return len(value) <= 255 and _HOST.fullmatch(value) is not None
 
 
 # --- Media types and Content-Disposition --------------------------------------

@@ -14,22 +14,24 @@ from typing import Any
 
 import trio
 
+from .._startup import startup_lines
 from ..auth import Authenticator
 from ..config import Config
 from ..hooks import FileHookBackend, HookBackend, HookDispatcher, PluginHookBackend
 from ..lockers.base import Locker
-from ..lockers.file import FileLocker
-from ..lockers.memory import MemoryLocker
+from ..lockers.factory import build_locker
+from ..protocol.core import cors_origin_warning
 from ..protocol.errors import ServerShutdownError
-from ..stores.base import Store
+from ..stores.base import ConsistencyCheckingStore, Store
 from ..stores.factory import build_store
 from ..stores.file import FileStore
 from ._events import EventStream
 from ._h2 import H2Connection, prepare_connection
 from ._handler import Interrupter, TusHandler
-from ._http import HTTPConnection, _date, close_gracefully
+from ._http import Handler, HTTPConnection, _date, close_gracefully
 from ._janitor import Janitor
 from ._metrics import share_metrics
+from ._operator import LISTENING_MESSAGE, OperatorEndpoints, parse_listen_address
 from ._supervisor import Supervisor
 from ._timed_locker import TimedLocker
 from ._tls import TLSConfigError, context_from_config, tls_enabled, wrap_stream
@@ -50,26 +52,14 @@ class Server:
     ) -> None:
         self.config = config
         if store is None:
-            store = build_store(config)
+            store = build_store(config.store_settings())
         self.store: Store = store
         # What the store can do decides what is advertised (Tus-Extension) and allowed.
         config.protocol = replace(config.protocol, capabilities=store.capabilities)
         if locker is None:
-            if config.locker == "redis":
-                from ..lockers.redis import RedisLocker
-
-                locker = RedisLocker(
-                    config.redis_url, ttl=config.redis_lock_ttl, key_prefix=config.redis_key_prefix
-                )
-            elif config.locker == "file" and isinstance(store, FileStore):
-                locker = FileLocker(
-                    store.directory,
-                    holder_poll_interval=config.filelock_holder_poll_interval,
-                    acquirer_poll_interval=config.filelock_acquirer_poll_interval,
-                )
-            else:
-                locker = MemoryLocker()
-        self.locker: Locker = TimedLocker(locker)
+            upload_dir = store.directory if isinstance(store, FileStore) else None
+            locker = build_locker(config.locker_settings(), upload_dir=upload_dir)
+        self.locker = TimedLocker(locker)
         self.scheme = "http"
         #: TLS for every connection when -tls-certificate and -tls-key are set.
         self.ssl_context: ssl.SSLContext | None = None
@@ -98,12 +88,25 @@ class Server:
             if header.lower() not in cors.allow_headers.lower():
                 cors = replace(cors, allow_headers=f"{cors.allow_headers}, {header}")
                 config.protocol = replace(config.protocol, cors=cors)
+        #: Where the metrics are served: on the upload port, or (with -metrics-listen)
+        #: only on the operator listener.
+        self.metrics_path = config.protocol.metrics_path
+        if config.metrics_listen:
+            config.protocol = replace(config.protocol, metrics_path="")
+        if config.listen_fd < 0:  # not once per worker process
+            warning = cors_origin_warning(config.protocol.cors)
+            if warning is not None:
+                log.warning("%s", warning)
         self.events = EventStream(self)
         self.supervisor = Supervisor(self)
         self.supervisor.hooks = hooks if hooks is not None else build_hooks(config)
+        #: /metrics, /health and /health/ready, and who sees their details (_operator.py).
+        self.operator = OperatorEndpoints(self)
         self.janitor = Janitor(self)
         self.handler = TusHandler(self)
         self.listeners: list[trio.SocketListener] = []
+        #: The -metrics-listen listener (operator endpoints only), if any.
+        self.operator_listeners: list[trio.SocketListener] = []
         self.urls: list[str] = []
         self._shutdown = trio.Event()
         self._stopped = trio.Event()
@@ -120,9 +123,8 @@ class Server:
         """Start the supervisor (hooks, janitor, lock tasks) in ``nursery`` and run the
         store's start-up consistency check; the daemon and the ASGI app share this."""
         await nursery.start(self.supervisor.run)
-        check = getattr(self.store, "check_consistency", None)
-        if check is not None:
-            for message in await check(self.config.orphan_age):
+        if isinstance(self.store, ConsistencyCheckingStore):
+            for message in await self.store.check_consistency(self.config.orphan_age):
                 log.info("%s", message)
 
     async def serve(
@@ -132,6 +134,8 @@ class Server:
             async with trio.open_nursery() as root:
                 await self.start_background(root)
                 self.listeners = await self._open_listeners()
+                if self.config.metrics_listen:
+                    self.operator_listeners = [await _operator_listener(self.config)]
                 async with trio.open_nursery() as connections:
                     accept_scope = trio.CancelScope()
 
@@ -140,6 +144,10 @@ class Server:
                             async with trio.open_nursery() as acceptors:
                                 for listener in self.listeners:
                                     acceptors.start_soon(self._accept_loop, listener, connections)
+                                for listener in self.operator_listeners:
+                                    acceptors.start_soon(
+                                        self._accept_loop, listener, connections, True
+                                    )
 
                     root.start_soon(accept_all)
                     self._announce()
@@ -151,7 +159,7 @@ class Server:
                     log.info("Received interrupt signal. Shutting down tusd-trio...")
                     self.shutting_down = True
                     accept_scope.cancel()
-                    for listener in self.listeners:
+                    for listener in [*self.listeners, *self.operator_listeners]:
                         with trio.CancelScope(shield=True):
                             await listener.aclose()
                     self._stop_idle_and_interrupt()
@@ -208,28 +216,31 @@ class Server:
             return
         base = self.config.protocol.base_path
         self.urls = []
-        if self.config.unix_sock:
-            log.info("Using %s as unix socket to listen.", self.config.unix_sock)
-            return
-        for listener in self.listeners[:1]:
-            sockname: Any = listener.socket.getsockname()
-            host, port = sockname[0], sockname[1]
-            if ":" in host:
-                host = f"[{host}]"
-            self.urls.append(f"{self.scheme}://{host}:{port}{base}")
+        if not self.config.unix_sock:
+            for listener in self.listeners[:1]:
+                sockname: Any = listener.socket.getsockname()
+                host, port = sockname[0], sockname[1]
+                if ":" in host:
+                    host = f"[{host}]"
+                self.urls.append(f"{self.scheme}://{host}:{port}{base}")
         if self.config.show_startup_logs:
-            log.info("Using %s:%s as address to listen.", self.config.host, self.bound_port)
-            log.info("Using %s as the base path.", base)
-            log.info("Supported tus extensions: %s", ",".join(self.config.protocol.extensions()))
-            hooks = self.supervisor.hooks
-            if hooks is not None:
-                log.info(
-                    "Enabled hook events: %s (via %s)",
-                    ",".join(sorted(hooks.enabled)),
-                    ", ".join(backend.name for backend in hooks.backends),
-                )
+            extensions = ",".join(self.config.protocol.extensions())
+            for line in startup_lines(self.config, extensions=extensions):
+                log.info("%s", line)
+        # Printed even with -show-startup-logs=false: a harness using -port 0 needs it.
         for url in self.urls:
             log.info("You can now upload files to: %s", url)
+        for listener in self.operator_listeners:
+            name: Any = listener.socket.getsockname()
+            host = f"[{name[0]}]" if ":" in name[0] else name[0]
+            log.info(LISTENING_MESSAGE, f"{host}:{name[1]}")
+
+    @property
+    def operator_port(self) -> int:
+        """The port of the -metrics-listen listener (0 without one)."""
+        for listener in self.operator_listeners:
+            return int(listener.socket.getsockname()[1])
+        return 0
 
     @property
     def bound_port(self) -> int:
@@ -241,7 +252,9 @@ class Server:
 
     # --- connections ------------------------------------------------------------------
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def _accept_loop(
+        self, listener: trio.SocketListener, nursery: trio.Nursery, operator: bool = False
+    ) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -251,9 +264,9 @@ class Server:
                     await trio.sleep(0.1)
                     continue
                 raise
-            nursery.start_soon(self._serve_connection, stream)
+            nursery.start_soon(self._serve_connection, stream, operator)
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    async def _serve_connection(self, stream: trio.SocketStream, operator: bool = False) -> None:
         try:
             peer: Any = stream.socket.getpeername()
             remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "unix")
@@ -272,7 +285,12 @@ class Server:
                     await close_gracefully(stream, linger=False)
             return
         connection: HTTPConnection | H2Connection | None
-        if self.ssl_context is not None or self.config.enable_h2c:
+        handler: Handler = self.handler
+        if operator:
+            # Plain HTTP/1.1 (what Prometheus and probes speak), operator endpoints only.
+            connection = HTTPConnection(stream, self, remote, operator=True)
+            handler = self.operator.serve_listener
+        elif self.ssl_context is not None or self.config.enable_h2c:
             # The TLS handshake (ALPN) or the h2c preface sniff, in this task.
             wrapped: trio.abc.Stream = stream
             if self.ssl_context is not None:
@@ -287,7 +305,7 @@ class Server:
         try:
             with trio.CancelScope() as scope:
                 connection.cancel_scope = scope
-                await connection.serve(self.handler)
+                await connection.serve(handler)
         except Exception:
             log.exception("connection from %s failed", remote)
         finally:
@@ -368,6 +386,25 @@ def remove_stale_socket(path: str) -> None:
     if not stat.S_ISSOCK(mode):
         raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
     os.unlink(path)
+
+
+async def _operator_listener(config: Config) -> trio.SocketListener:
+    """The -metrics-listen socket.  Worker processes (-workers) each bind it with
+    SO_REUSEPORT: whichever answers a scrape reports the totals of all of them."""
+    host, port = parse_listen_address(config.metrics_listen)
+    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    sock = trio.socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.listen_fd >= 0 and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind(address)
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 async def _unix_listener(path: str) -> trio.SocketListener:

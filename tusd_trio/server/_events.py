@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -25,6 +25,8 @@ import trio_websocket
 
 from ..auth import AuthError
 from ..hooks.model import HOOK_TYPES, build_request
+from ..protocol.core import origin_allowed
+from ..protocol.errors import OriginNotAllowedError
 
 if TYPE_CHECKING:
     from ._app import Server
@@ -79,11 +81,17 @@ class _PrefixedStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
+#: Request headers that carry credentials: hooks get them (as in tusd), subscribers never.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
 class EventStream:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.subscribers: set[_Subscriber] = set()
         self.dropped = 0
+        api_key_header = server.config.auth.api_key_header.strip().lower()
+        self._hidden_headers = CREDENTIAL_HEADERS | ({api_key_header} if api_key_header else set())
 
     @property
     def active(self) -> bool:
@@ -98,11 +106,23 @@ class EventStream:
             if subscriber.dropped or not subscriber.wants(event):
                 continue
             if payload is None:
-                payload = json.dumps(build_request(event, idempotency_key=str(uuid.uuid4())))
+                payload = json.dumps(self._document(event))
             try:
                 subscriber.send.send_nowait(payload)
             except trio.WouldBlock:
                 self._drop(subscriber)
+
+    def _document(self, event: HookEvent) -> dict[str, Any]:
+        """The hook request document without other users' credential headers (the
+        URI's credentials are already redacted by :func:`build_request`)."""
+        document = build_request(event, idempotency_key=str(uuid.uuid4()))
+        http = document["Event"]["HTTPRequest"]
+        http["Header"] = {
+            name: values
+            for name, values in http["Header"].items()
+            if name.lower() not in self._hidden_headers
+        }
+        return document
 
     def _drop(self, subscriber: _Subscriber) -> None:
         subscriber.dropped = True
@@ -147,27 +167,30 @@ class EventStream:
                 nursery.cancel_scope.cancel()
 
     def _refusal(self, request: h11.Request) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
-        """With access control on, only admins may watch every upload's events."""
-        auth = self.server.auth
-        if not auth.enabled:
-            return None
+        """The origin policy (browsers let any page open a WebSocket, so the handshake
+        checks ``Origin`` as uploads do); with access control on, only admins may watch
+        every upload's events."""
+        text = [("Content-Type", "text/plain; charset=utf-8")]
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers
         }
+        cors = self.server.config.protocol.cors
+        origin = headers.get("origin")
+        if cors is not None and origin is not None and not origin_allowed(cors, origin):
+            error = OriginNotAllowedError()
+            return error.status, f"{error.code}: {error.message}\n".encode(), _encoded(text)
+        auth = self.server.auth
+        if not auth.enabled:
+            return None
         try:
             principal = auth.authenticate(
                 "GET", request.target.decode("latin-1"), headers, time.time()
             )
         except AuthError as exc:
-            extra = [(b"Content-Type", b"text/plain; charset=utf-8")]
-            extra += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+            extra = _encoded([*text, *exc.headers.items()])
             return exc.status, f"{exc.code}: {exc.message}\n".encode(), extra
         if principal is None or not principal.admin:
-            return (
-                403,
-                b"ERR_FORBIDDEN: the event stream is for administrators\n",
-                [(b"Content-Type", b"text/plain; charset=utf-8")],
-            )
+            return 403, b"ERR_FORBIDDEN: the event stream is for administrators\n", _encoded(text)
         return None
 
     async def _pump(
@@ -205,6 +228,10 @@ class EventStream:
                 with trio.move_on_after(2):
                     await websocket.aclose(code=CLOSE_TOO_SLOW, reason="subscriber too slow")
             nursery.cancel_scope.cancel()
+
+
+def _encoded(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 def _split(values: Iterable[str]) -> list[str]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import secrets
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -14,38 +13,46 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._logging import debug_event, info_event
-from ..auth import AuthError
+from .._logging import RequestLog, info_event
+from ..auth import AuthError, redact_url
 from ..hooks import HookError, HookResponse, HTTPResponse, merge_http_response
 from ..protocol import core, errors, ietf
 from ..protocol.core import Action, Response, Routed, WritePlan
-from ..protocol.headers import CHECKSUM_ALGORITHMS, Checksum
+from ..protocol.headers import CHECKSUM_ALGORITHMS, MAX_INT64, Checksum, parse_uint
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
-from ..stores.base import ChunkWriter
+from ..stores.base import ChunkWriter, DurableOnWrite, InlineWriter
 from ._http import ConnectionClosedError, Exchange
-from ._metrics import METRICS_CONTENT_TYPE, histograms, render_metrics
+from ._metrics import histograms
 from ._supervisor import HookEvent
 
 if TYPE_CHECKING:
     from ._app import Server
 
-log = logging.getLogger("tusd_trio")
-
 
 class Interrupter:
     """Lets another task stop a running body read with a given reason."""
 
-    __slots__ = ("reason", "scope")
+    __slots__ = ("log", "reason", "scope")
 
-    def __init__(self) -> None:
+    def __init__(self, log: RequestLog | None = None) -> None:
         self.scope: trio.CancelScope | None = None
         self.reason: errors.BodyInterruptedError | None = None
+        self.log = log
 
     def interrupt(self, reason: errors.BodyInterruptedError) -> None:
         if self.reason is None:
             self.reason = reason
         if self.scope is not None:
             self.scope.cancel()
+
+    def release_requested(self) -> None:
+        """Another request wants the upload's lock: stop, keeping what arrived."""
+        if self.log is not None:
+            self.log.info("UploadInterrupted")
+        self.interrupt(errors.UploadInterruptedError())
+
+    def lock_lost(self) -> None:
+        self.interrupt(errors.LockLostError())
 
 
 class TusHandler:
@@ -67,17 +74,22 @@ class TusHandler:
         )
         method = routed.method
         # Every answer carries a request ID: the client's X-Request-ID, else a new one.
-        exchange.request_id = _rid(request) or secrets.token_hex(8)
+        client_id = _rid(request)
+        generated_id = "" if client_id else secrets.token_hex(8)
+        exchange.request_id = client_id or generated_id
         routed.common.append(("X-Request-ID", exchange.request_id))
         if method in ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"):
             self.metrics.requests_total[method] += 1
         started = time.monotonic()
-        verbose = self.config.verbose
-        if verbose:
-            debug_event(
-                "RequestIncoming", method=method, path=request.target, requestId=exchange.request_id
-            )
+        # As tusd: requests the tus handler serves are logged, with the method as
+        # received; the greeting, metrics and health paths are not.
+        reqlog = RequestLog(request.method, routed.log_path or "", client_id, generated_id)
+        exchange.log = reqlog
+        logged = routed.log_path is not None
+        if logged:
+            reqlog.info("RequestIncoming")
         status = 500
+        body: bytes | None = b""
         try:
             response = await self._dispatch(exchange, routed)
             if response is not None:
@@ -85,7 +97,7 @@ class TusHandler:
                     response = _apply_hook_response(response, exchange.hook_response)
                 status = response.status
                 head = method == "HEAD"
-                if head and request.method.upper() != "HEAD":
+                if head and request.method != "HEAD":
                     # HEAD through X-HTTP-Method-Override on a POST: the connection
                     # still carries a POST, whose answer has a real (empty) body.
                     head = False
@@ -93,49 +105,58 @@ class TusHandler:
                         (k, v) for k, v in response.headers if k.lower() != "content-length"
                     ]
                     response.body = b""
+                body = b"" if head else response.body
                 await exchange.send_response(response, head=head)
             else:
-                status = exchange_status(exchange)
+                # A download streamed by _get: tusd logs no body for it.
+                status = exchange.sent_status or exchange_status(exchange)
+                body = None
         except ConnectionClosedError:
             raise
         except errors.TusError as exc:
             status = exc.status
-            await self._send_error(exchange, routed, exc)
+            body = await self._send_error(exchange, routed, exc)
+            if isinstance(exc, errors.MethodNotAllowedError):
+                logged = False  # tusd's router answers 405 without a ResponseOutgoing line
         except HookError as exc:
             status = 500
-            await self._send_error(exchange, routed, errors.TusError(f"hook failed: {exc}"))
-        except Exception:
-            log.exception("InternalServerError while handling %s %s", method, request.target)
+            body = await self._send_error(exchange, routed, hook_failure(exchange, exc))
+        except Exception as exc:
             status = 500
-            await self._send_error(
-                exchange, routed, errors.TusError("the server failed to handle the request")
+            error = errors.TusError("the server failed to handle the request")
+            reqlog.error(
+                "InternalServerError",
+                message=error.message,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback="".join(traceback.format_exception(exc)),
             )
+            exchange.internal_error_logged = True
+            body = await self._send_error(exchange, routed, error)
         if method in ("GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"):
             histograms.observe_request(method, status, time.monotonic() - started)
-        if verbose:
-            debug_event(
-                "ResponseOutgoing",
-                method=method,
-                path=request.target,
-                status=status,
-                duration_ms=round((time.monotonic() - started) * 1000, 3),
-                requestId=exchange.request_id,
-            )
+        if logged:
+            duration_ms = round((time.monotonic() - started) * 1000, 3)
+            if body is None:
+                reqlog.info("ResponseOutgoing", status=status, duration_ms=duration_ms)
+            else:
+                reqlog.info(
+                    "ResponseOutgoing",
+                    status=status,
+                    body=body.decode("utf-8", "replace"),
+                    duration_ms=duration_ms,
+                )
 
-    async def _send_error(self, exchange: Exchange, routed: Routed, exc: errors.TusError) -> None:
+    async def _send_error(
+        self, exchange: Exchange, routed: Routed, exc: errors.TusError
+    ) -> bytes | None:
+        """Answer with ``exc``; returns the body sent (``None`` when the response had
+        already started, so the connection is closed instead)."""
         if exchange.response_started:
             exchange.close_after = True
-            return
+            return None
         self.metrics.errors_total[(str(exc.status), exc.code)] += 1
-        if exc.status >= 500 and not isinstance(exc, errors.BodyInterruptedError):
-            log.warning(
-                "%s %s answered %s %s: %s",
-                routed.method,
-                exchange.request.target,
-                exc.status,
-                exc.code,
-                exc.message,
-            )
+        if exc.code == "ERR_INTERNAL_SERVER_ERROR" and not exchange.internal_error_logged:
+            exchange.log.error("InternalServerError", message=exc.message)
         if routed.interop is not None:
             response = ietf.error_response(
                 exc, routed.interop, method=routed.method, common=routed.common
@@ -148,11 +169,15 @@ class TusHandler:
             response.headers += list(exc.headers.items())
         if isinstance(exc.hook_response, HTTPResponse):
             response = _apply_hook_response(response, exc.hook_response)
-        await exchange.send_response(response, head=exchange.request.method.upper() == "HEAD")
+        head = exchange.request.method == "HEAD"
+        await exchange.send_response(response, head=head)
+        return b"" if head else response.body
 
     async def _dispatch(self, exchange: Exchange, routed: Routed) -> Response | None:
         if routed.error is not None:
             raise routed.error
+        if routed.upload_id is not None:
+            exchange.log.set_upload_id(routed.upload_id)
         action = routed.action
         if action is Action.OPTIONS:
             if routed.interop is not None:
@@ -160,16 +185,14 @@ class TusHandler:
             return core.options_response(self.protocol, routed.common)
         if action is Action.GREETING:
             return core.greeting_response()
-        if action is Action.HEALTH:
-            return await self._health()
-        if action is Action.READY:
-            return await self._health(ready=True)
+        if action is Action.HEALTH or action is Action.READY:
+            # Probes carry no credentials: the status is open, the details are not.
+            operator = self.server.operator
+            details = operator.access.allows(exchange.request)
+            return await operator.health(ready=action is Action.READY, details=details)
         if action is Action.METRICS:
-            return Response(
-                200,
-                [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
-                render_metrics(self.server).encode(),
-            )
+            self.server.operator.access.check(exchange.request)
+            return self.server.operator.metrics_response()
         if self.server.shutting_down and action in (Action.CREATE, Action.PATCH):
             raise errors.UnavailableError("the server is shutting down", code="ERR_SERVER_SHUTDOWN")
         auth = self.server.auth
@@ -215,61 +238,6 @@ class TusHandler:
             error.hook_response = answer.http_response
             raise error
 
-    # --- health ----------------------------------------------------------------------------
-
-    async def _health(self, *, ready: bool = False) -> Response:
-        """``/health``: the loop answers and the store takes a write.  ``/health/ready``
-        also reports the hook backends and the access-control set-up, and is 503
-        while shutting down so load balancers drain the instance."""
-        checks: dict[str, str] = {}
-        status = 200
-        if ready:
-            hooks = self.supervisor.hooks
-            checks["hooks"] = (
-                ", ".join(backend.name for backend in hooks.backends) if hooks else "none"
-            )
-            checks["auth"] = "on" if self.server.auth.enabled else "off"
-        try:
-            with trio.fail_after(5):
-                await self.store.check_writable()
-            checks["store"] = "ok"
-        except (errors.TusError, trio.TooSlowError) as exc:
-            checks["store"] = f"failing: {exc}"
-            status = 503
-        if ready:
-            for name, target in (
-                ("hooks_http", self.config.hooks_http),
-                ("hooks_grpc", self.config.hooks_grpc),
-            ):
-                if not target:
-                    continue
-                problem = await _probe_endpoint(target)
-                checks[name] = "ok" if problem is None else f"failing: {problem}"
-                if problem is not None:
-                    status = 503
-        check_locker = getattr(self.locker, "check", None)
-        if ready and check_locker is not None:
-            try:
-                with trio.fail_after(5):
-                    await check_locker()
-                checks["locker"] = "ok"
-            except (errors.TusError, trio.TooSlowError) as exc:
-                checks["locker"] = f"failing: {exc}"
-                status = 503
-        if self.server.shutting_down:
-            checks["server"] = "shutting down"
-            status = 503
-        body = json.dumps({"status": "ok" if status == 200 else "unavailable", "checks": checks})
-        return Response(
-            status,
-            [
-                ("Content-Type", "application/json"),
-                ("Cache-Control", "no-store"),
-                ("X-Content-Type-Options", "nosniff"),
-            ],
-            body.encode(),
-        )
-
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
         """Feed tusd_trio_store_operation_seconds."""
@@ -302,15 +270,16 @@ class TusHandler:
             info = core.plan_final(plan, partials, self.protocol)
 
         auth = self.server.auth
-        if auth.enabled:
-            info = replace(
-                info,
-                metadata=auth.creation_metadata(
-                    exchange.principal,
-                    info.metadata,
-                    None if info.size_is_deferred else info.size,
-                ),
-            )
+        # Also with access control off: the reserved owner key never comes from a client,
+        # or that client would own the upload once access control is turned on.
+        info = replace(
+            info,
+            metadata=auth.creation_metadata(
+                exchange.principal,
+                info.metadata,
+                None if info.size_is_deferred else info.size,
+            ),
+        )
         answer = await self.supervisor.run_blocking_hook(
             HookEvent("pre-create", info, request, exchange.remote_addr)
         )
@@ -346,9 +315,10 @@ class TusHandler:
             info = await self.store.create(info)
         exchange.upload_created = True
         self.metrics.uploads_created += 1
-        info_event("UploadCreated", id=info.id, size=info.size, requestId=exchange.request_id)
-        self.supervisor.notify(HookEvent("post-create", info, request, exchange.remote_addr))
         location = core.upload_url(request, self.protocol, info.id)
+        exchange.log.set_upload_id(info.id)
+        exchange.log.info("UploadCreated", size=info.size, url=redact_url(location))
+        self.supervisor.notify(HookEvent("post-create", info, request, exchange.remote_addr))
         grant = auth.location_query(exchange.principal, info.id, time.time())
         if grant:
             location += "?" + grant
@@ -368,12 +338,12 @@ class TusHandler:
             except errors.TusError as exc:
                 exc.location = location  # the upload exists: the client may resume it
                 raise
-            interrupter = Interrupter()
+            interrupter = Interrupter(exchange.log)
             async with self.locker.lock(
                 info.id,
                 max_wait=self.config.acquire_lock_timeout,
-                on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
-                on_lost=lambda: interrupter.interrupt(errors.LockLostError()),
+                on_release_requested=interrupter.release_requested,
+                on_lost=interrupter.lock_lost,
                 access="new",
             ):
                 info, body_error = await self._write_body(exchange, info, write_plan, interrupter)
@@ -410,14 +380,14 @@ class TusHandler:
         await exchange.send_informational(
             104, ietf.interim_headers(interop, protocol, info, location, time.time())
         )
-        interrupter = Interrupter()
+        interrupter = Interrupter(exchange.log)
         body_error: errors.TusError | None = None
         try:
             async with self.locker.lock(
                 info.id,
                 max_wait=self.config.acquire_lock_timeout,
-                on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
-                on_lost=lambda: interrupter.interrupt(errors.LockLostError()),
+                on_release_requested=interrupter.release_requested,
+                on_lost=interrupter.lock_lost,
                 access="new",
             ):
                 if exchange.has_body:
@@ -464,12 +434,12 @@ class TusHandler:
         if interop is not None:
             return await self._append_draft(exchange, routed, interop, upload_id)
         core.check_patch_headers(request)
-        interrupter = Interrupter()
+        interrupter = Interrupter(exchange.log)
         async with self.locker.lock(
             upload_id,
             max_wait=self.config.acquire_lock_timeout,
-            on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
-            on_lost=lambda: interrupter.interrupt(errors.LockLostError()),
+            on_release_requested=interrupter.release_requested,
+            on_lost=interrupter.lock_lost,
         ):
             info = await self.store.get(upload_id)
             now = time.time()
@@ -490,12 +460,12 @@ class TusHandler:
         request = exchange.request
         protocol = self.protocol
         ietf.check_append_headers(request, interop)
-        interrupter = Interrupter()
+        interrupter = Interrupter(exchange.log)
         async with self.locker.lock(
             upload_id,
             max_wait=self.config.acquire_lock_timeout,
-            on_release_requested=lambda: interrupter.interrupt(errors.UploadInterruptedError()),
-            on_lost=lambda: interrupter.interrupt(errors.LockLostError()),
+            on_release_requested=interrupter.release_requested,
+            on_lost=interrupter.lock_lost,
         ):
             info = await self.store.get(upload_id)
             now = time.time()
@@ -519,7 +489,7 @@ class TusHandler:
         """Stream the request body into the store.  Returns the new info and the
         error that ended the body early, if any (the bytes before it are kept)."""
         if interrupter is None:
-            interrupter = Interrupter()
+            interrupter = Interrupter(exchange.log)
         server = self.server
         staged = plan.verify_checksum
         hashers: dict[str, hashlib._Hash] = {}
@@ -536,13 +506,7 @@ class TusHandler:
         limit = plan.limit
         server.active_interrupters.add(interrupter)
         server.receiving.add(exchange)
-        info_event(
-            "ChunkWriteStart",
-            id=info.id,
-            offset=info.offset,
-            maxSize=plan.limit if plan.limit is not None else -1,
-            requestId=exchange.request_id,
-        )
+        exchange.log.info("ChunkWriteStart", maxSize=_max_size(exchange, plan), offset=info.offset)
         if server.shutting_down:
             interrupter.interrupt(errors.ServerShutdownError())
         try:
@@ -588,6 +552,8 @@ class TusHandler:
             interrupter.scope = None
             server.active_interrupters.discard(interrupter)
             server.receiving.discard(exchange)
+        if error is not None and not isinstance(error, errors.StoreError):
+            exchange.log.error("BodyReadError", error=f"{error.code}: {error.message}")
 
         # Whatever happened, settle the bytes before answering.  As tusd's delayed
         # context: while the client waits for the answer the store takes the time it
@@ -603,10 +569,6 @@ class TusHandler:
                 server.settling.discard(settle)
         if settle.cancelled_caught:
             return info, errors.StoreError("the store did not finish in time")
-        if isinstance(error, errors.UploadStoppedError):
-            # A hook stopped the upload: it is terminated, as in tusd.
-            with trio.CancelScope(shield=True):
-                await self._terminate_stopped(exchange, info)
         return info, error
 
     async def _report_progress(
@@ -627,7 +589,7 @@ class TusHandler:
                 "post-receive", info.with_offset(offset), exchange.request, exchange.remote_addr
             )
             try:
-                answer = await self.supervisor.run_blocking_hook(event)
+                answer = await self.supervisor.run_hook_in_order(event)
             except HookError:
                 continue
             if answer is not None and answer.stop_upload:
@@ -644,10 +606,10 @@ class TusHandler:
             with self._timed("terminate"):
                 await self.store.terminate(info)
         except errors.TusError as exc:
-            log.warning("UploadStopTerminateError id=%s: %s", info.id, exc)
+            exchange.log.error("UploadStopTerminateError", error=f"{exc.code}: {exc.message}")
             return
         self.metrics.uploads_terminated += 1
-        info_event("UploadTerminated", id=info.id, reason="stopped by hook")
+        exchange.log.info("UploadTerminated", reason="stopped by hook")
         self.supervisor.notify(
             HookEvent("post-terminate", info, exchange.request, exchange.remote_addr)
         )
@@ -665,7 +627,8 @@ class TusHandler:
             if isinstance(error, errors.LockLostError):
                 # Another instance may own the upload now: store nothing more.  Bytes an
                 # append-only store already holds stay; buffered ones are dropped.
-                if plan.verify_checksum or not getattr(writer, "durable_on_write", False):
+                durable = isinstance(writer, DurableOnWrite) and writer.durable_on_write
+                if plan.verify_checksum or not durable:
                     await writer.discard()
                 await writer.aclose()
                 written = max(writer.written, 0)
@@ -707,26 +670,31 @@ class TusHandler:
             await writer.aclose()
             error = exc
         written = writer.written
-        info_event("ChunkWriteComplete", id=info.id, bytesWritten=max(written, 0))
         if written:
             self.metrics.bytes_received += max(written, 0)
         info = info.with_offset(info.offset + written)
         if written:
             info = replace(info, modified=time.time())
-        if self.supervisor.hook_enabled("post-receive") and info.offset != exchange.reported_offset:
-            # The last progress event of this request (if the offset moved since the
-            # previous one), before the finish events.
-            exchange.reported_offset = info.offset
-            self.supervisor.notify(
-                HookEvent("post-receive", info, exchange.request, exchange.remote_addr)
-            )
-        if info.is_complete and not isinstance(error, errors.StoreError):
+        stopped = isinstance(error, errors.UploadStoppedError)
+        if stopped:
+            # A hook stopped the upload: it is terminated, as in tusd.
+            await self._terminate_stopped(exchange, info)
+        exchange.log.info("ChunkWriteComplete", bytesWritten=max(written, 0))
+        if info.is_complete and not stopped and not isinstance(error, errors.StoreError):
             try:
                 await self._finish(info, exchange)
             except errors.TusError as exc:
                 error = error or exc
             except HookError as exc:
-                error = error or errors.TusError(f"hook failed: {exc}")
+                error = error or hook_failure(exchange, exc)
+        if self.supervisor.hook_enabled("post-receive") and info.offset != exchange.reported_offset:
+            # The last progress event of this request (if the offset moved since the
+            # previous one) comes after the request's other events, post-finish
+            # included, as tusd sends it (when the request ends).
+            exchange.reported_offset = info.offset
+            self.supervisor.notify(
+                HookEvent("post-receive", info, exchange.request, exchange.remote_addr)
+            )
         return info, error
 
     async def _finish(
@@ -743,7 +711,10 @@ class TusHandler:
         if answer is not None and answer.http_response is not None and exchange is not None:
             exchange.hook_response = _merge_hook_http(exchange.hook_response, answer)
         self.metrics.uploads_finished += 1
-        info_event("UploadFinished", id=info.id, size=info.size)
+        if exchange is not None:
+            exchange.log.info("UploadFinished", size=info.size)
+        else:
+            info_event("UploadFinished", id=info.id, size=info.size)
         self.supervisor.notify(HookEvent("post-finish", info, request, remote))
 
     # --- HEAD ----------------------------------------------------------------------------------
@@ -775,12 +746,8 @@ class TusHandler:
                 return info
         if not core.partials_finished(partials):
             return info
-        total = sum(p.size for p in partials)
-        if self.protocol.max_size > 0 and total > self.protocol.max_size:
-            # Partials whose lengths were deferred grew past -max-size together.
-            raise errors.MaxSizeExceededError(
-                "the partial uploads add up to more than the maximum size"
-            )
+        # Partials whose lengths were deferred may have grown past the limits together.
+        core.check_final_length(sum(p.size for p in partials), self.protocol)
         return await self._concat(info, partials, exchange)
 
     # --- GET -------------------------------------------------------------------------------------
@@ -799,7 +766,8 @@ class TusHandler:
         plan = core.plan_download(exchange.request, info, self.protocol, routed.common, now)
         if routed.interop is not None and routed.interop.get_reports_state:
             plan.headers.extend(ietf.state_headers(routed.interop, self.protocol, info, now))
-        head = exchange.request.method.upper() == "HEAD"
+        head = exchange.request.method == "HEAD"
+        exchange.sent_status = plan.status
         if plan.length == 0 or head:
             await exchange.send_response(Response(plan.status, plan.headers), head=head)
             return
@@ -827,28 +795,9 @@ class TusHandler:
             with self._timed("terminate"):
                 await self.store.terminate(info)
         self.metrics.uploads_terminated += 1
-        info_event("UploadTerminated", id=upload_id, requestId=exchange.request_id)
+        exchange.log.info("UploadTerminated")
         self.supervisor.notify(HookEvent("post-terminate", info, request, exchange.remote_addr))
         return core.delete_response(routed.common)
-
-
-async def _probe_endpoint(target: str) -> str | None:
-    """Open (and close) a TCP connection to a hook endpoint; the problem, or None."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(target if "://" in target else f"tcp://{target}")
-    host = parts.hostname or "127.0.0.1"
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return f"invalid endpoint {target!r}"
-    try:
-        with trio.fail_after(2):
-            stream = await trio.open_tcp_stream(host, port)
-        await stream.aclose()
-    except (OSError, trio.TooSlowError) as exc:
-        return f"cannot connect to {host}:{port} ({exc.__class__.__name__})"
-    return None
 
 
 def _apply_hook_response(response: Response, hook: HTTPResponse) -> Response:
@@ -887,8 +836,8 @@ def _make_sink(
     writer: ChunkWriter, hashers: list[hashlib._Hash]
 ) -> tuple[Callable[[Any], object], bool]:
     """The function each body chunk goes to: the store's writer, plus hashing."""
-    write_nowait = getattr(writer, "write_nowait", None)
-    if write_nowait is not None:
+    if isinstance(writer, InlineWriter):
+        write_nowait = writer.write_nowait
         if not hashers:
             return write_nowait, False
 
@@ -905,6 +854,27 @@ def _make_sink(
             hasher.update(data)
 
     return hash_and_write_async, True
+
+
+def _max_size(exchange: Exchange, plan: WritePlan) -> int:
+    """tusd's ``maxSize`` of ChunkWriteStart: the bytes this request may write
+    (its Content-Length when it has one; unlimited is int64's maximum)."""
+    content_length = parse_uint(exchange.request.headers.get("content-length"))
+    if content_length:
+        return content_length
+    return plan.limit if plan.limit is not None else MAX_INT64
+
+
+def hook_failure(exchange: Exchange, exc: HookError) -> errors.TusError:
+    """The client's answer to a failed hook: no hook output, addresses or other internals.
+
+    They go to the request's InternalServerError line (as tusd logs a hook failure),
+    which carries the request ID the client got.
+    """
+    error = errors.TusError(f"hook failed (request ID {exchange.request_id})")
+    exchange.log.error("InternalServerError", message=error.message, error=str(exc))
+    exchange.internal_error_logged = True
+    return error
 
 
 def exchange_status(exchange: Exchange) -> int:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
+from .._logging import RequestLog
 from ..auth import Principal
 from ..hooks.model import HTTPResponse
 from ..protocol import errors
@@ -78,6 +79,9 @@ class ConnectionClosedError(Exception):
 class Exchange:
     """One request and its response, as the handler sees them."""
 
+    #: The request's log context (set by the handler before anything is logged).
+    log: RequestLog
+
     def __init__(self, connection: HTTPConnection, request: Request, has_body: bool) -> None:
         self._connection = connection
         self.request = request
@@ -96,6 +100,10 @@ class Exchange:
         self.upload_created = False
         #: The request's ID (X-Request-ID, or one made up), echoed and logged.
         self.request_id = ""
+        #: The status of a response the handler streamed itself (downloads).
+        self.sent_status = 0
+        #: An InternalServerError line with the details was written already.
+        self.internal_error_logged = False
         self.received = 0
 
     @property
@@ -386,10 +394,14 @@ Handler = Callable[[Exchange], Awaitable[None]]
 
 
 class HTTPConnection:
-    def __init__(self, stream: trio.abc.Stream, server: Server, remote_addr: str) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, server: Server, remote_addr: str, *, operator: bool = False
+    ) -> None:
         self.stream = stream
         self.server = server
         self.remote_addr = remote_addr
+        #: A connection to the operator listener: no h2c upgrade, no event stream.
+        self.operator = operator
         self.conn = h11.Connection(
             h11.SERVER, max_incomplete_event_size=server.config.max_header_size
         )
@@ -511,12 +523,16 @@ class HTTPConnection:
                 if event is None:
                     return
                 self.idle = False
-                if server.config.enable_h2c:
+                if server.config.enable_h2c and not self.operator:
                     from ._h2 import upgrade_h2c
 
                     if await upgrade_h2c(self, event):
                         return
-                if server.config.expose_events and _is_events_request(event, server):
+                if (
+                    server.config.expose_events
+                    and not self.operator
+                    and _is_events_request(event, server)
+                ):
                     await server.events.serve(self, event)
                     return
                 exchange = self._make_exchange(event)

@@ -7,7 +7,6 @@ an upload), the file locker's stop-request watcher and the expiry janitor.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,16 +14,15 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._logging import debug_event, flush_logs
+from .._logging import debug_event, error_event, flush_logs
 from ..hooks import HookDispatcher, HookError, HookResponse
+from ..lockers.base import BackgroundLocker, StopRequestWatcher
 from ..protocol.core import Request
 from ..protocol.info import UploadInfo
 from ._metrics import histograms
 
 if TYPE_CHECKING:
     from ._app import Server
-
-log = logging.getLogger("tusd_trio")
 
 
 @dataclass
@@ -53,6 +51,15 @@ class HookEvent:
     remote_addr: str = ""
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """A notification's place in its upload's queue."""
+
+    upload_id: str
+    previous: trio.Event | None
+    done: trio.Event
+
+
 class Supervisor:
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -60,18 +67,18 @@ class Supervisor:
         #: The hook dispatcher, when any hook backend is configured.
         self.hooks: HookDispatcher | None = None
         self._nursery: trio.Nursery | None = None
+        #: Per upload, the notification sent last (set once it was answered).
+        self._last_notification: dict[str, trio.Event] = {}
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            locker = self.server.locker
-            watch = getattr(locker, "watch_stop_requests", None)
-            if watch is not None:
-                nursery.start_soon(watch)
-            run_locker = getattr(locker, "run", None)
-            if run_locker is not None:
+            locker = self.server.locker.inner
+            if isinstance(locker, StopRequestWatcher):
+                nursery.start_soon(locker.watch_stop_requests)
+            if isinstance(locker, BackgroundLocker):
                 # Lease renewals and cross-instance release requests (Redis locker).
-                await nursery.start(run_locker)
+                await nursery.start(locker.run)
             if self.server.config.janitor_interval > 0:
                 nursery.start_soon(self.server.janitor.run)
             nursery.start_soon(self._flush_logs_periodically)
@@ -114,7 +121,7 @@ class Supervisor:
             return answer
         except HookError as exc:
             self.metrics.hook_errors_total[event.type] += 1
-            log.warning("HookInvocationError type=%s: %s", event.type, exc)
+            error_event("HookInvocationError", type=event.type, id=upload_id, error=str(exc))
             raise
         finally:
             histograms.observe_hook(event.type, time.monotonic() - started)
@@ -124,13 +131,43 @@ class Supervisor:
         if self.hooks is None or not self.hooks.is_enabled(event.type) or self._nursery is None:
             self.server.events.publish(event)
             return
-        self._nursery.start_soon(self._run_notification, event)
+        # Queued here, not in the task: tasks started together run in any order.
+        turn = self._queue(event)
+        self._nursery.start_soon(self._run_notification, event, turn)
 
-    async def _run_notification(self, event: HookEvent) -> None:
+    async def _run_notification(self, event: HookEvent, turn: _Turn) -> None:
         try:
-            await self.run_blocking_hook(event)
+            await self._run_in_turn(event, turn)
         except HookError:
             pass  # counted and logged by run_blocking_hook
+
+    async def run_hook_in_order(self, event: HookEvent) -> HookResponse | None:
+        """Run a hook after the upload's notifications sent before it were answered."""
+        return await self._run_in_turn(event, self._queue(event))
+
+    def _queue(self, event: HookEvent) -> _Turn:
+        """Line the event up behind the upload's previous notification.
+
+        The notifications of one upload (and its post-receive progress events) thus
+        reach the hook endpoints one at a time, in the order they happened.
+        """
+        upload_id = event.upload.id
+        turn = _Turn(upload_id, self._last_notification.get(upload_id), trio.Event())
+        self._last_notification[upload_id] = turn.done
+        return turn
+
+    async def _run_in_turn(self, event: HookEvent, turn: _Turn) -> HookResponse | None:
+        try:
+            if turn.previous is not None:
+                # One still running after -hooks-blocking-timeout is not waited for
+                # any longer: a stuck hook cannot hold back the upload's later events.
+                with trio.move_on_after(self.server.config.hooks_blocking_timeout):
+                    await turn.previous.wait()
+            return await self.run_blocking_hook(event)
+        finally:
+            turn.done.set()
+            if self._last_notification.get(turn.upload_id) is turn.done:
+                del self._last_notification[turn.upload_id]
 
     async def aclose(self) -> None:
         if self.hooks is not None:

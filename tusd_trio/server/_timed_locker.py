@@ -1,10 +1,10 @@
 """A locker wrapper that measures how long requests wait for a lock
-(``tusd_trio_lock_wait_seconds``).  Everything else is the wrapped locker's."""
+(``tusd_trio_lock_wait_seconds``).  It is a plain :class:`Locker`: the optional
+capabilities (``run``, ``check``, ...) are asked of the wrapped locker, ``inner``."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from ..lockers.base import LockContext, Locker, ReleaseCallback
 from ..protocol import errors
@@ -13,12 +13,9 @@ from ._metrics import histograms
 
 class TimedLocker(LockContext):
     def __init__(self, inner: Locker) -> None:
+        #: The wrapped locker, with its optional capabilities (lockers/base.py).
         self.inner = inner
         self.name = inner.name
-
-    def __getattr__(self, name: str) -> Any:
-        # run(), check(), watch_stop_requests(), ... of the wrapped locker.
-        return getattr(self.inner, name)
 
     async def acquire(
         self,

@@ -1,9 +1,11 @@
-"""The capability protocols every store implements."""
+"""The protocols of the stores: what every store and writer implements (``Store``,
+``ChunkWriter``), and the optional capabilities some have, declared here so that the
+server finds them with ``isinstance`` (they are ``runtime_checkable``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..protocol.core import StoreCapabilities
 from ..protocol.info import UploadInfo
@@ -22,7 +24,9 @@ class ChunkWriter(Protocol):
     @property
     def written(self) -> int: ...
 
-    async def write(self, data: bytes) -> None: ...
+    # ``data`` may be a view of a buffer the HTTP layer reuses: a writer that keeps
+    # bytes beyond the call copies them.
+    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
     async def commit(self) -> None: ...
 
@@ -70,3 +74,36 @@ class Store(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# --- optional capabilities -------------------------------------------------------------
+
+
+@runtime_checkable
+class InlineWriter(Protocol):
+    """A writer that appends without waiting (the file store writes to the page
+    cache): the handler calls ``write_nowait`` straight from the body pump, which
+    saves a task switch per body chunk."""
+
+    def write_nowait(self, data: bytes | bytearray | memoryview) -> None: ...
+
+
+@runtime_checkable
+class DurableOnWrite(Protocol):
+    """A writer whose every ``write`` reaches the upload at once, nothing held back.
+
+    When a lock is lost mid-body the handler keeps what such a writer wrote (it is
+    the upload's already) instead of discarding it.
+    """
+
+    durable_on_write: bool
+
+
+@runtime_checkable
+class ConsistencyCheckingStore(Protocol):
+    """A store that can repair what an earlier crash left behind (interrupted
+    creations, stray side files); the server runs the check once at start-up."""
+
+    async def check_consistency(self, older_than: float = 60.0) -> list[str]:
+        """Repair leftovers older than ``older_than`` seconds; a line per repair."""
+        ...

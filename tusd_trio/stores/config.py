@@ -1,5 +1,6 @@
-"""Settings of the object stores, filled by the CLI (tusd's flag names) or by an
-embedding application.  Credentials come from the environment, as in tusd."""
+"""Settings of the stores, filled by the CLI (tusd's flag names, through
+:meth:`tusd_trio.config.Config.store_settings`) or by an embedding application.
+Credentials of the object stores come from the environment, as in tusd."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ from dataclasses import dataclass
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 TiB = 1024 * GiB
+
+
+@dataclass(frozen=True)
+class FileStoreConfig:
+    #: The upload directory (-upload-dir).
+    directory: str = "./data"
+    #: Permissions of the directories created (-dir-perms).
+    dir_perms: int = 0o775
+    #: Permissions of the files created (-file-perms).
+    file_perms: int = 0o664
+    #: fsync every chunk before acknowledging it (-fsync).
+    fsync: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,3 +90,7 @@ class AzureConfig:
     blob_access_tier: str = ""
     #: Blob name prefix (-azure-object-prefix).
     object_prefix: str = ""
+
+
+#: The settings of one store; their type says which store.
+StoreConfig = FileStoreConfig | S3Config | GCSConfig | AzureConfig

@@ -1,17 +1,14 @@
-"""Build the configured store: S3, then GCS, then Azure, else the file store (tusd's
-order).  The object-store modules are imported only when chosen, so their SDKs
-are needed only by those who use them."""
+"""Build a store from its settings (:mod:`.config`): the settings' type chooses the
+store.  The object-store packages are imported only when chosen, so their SDKs are
+needed only by those who use them."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from .base import Store
+from .config import AzureConfig, FileStoreConfig, GCSConfig, S3Config, StoreConfig
 from .file import FileStore
-
-if TYPE_CHECKING:
-    from ..config import Config
 
 
 class StoreConfigError(RuntimeError):
@@ -22,50 +19,60 @@ class MissingDependencyError(StoreConfigError):
     """The chosen store's SDK is not installed."""
 
 
-def build_store(config: Config) -> Store:
+def _extra(settings: StoreConfig) -> str:
+    """The package extra that installs the SDK of the store ``settings`` choose."""
+    if isinstance(settings, S3Config):
+        return "s3"
+    if isinstance(settings, GCSConfig):
+        return "gcs"
+    return "azure"
+
+
+def build_store(settings: StoreConfig) -> Store:
+    """The store ``settings`` configure; :class:`StoreConfigError` when it cannot be."""
+    if isinstance(settings, FileStoreConfig):
+        return FileStore(
+            settings.directory,
+            dir_perms=settings.dir_perms,
+            file_perms=settings.file_perms,
+            fsync=settings.fsync,
+        )
     try:
-        if config.s3 is not None:
+        # The SDKs are optional dependencies: each store's package is imported here,
+        # only when it is the one chosen.
+        if isinstance(settings, S3Config):
             from .s3 import S3Store
 
-            return S3Store(config.s3)
-        if config.gcs is not None:
+            return S3Store(settings)
+        if isinstance(settings, GCSConfig):
             from .gcs import GCSStore
 
-            return GCSStore(config.gcs)
-        if config.azure is not None:
-            from .azure import AzureStore
+            return GCSStore(settings)
+        from .azure import AzureStore
 
-            return AzureStore(config.azure)
+        return AzureStore(settings)
     except ImportError as exc:
-        extra = "s3" if config.s3 else "gcs" if config.gcs else "azure"
+        extra = _extra(settings)
         raise MissingDependencyError(
             f"this store needs the {extra!r} extra: pip install 'tusd-trio[{extra}]' ({exc})"
         ) from None
     except ValueError as exc:
         raise StoreConfigError(str(exc)) from None
-    return FileStore(
-        config.upload_dir,
-        dir_perms=config.dir_perms,
-        file_perms=config.file_perms,
-        fsync=config.fsync,
-    )
 
 
-def store_description(config: Config) -> str:
+def store_description(settings: StoreConfig) -> str:
     """The start-up line naming the store, worded as tusd's."""
-    if config.s3 is not None:
-        where = f"s3://{config.s3.bucket}/{config.s3.object_prefix}"
+    if isinstance(settings, S3Config):
+        where = f"s3://{settings.bucket}/{settings.object_prefix}"
         line = f"Using '{where}' as S3 bucket for storage."
-        if config.s3.endpoint:
-            line += f" Endpoint: {config.s3.endpoint}"
+        if settings.endpoint:
+            line += f" Endpoint: {settings.endpoint}"
         return line
-    if config.gcs is not None:
-        where = f"gcs://{config.gcs.bucket}/{config.gcs.object_prefix}"
+    if isinstance(settings, GCSConfig):
+        where = f"gcs://{settings.bucket}/{settings.object_prefix}"
         return f"Using '{where}' as GCS bucket for storage."
-    if config.azure is not None:
-        account = config.azure.account
-        endpoint = config.azure.endpoint or f"https://{account}.blob.core.windows.net"
-        return (
-            f"Using Azure endpoint {endpoint} (container {config.azure.container!r}) for storage."
-        )
-    return f"Using '{os.path.abspath(config.upload_dir)}' as directory storage."
+    if isinstance(settings, AzureConfig):
+        account = settings.account
+        endpoint = settings.endpoint or f"https://{account}.blob.core.windows.net"
+        return f"Using Azure endpoint {endpoint} (container {settings.container!r}) for storage."
+    return f"Using '{os.path.abspath(settings.directory)}' as directory storage."

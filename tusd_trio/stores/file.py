@@ -15,17 +15,16 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import trio
 
-from .._process import pid_alive
 from ..protocol.core import StoreCapabilities
 from ..protocol.errors import InsufficientStorageError, StoreError, UploadNotFoundError
 from ..protocol.info import SIDE_FILE_SUFFIXES, UploadInfo
+from ._file_repair import repair_leftovers
 
 log = logging.getLogger("tusd_trio.filestore")
 
@@ -103,7 +102,7 @@ class _FileWriter:
     def written(self) -> int:
         return self._written
 
-    def write_nowait(self, data: bytes) -> None:
+    def write_nowait(self, data: bytes | bytearray | memoryview) -> None:
         """Append inline (to the page cache): the upload hot path."""
         try:
             n = os.write(self._fd, data)
@@ -117,7 +116,7 @@ class _FileWriter:
         except OSError as exc:
             raise _store_error(exc, "writing the upload") from exc
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         self.write_nowait(data)
         await trio.lowlevel.checkpoint_if_cancelled()
 
@@ -332,16 +331,40 @@ class FileStore:
             await trio.lowlevel.checkpoint()
         return stored
 
+    def _ensure_directory(self) -> bool:
+        """Recreate the upload directory when something removed it under us (a clean-up
+        job, a volume remounted empty), as tusd does; logged once per removal.  True when
+        it had to be recreated."""
+        if os.path.isdir(self.directory):
+            return False
+        _makedirs(self.directory, self.dir_perms)
+        log.warning(
+            "The upload directory %s was missing and has been recreated (permissions 0%o)",
+            self.directory,
+            self.dir_perms,
+        )
+        return True
+
+    def _new_data_file(self, stored: UploadInfo, data_path: str) -> None:
+        if "/" in stored.id or os.path.dirname(data_path) != self.directory:
+            # ID sub-directories, or a directory chosen by a pre-create hook.
+            self._ensure_directory()
+            _makedirs(os.path.dirname(self._default_data_path(stored.id)), self.dir_perms)
+            _makedirs(os.path.dirname(data_path), self.dir_perms)
+        fd = os.open(
+            data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms
+        )
+        os.close(fd)
+
     def _create_files(self, stored: UploadInfo, data_path: str) -> None:
         try:
-            if "/" in stored.id:
-                _makedirs(os.path.dirname(self._default_data_path(stored.id)), self.dir_perms)
-            if os.path.dirname(data_path) != self.directory:
-                _makedirs(os.path.dirname(data_path), self.dir_perms)
-            fd = os.open(
-                data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms
-            )
-            os.close(fd)
+            try:
+                self._new_data_file(stored, data_path)
+            except FileNotFoundError:
+                # Checked only on failure: creation is a hot path.
+                if not self._ensure_directory():
+                    raise
+                self._new_data_file(stored, data_path)
         except FileExistsError:
             raise StoreError("an upload with this ID exists already") from None
         except OSError as exc:
@@ -470,6 +493,8 @@ class FileStore:
         probe = os.path.join(self.directory, f".health-{os.getpid()}.tmp")
 
         def work() -> None:
+            # Truthful: a creation would recreate a removed directory, so the probe does.
+            self._ensure_directory()
             with open(probe, "wb") as handle:
                 handle.write(b"ok")
             os.unlink(probe)
@@ -511,167 +536,16 @@ class FileStore:
         finish what it is doing.  A file that belongs to an upload whose lock is
         held by a live process is left alone.
         """
-        return await trio.to_thread.run_sync(self._check_consistency, older_than)
+        return await trio.to_thread.run_sync(
+            repair_leftovers, self.directory, older_than, self._forget_info
+        )
 
-    def _check_consistency(self, older_than: float) -> list[str]:
-        cutoff = time.time() - older_than
-        own_pid = os.getpid()
-        actions: list[str] = []
-
-        def old_enough(path: str) -> bool:
-            try:
-                return os.stat(path).st_mtime <= cutoff
-            except OSError:
-                return False
-
-        def lock_owner_alive(base: str) -> bool:
-            try:
-                with open(base + ".lock", "rb") as handle:
-                    pid = int(handle.read().strip() or b"0")
-            except (OSError, ValueError):
-                return False
-            return pid != own_pid and pid_alive(pid)
-
-        def remove(path: str, message: str) -> None:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                return
-            except OSError as exc:
-                actions.append(f"Could not remove {path}: {exc.strerror}")
-                return
-            actions.append(f"{message} {path}")
-
-        for root, _dirs, files in os.walk(self.directory):
-            names = set(files)
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                if name.endswith(".part"):
-                    base = full[: -len(".part")]
-                    if old_enough(full) and not lock_owner_alive(base):
-                        remove(full, "Removed staging leftover")
-                elif name.endswith(".tmp") and (".info." in name or ".lock." in name):
-                    # <id>.info.<pid>.tmp and <id>.lock.<pid>.<n>.tmp: the writer's PID
-                    # tells whether anyone can still be using it.
-                    marker = ".info." if ".info." in name else ".lock."
-                    pid_text = name.rsplit(marker, 1)[1].split(".", 1)[0]
-                    pid = int(pid_text) if pid_text.isdigit() else 0
-                    if pid == own_pid or not pid_alive(pid):
-                        remove(full, "Removed staging leftover")
-                elif name.endswith(".lock"):
-                    # The owner's PID decides; a dead owner's lock is stale at any age.
-                    if not lock_owner_alive(full[: -len(".lock")]):
-                        remove(full, "Removed stale lock")
-                elif name.endswith(".stop"):
-                    if not lock_owner_alive(full[: -len(".stop")]):
-                        remove(full, "Removed stale stop request")
-                elif name.endswith(".info"):
-                    data = full[: -len(".info")]
-                    self._check_info(full, data, actions, old_enough, lock_owner_alive)
-                elif (
-                    _GENERATED_ID.fullmatch(name)
-                    and name + ".info" not in names
-                    and old_enough(full)
-                    and not lock_owner_alive(full)
-                ):
-                    remove(full, "Removed orphan data file")
-        return actions
-
-    def _check_info(
-        self,
-        info_path: str,
-        data_path: str,
-        actions: list[str],
-        old_enough: Callable[[str], bool],
-        lock_owner_alive: Callable[[str], bool],
-    ) -> None:
-        try:
-            with open(info_path, "rb") as handle:
-                raw = handle.read()
-            info = UploadInfo.from_json(raw)
-        except (OSError, ValueError) as exc:
-            if self._remove_interrupted_creation(
-                info_path,
-                data_path,
-                raw_empty=_is_empty(info_path),
-                actions=actions,
-                old_enough=old_enough,
-            ):
-                return
-            actions.append(f"Found unreadable info {info_path} ({exc}); left alone")
-            return
-        custom = (info.storage or {}).get("Path")
-        target = custom if custom and os.path.exists(custom) else data_path
-        if lock_owner_alive(data_path):
-            return
-        try:
-            size = os.stat(target).st_size
-        except FileNotFoundError:
-            if old_enough(info_path):
-                try:
-                    os.unlink(info_path)
-                except OSError as exc:
-                    actions.append(f"Could not remove {info_path}: {exc.strerror}")
-                else:
-                    self._info_cache.pop(info_path, None)
-                    actions.append(f"Removed info without data {info_path}")
-            return
-        except OSError:
-            return
-        if not info.size_is_deferred and size > info.size:
-            try:
-                os.truncate(target, info.size)
-            except OSError as exc:
-                actions.append(f"Could not repair {target}: {exc.strerror}")
-            else:
-                actions.append(f"Repaired data file {target}: cut from {size} to {info.size} bytes")
-
-    def _remove_interrupted_creation(
-        self,
-        info_path: str,
-        data_path: str,
-        *,
-        raw_empty: bool,
-        actions: list[str],
-        old_enough: Callable[[str], bool],
-    ) -> bool:
-        """An empty .info beside an empty (or no) data file: a crash during creation.
-
-        Nothing was ever acknowledged for such an upload; remove both files.
-        """
-        if not raw_empty or not old_enough(info_path):
-            return False
-        try:
-            data_size = os.stat(data_path).st_size
-        except FileNotFoundError:
-            data_size = 0
-        except OSError:
-            return False
-        if data_size:
-            return False
-        for path in (data_path, info_path):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                return False
+    def _forget_info(self, info_path: str) -> None:
+        """Drop a cached info document (its file was removed by the repair)."""
         self._info_cache.pop(info_path, None)
-        actions.append(f"Removed interrupted creation {info_path}")
-        return True
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
-
-
-def _is_empty(path: str) -> bool:
-    try:
-        return os.stat(path).st_size == 0
-    except OSError:
-        return False
-
-
-_GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
 
 __all__ = ["SIDE_FILE_SUFFIXES", "FileStore"]

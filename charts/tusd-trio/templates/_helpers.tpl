@@ -197,6 +197,20 @@ the URL names none.
 {{- if and $v.serviceMonitor.enabled (not $v.metrics.enabled) }}
 {{- fail "tusd-trio: serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
+{{- $metricsPort := include "tusd-trio.metricsPort" . }}
+{{- if and $metricsPort (or (lt (int64 $metricsPort) 1) (gt (int64 $metricsPort) 65535) (eq (int64 $metricsPort) 1080)) }}
+{{- fail (printf "tusd-trio: metrics.port=%v: use a free port from 1 to 65535 other than 1080 (uploads), or empty" $v.metrics.port) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The port of the separate metrics listener (metrics.port) as text, empty when the metrics
+are off or stay on the upload port.
+*/}}
+{{- define "tusd-trio.metricsPort" -}}
+{{- if and .Values.metrics.enabled (not (eq (toString .Values.metrics.port) "")) -}}
+{{- include "tusd-trio.text" .Values.metrics.port -}}
+{{- end -}}
 {{- end }}
 
 {{/* ---------------------------------------------------------------- flags */}}
@@ -219,6 +233,9 @@ The daemon's flags as a YAML list of {flag, env, value} (value goes to the Confi
 {{- $flags = append $flags (dict "flag" "expose-metrics" "value" (include "tusd-trio.text" $v.metrics.enabled)) }}
 {{- if $v.metrics.enabled }}
 {{- $flags = append $flags (dict "flag" "metrics-path" "value" $v.metrics.path) }}
+{{- if include "tusd-trio.metricsPort" . }}
+{{- $flags = append $flags (dict "flag" "metrics-listen" "value" (printf "0.0.0.0:%s" (include "tusd-trio.metricsPort" .))) }}
+{{- end }}
 {{- end }}
 {{- /* storage */}}
 {{- $type := $v.storage.type }}

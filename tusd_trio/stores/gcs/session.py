@@ -21,10 +21,9 @@ from typing import Any
 
 import google_crc32c
 import requests
-from requests.adapters import HTTPAdapter
 
-from ..protocol.errors import StoreError
-from ._gcs_crc import encode_crc32c
+from ...protocol.errors import StoreError
+from .crc import encode_crc32c
 
 log = logging.getLogger("tusd_trio.gcsstore")
 
@@ -39,7 +38,7 @@ _TIMEOUT = (10.0, 120.0)
 _RANGE = re.compile(r"bytes=0-(\d+)")
 
 
-__all__ = ["ALIGN", "HTTPAdapter", "ResumableSession", "SessionLostError"]
+__all__ = ["ALIGN", "ResumableSession", "SessionLostError"]
 
 
 class SessionLostError(StoreError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,8 @@ class HookServer:
         self.requests: list[Received] = []
         self.script: deque[Answer] = deque()
         self.default = Answer()
+        #: Answers by request when set (after the script is used up), e.g. by hook type.
+        self.respond: Callable[[Received], Answer] | None = None
         self.port = 0
 
     @property
@@ -87,7 +90,12 @@ class HookServer:
                         body,
                     )
                 )
-                answer = self.script.popleft() if self.script else self.default
+                if self.script:
+                    answer = self.script.popleft()
+                elif self.respond is not None:
+                    answer = self.respond(self.requests[-1])
+                else:
+                    answer = self.default
                 if answer.delay:
                     await trio.sleep(answer.delay)
                 if answer.drop:

@@ -23,8 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AZURITE = ROOT / "tests" / "services" / "node" / "node_modules" / ".bin" / "azurite-blob"
 
 #: Azurite's well-known development account (public, documented by Microsoft).
@@ -171,11 +172,11 @@ def azure_connection_string(endpoint: str) -> str:
     )
 
 
-def create_s3_bucket(endpoint: str, bucket: str) -> None:
+def _s3_client(endpoint: str) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
@@ -183,26 +184,86 @@ def create_s3_bucket(endpoint: str, bucket: str) -> None:
         aws_secret_access_key="testing",
         config=BotoConfig(s3={"addressing_style": "path"}),
     )
+
+
+def _gcs_client(endpoint: str) -> Any:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[import-untyped]
+
+    return storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=endpoint),
+    )
+
+
+def create_s3_bucket(endpoint: str, bucket: str) -> None:
+    client = _s3_client(endpoint)
     client.create_bucket(Bucket=bucket)
     client.close()
 
 
 def create_gcs_bucket(endpoint: str, bucket: str) -> None:
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    client = storage.Client(
-        project="test",
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        client_options=ClientOptions(api_endpoint=endpoint),
-    )
+    client = _gcs_client(endpoint)
     client.create_bucket(bucket)
     client.close()
 
 
+def stored_object_names(kind: str, endpoint: str, bucket: str) -> list[str]:
+    """Everything in a bucket or container, as the service itself lists it: objects and
+    unfinished multipart uploads (S3), blobs with only uncommitted blocks (Azure)."""
+    if kind == "s3":
+        client = _s3_client(endpoint)
+        try:
+            names = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+            uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+            names += [f"{u['Key']} (multipart upload {u['UploadId']})" for u in uploads]
+        finally:
+            client.close()
+        return sorted(names)
+    if kind == "gcs":
+        gcs = _gcs_client(endpoint)
+        try:
+            return sorted(blob.name for blob in gcs.list_blobs(bucket))
+        finally:
+            gcs.close()
+    if kind == "azure":
+        from azure.storage.blob import ContainerClient
+
+        container = ContainerClient.from_connection_string(
+            azure_connection_string(endpoint), bucket
+        )
+        try:
+            blobs = container.list_blobs(include=["uncommittedblobs"])
+            return sorted(blob.name for blob in blobs)
+        finally:
+            container.close()
+    raise ValueError(f"no object store named {kind!r}")
+
+
+async def everything_stored(store: Any, request: Any) -> list[str]:
+    """Every name a store under test holds: a memory store's uploads, the files under a
+    file store's directory, or the raw listing of the test's bucket (``request`` is the
+    pytest request, which knows the test's service and bucket)."""
+    import trio
+
+    if store.name == "memorystore":
+        return sorted(await store.list_ids())
+    if store.name == "filestore":
+        return sorted(
+            os.path.relpath(os.path.join(root, name), store.directory)
+            for root, _dirs, files in os.walk(store.directory)
+            for name in files
+        )
+    kind = {"s3store": "s3", "gcsstore": "gcs", "azurestore": "azure"}[store.name]
+    endpoint = request.getfixturevalue(f"{kind}_server").endpoint
+    bucket = request.getfixturevalue("bucket_name")
+    return await trio.to_thread.run_sync(stored_object_names, kind, endpoint, bucket)
+
+
 def main() -> None:
-    """``python tests/_services.py DIR``: start all three servers, print
+    """``python -m tests._support.services DIR``: start all three servers, print
     ``export NAME=endpoint`` lines, then wait until killed (used by .ci/run)."""
     workdir = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/tusd-trio-services")
     with (

@@ -1,0 +1,243 @@
+"""Operator endpoints: ``/metrics``, ``/health``, ``/health/ready``; who sees what, and the
+listener that serves only them.
+
+They show how the daemon runs rather than what is uploaded.  The metrics and the details
+of ``/health/ready`` (later also profiling) ask :meth:`OperatorAccess.check`, the one rule:
+
+1. on the operator listener (``-metrics-listen``) everything is shown: that port is
+   protected by the network (a NetworkPolicy, a firewall), not by credentials;
+2. ``-operator-endpoints-public`` shows them to anyone;
+3. with ``-metrics-listen`` set they are not shown on the upload port at all;
+4. with access control off they are open, as tusd's ``/metrics`` is;
+5. otherwise the request needs an admin credential, or the metrics token
+   (``-metrics-token-file``) as ``Authorization: Bearer <token>``.
+
+Liveness (``/health``) and the status of ``/health/ready`` stay open: probes carry no
+credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..auth import AuthConfigError, Authenticator, AuthError, forbidden, read_secret_file
+from ..lockers.base import CheckedLocker
+from ..protocol import errors
+from ..protocol.core import Request, Response, error_response, request_path
+from ._metrics import METRICS_CONTENT_TYPE, render_metrics
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ._app import Server
+    from ._http import Exchange
+
+log = logging.getLogger("tusd_trio")
+
+#: The start-up line naming the operator listener (the daemon's, or the worker parent's).
+LISTENING_MESSAGE = "Serving metrics and health at http://%s without credentials"
+
+
+class OperatorAccess:
+    """The access rule of the operator endpoints (see the module documentation)."""
+
+    def __init__(self, config: Config, auth: Authenticator) -> None:
+        self._auth = auth
+        self._public = config.operator_endpoints_public
+        self._own_listener = bool(config.metrics_listen)
+        self._token_digest: bytes | None = None
+        if config.metrics_token_file:
+            token = load_metrics_token(config.metrics_token_file)
+            self._token_digest = hashlib.sha256(token).digest()
+
+    def check(self, request: Request) -> None:
+        """Return when ``request`` (on the upload port) may read operator data; raise
+        :class:`AuthError` (401 without a credential, 403 with one that is not enough)
+        otherwise.  The operator listener does not ask: it shows everything."""
+        if self._public:
+            return
+        if self._own_listener:
+            raise forbidden("operator endpoints are served on the -metrics-listen address")
+        if not self._auth.enabled:
+            return
+        if self._token_digest is not None and self._has_token(request):
+            return
+        principal = self._auth.authenticate("GET", request.target, request.headers, time.time())
+        if principal is None or not principal.admin:
+            raise forbidden("operator endpoints are for administrators")
+
+    def allows(self, request: Request) -> bool:
+        try:
+            self.check(request)
+        except AuthError:
+            return False
+        return True
+
+    def _has_token(self, request: Request) -> bool:
+        scheme, _, value = (request.headers.get("authorization") or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or self._token_digest is None:
+            return False
+        # Digests of equal length: the comparison time says nothing about the token.
+        given = hashlib.sha256(value.strip().encode("utf-8", "replace")).digest()
+        return hmac.compare_digest(given, self._token_digest)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[ipv6]:port`` (-metrics-listen); ValueError when malformed."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host, int(port)
+
+
+def load_metrics_token(path: str) -> bytes:
+    """The -metrics-token-file token; :class:`AuthConfigError` when unusable."""
+    token = read_secret_file(path, "metrics token")
+    if len(token) < 16:
+        raise AuthConfigError(f"the metrics token in {path!r} must be at least 16 bytes long")
+    return token
+
+
+class OperatorEndpoints:
+    """The answers of the operator endpoints, shared by the upload port's handler and the
+    operator listener."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.access = OperatorAccess(server.config, server.auth)
+        #: Health checks failing now, with their texts (logged when they change).
+        self._failing_checks: dict[str, str] = {}
+
+    def metrics_response(self) -> Response:
+        return Response(
+            200,
+            [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
+            render_metrics(self.server).encode(),
+        )
+
+    async def health(self, *, ready: bool = False, details: bool = True) -> Response:
+        """``/health``: the loop answers and the store takes a write.  ``/health/ready``
+        also reports the hook backends and the access-control set-up, and is 503
+        while shutting down so load balancers drain the instance.
+
+        Without ``details`` (a caller the operator rule does not admit) each check says
+        only ``ok`` or ``failing``: failure texts name internal addresses.  They are
+        logged whenever they change."""
+        checks: dict[str, str] = {}
+        status = 200
+        if ready:
+            hooks = self.server.supervisor.hooks
+            checks["hooks"] = (
+                ", ".join(backend.name for backend in hooks.backends) if hooks else "none"
+            )
+            checks["auth"] = "on" if self.server.auth.enabled else "off"
+        try:
+            with trio.fail_after(5):
+                await self.server.store.check_writable()
+            checks["store"] = "ok"
+        except (errors.TusError, trio.TooSlowError) as exc:
+            checks["store"] = f"failing: {exc}"
+            status = 503
+        if ready:
+            for name, target in (
+                ("hooks_http", self.server.config.hooks_http),
+                ("hooks_grpc", self.server.config.hooks_grpc),
+            ):
+                if not target:
+                    continue
+                problem = await _probe_endpoint(target)
+                checks[name] = "ok" if problem is None else f"failing: {problem}"
+                if problem is not None:
+                    status = 503
+        locker = self.server.locker.inner
+        if ready and isinstance(locker, CheckedLocker):
+            try:
+                with trio.fail_after(5):
+                    await locker.check()
+                checks["locker"] = "ok"
+            except (errors.TusError, trio.TooSlowError) as exc:
+                checks["locker"] = f"failing: {exc}"
+                status = 503
+        if self.server.shutting_down:
+            checks["server"] = "shutting down"
+            status = 503
+        self._log_check_changes(checks)
+        if not details:
+            checks = {
+                name: value if value in ("ok", "shutting down") else "failing"
+                for name, value in checks.items()
+                if name not in ("hooks", "auth")
+            }
+        body = json.dumps({"status": "ok" if status == 200 else "unavailable", "checks": checks})
+        return Response(
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+            body.encode(),
+        )
+
+    def _log_check_changes(self, checks: dict[str, str]) -> None:
+        """Log a failing health check when its text changes, and its recovery."""
+        for name, value in checks.items():
+            if name in ("hooks", "auth", "server"):
+                continue
+            before = self._failing_checks.get(name)
+            if value == "ok":
+                if before is not None:
+                    del self._failing_checks[name]
+                    log.info("HealthCheckRecovered check=%s", name)
+            elif value != before:
+                self._failing_checks[name] = value
+                log.warning("HealthCheckFailing check=%s: %s", name, value)
+
+    async def serve_listener(self, exchange: Exchange) -> None:
+        """The operator listener's handler: metrics and health, no uploads, no credentials."""
+        request = exchange.request
+        protocol = self.server.config.protocol
+        method = request.method.upper()
+        try:
+            path = request_path(request.target)
+        except ValueError:
+            path = ""
+        response: Response
+        if method not in ("GET", "HEAD"):
+            response = error_response(errors.MethodNotAllowedError("GET, HEAD"), method=method)
+        elif path and path == self.server.metrics_path:
+            response = self.metrics_response()
+        elif path == protocol.health_path:
+            response = await self.health()
+        elif path == protocol.health_path + "/ready":
+            response = await self.health(ready=True, details=True)
+        else:
+            response = error_response(errors.UploadNotFoundError("not found"), method=method)
+        await exchange.send_response(response, head=method == "HEAD")
+
+
+async def _probe_endpoint(target: str) -> str | None:
+    """Open (and close) a TCP connection to a hook endpoint; the problem, or None."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target if "://" in target else f"tcp://{target}")
+    host = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"invalid endpoint {target!r}"
+    try:
+        with trio.fail_after(2):
+            stream = await trio.open_tcp_stream(host, port)
+        await stream.aclose()
+    except (OSError, trio.TooSlowError) as exc:
+        return f"cannot connect to {host}:{port} ({exc.__class__.__name__})"
+    return None
