@@ -40,6 +40,7 @@ from procs import (
     on_sigterm,
     proc_cpu_s,
     proc_status_kib,
+    run_client,
     server_pids,
 )
 from report import (  # noqa: F401 - re-exported for h2.py, s3.py and scaleout.py
@@ -343,28 +344,12 @@ def freed_inodes_nearby(directory: Path, count: int) -> None:
 
 
 def loadgen(params: dict, timeout: float) -> dict:
-    proc = subprocess.Popen(
-        [sys.executable, str(LOADGEN), json.dumps(params)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    with LIVE_LOCK:
-        LIVE[proc.pid] = proc
+    """Run loadgen.py once (its own process group) and return the JSON it prints last."""
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc, grace=0.5)
-        raise RuntimeError(f"load generator timed out after {timeout:.0f} s") from None
-    finally:
-        with LIVE_LOCK:
-            LIVE.pop(proc.pid, None)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"load generator failed ({proc.returncode}): {err.decode(errors='replace')[-1500:]}"
-        )
-    return json.loads(out.decode().strip().splitlines()[-1])
+        out, *_ = run_client([sys.executable, str(LOADGEN), json.dumps(params)], timeout)
+    except RuntimeError as exc:
+        raise RuntimeError(f"load generator: {exc}") from None
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # -- one measurement ------------------------------------------------------------------------
