@@ -113,7 +113,8 @@ with status 2 and a one-line message naming the flag; `tusd-trio -help` prints e
 with its default, `tusd-trio -version` the version.
 
 The same flags work for `python -m tusd_trio`, the `.pyz`, the container image (after the
-image name), the Helm chart (`tusd.extraFlags`) and the ASGI app (`$TUSD_TRIO_ARGS`).
+image name) and the Helm chart (`tusd.extraFlags`); the ASGI app takes them in
+`$TUSD_TRIO_ARGS`, where listening, TLS and HTTP/2 belong to the ASGI server.
 """
 
 
