@@ -68,7 +68,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("HTTP/1.1 glue (server/_http.py: headers, body pump, send)", ("server/_http.py",)),
     (
         "tus protocol core (parse headers, plan, build response)",
-        ("protocol/core.py", "protocol/headers.py", "protocol/ietf.py", "protocol/info.py"),
+        ("tusd_trio/protocol/",),
     ),
     ("request handler (server/_handler.py)", ("server/_handler.py",)),
     ("connection handling (server/_app.py)", ("server/_app.py",)),
