@@ -90,7 +90,23 @@ CATALOGUE = [
     (errors.StoreError, 500, "ERR_INTERNAL_SERVER_ERROR", None),
     (errors.InsufficientStorageError, 507, "ERR_INSUFFICIENT_STORAGE", None),
     (errors.UnavailableError, 503, "ERR_SERVICE_UNAVAILABLE", None),
-    (errors.RequestTimeoutError, 500, "ERR_REQUEST_TIMEOUT", None),
+    (errors.ServerShuttingDownError, 503, "ERR_SERVER_SHUTDOWN", "the server is shutting down"),
+    # Refusals before a request reaches the handler.
+    (errors.MalformedRequestError, 400, "ERR_BAD_REQUEST", "malformed HTTP request"),
+    (errors.RequestTimeoutError, 408, "ERR_REQUEST_TIMEOUT", "request header timeout"),
+    (
+        errors.HeaderFieldsTooLargeError,
+        431,
+        "ERR_REQUEST_HEADER_FIELDS_TOO_LARGE",
+        "the request line and headers are larger than the limit",
+    ),
+    (
+        errors.TooManyConnectionsError,
+        503,
+        "ERR_TOO_MANY_CONNECTIONS",
+        "the server has too many open connections",
+    ),
+    (errors.ServerNotStartedError, 503, "ERR_SERVER_NOT_STARTED", None),
     (errors.TusError, 500, "ERR_INTERNAL_SERVER_ERROR", None),
 ]
 
@@ -128,9 +144,54 @@ def test_body_interruptions_share_a_base() -> None:
         errors.ConnectionResetError_,
         errors.UploadInterruptedError,
         errors.ServerShutdownError,
-        errors.RequestTimeoutError,
+        errors.UploadStoppedError,
+        errors.LockLostError,
     ):
         assert issubclass(cls, errors.BodyInterruptedError)
+
+
+def test_retry_after_only_where_another_try_can_succeed() -> None:
+    # UnavailableError answers carry Retry-After; a server never started does not.
+    for cls in (errors.TooManyConnectionsError, errors.ServerShuttingDownError):
+        assert issubclass(cls, errors.UnavailableError)
+    assert not issubclass(errors.ServerNotStartedError, errors.UnavailableError)
+    assert not issubclass(errors.ServerShutdownError, errors.UnavailableError)
+
+
+def test_docstring_tree_lists_exactly_the_classes() -> None:
+    assert errors.__doc__ is not None
+    tree = errors.__doc__.split("::", 1)[1].split("\n\n", 2)[1]
+    named = {line.split()[0] for line in tree.splitlines() if line.strip()}
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.TusError)
+    }
+    assert named == defined
+
+
+def test_answer_fields_are_given_when_the_error_is_made() -> None:
+    marker = object()
+    error = errors.UploadRejectedError(hook_response=marker, location="/files/x")
+    assert (error.hook_response, error.location) == (marker, "/files/x")
+    assert (errors.UploadRejectedError().hook_response, errors.TusError().location) == (None, None)
+
+
+def test_with_location_returns_a_new_error_of_the_same_kind() -> None:
+    original = errors.MismatchingUploadOffsetError(expected=3, provided=5)
+    located = original.with_location("http://h/files/a")
+    assert original.location is None
+    assert type(located) is errors.MismatchingUploadOffsetError
+    assert located.location == "http://h/files/a"
+    assert (located.expected, located.provided) == (3, 5)
+    assert (located.status, located.code, located.message) == (
+        original.status,
+        original.code,
+        original.message,
+    )
+    assert str(located) == str(original)
+    allowed = errors.MethodNotAllowedError("POST").with_location("/files/b")
+    assert (allowed.allow, allowed.location) == ("POST", "/files/b")
 
 
 def test_message_status_and_code_can_be_overridden_per_instance() -> None:

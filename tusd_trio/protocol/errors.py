@@ -1,30 +1,82 @@
-"""The exception tree of tusd-trio.
+"""The exception tree of tusd-trio: every ``ERR_*`` code the daemon answers with.
 
-Every error the server can answer with carries tusd's stable ``ERR_*`` code,
-the HTTP status it maps to and a short message, so that logs and clients see the
-same codes as with tusd::
+Each class carries tusd's stable ``ERR_*`` code, the HTTP status it maps to and a
+short default message, so that logs and clients see the same codes as with tusd.
+The I/O layer turns an error into a response with
+:func:`tusd_trio.protocol.messages.error_response` (the IETF draft's problem details:
+:func:`tusd_trio.protocol.ietf.error_response`); nothing else writes an ``ERR_*``
+code.  The tree (``tests/protocol/test_errors.py`` checks that it lists every class
+of this module)::
 
-    TusError                         (any status; .code, .status, .message)
-      ProtocolError                  (4xx: the request is malformed or not allowed)
-        UnsupportedVersionError      412 ERR_UNSUPPORTED_VERSION
-        InvalidContentTypeError      415 ERR_INVALID_CONTENT_TYPE
-        InvalidUploadLengthError     400 ERR_INVALID_UPLOAD_LENGTH
-        InvalidOffsetError           400 ERR_INVALID_OFFSET
-        MismatchedOffsetError        409 ERR_MISMATCHED_OFFSET
-        SizeExceededError            413 ERR_UPLOAD_SIZE_EXCEEDED / ERR_MAX_SIZE_EXCEEDED
-        ChecksumMismatchError        460 ERR_CHECKSUM_MISMATCH
-        ...
-      UploadNotFoundError            404 ERR_UPLOAD_NOT_FOUND
-      UploadGoneError                410 ERR_UPLOAD_GONE (expired)
-      LockTimeoutError               500 ERR_LOCK_TIMEOUT
-      InterruptedError_              400/500/503 body reading ended early
-      StoreError                     500/507 the storage backend failed
+    TusError                              500 ERR_INTERNAL_SERVER_ERROR (any failure)
+      ProtocolError                       400 ERR_BAD_REQUEST (4xx: malformed or not allowed)
+        UnsupportedVersionError           412 ERR_UNSUPPORTED_VERSION
+        MaxSizeExceededError              413 ERR_MAX_SIZE_EXCEEDED
+        InvalidContentTypeError           415 ERR_INVALID_CONTENT_TYPE
+        InvalidUploadLengthError          400 ERR_INVALID_UPLOAD_LENGTH
+          InconsistentUploadLengthError   400 ERR_INVALID_UPLOAD_LENGTH (IETF draft)
+        InvalidOffsetError                400 ERR_INVALID_OFFSET
+        MismatchedOffsetError             409 ERR_MISMATCHED_OFFSET
+          MismatchingUploadOffsetError    409 ERR_MISMATCHED_OFFSET (IETF draft)
+        SizeExceededError                 413 ERR_UPLOAD_SIZE_EXCEEDED
+        UploadNotFinishedError            400 ERR_UPLOAD_NOT_FINISHED
+        IncompleteUploadError             400 ERR_INCOMPLETE_UPLOAD
+        InvalidConcatError                400 ERR_INVALID_CONCAT
+        ConcatUnsupportedError            400 ERR_CONCATENATION_UNSUPPORTED
+        ModifyFinalError                  403 ERR_MODIFY_FINAL
+        AmbiguousUploadLengthError        400 ERR_AMBIGUOUS_UPLOAD_LENGTH
+        InvalidUploadLengthDeferError     400 ERR_INVALID_UPLOAD_LENGTH_DEFER
+        UnsupportedChecksumAlgorithmError 400 ERR_UNSUPPORTED_CHECKSUM_ALGORITHM
+        InvalidChecksumError              400 ERR_INVALID_CHECKSUM
+        ChecksumMismatchError             460 ERR_CHECKSUM_MISMATCH
+        OriginNotAllowedError             403 ERR_ORIGIN_NOT_ALLOWED
+        InvalidHostError                  400 ERR_INVALID_HOST
+        InvalidUploadIDError              404 ERR_UPLOAD_NOT_FOUND
+        MethodNotAllowedError             405 ERR_METHOD_NOT_ALLOWED (+ Allow)
+        RangeNotSatisfiableError          416 ERR_RANGE_NOT_SATISFIABLE (+ Content-Range)
+        UploadRejectedError               400 ERR_UPLOAD_REJECTED (pre-create hook)
+        TerminationRejectedError          400 ERR_UPLOAD_TERMINATION_REJECTED (pre-terminate)
+        AccessDeniedError                 403 ERR_ACCESS_DENIED (pre-access hook)
+        CompletedUploadError              400 ERR_UPLOAD_COMPLETED (IETF draft)
+        InvalidUploadCompleteError        400 ERR_INVALID_UPLOAD_COMPLETE (IETF draft)
+        MalformedRequestError             400 ERR_BAD_REQUEST (unparsable HTTP)
+        RequestTimeoutError               408 ERR_REQUEST_TIMEOUT (request head too slow)
+        HeaderFieldsTooLargeError         431 ERR_REQUEST_HEADER_FIELDS_TOO_LARGE
+      UploadNotFoundError                 404 ERR_UPLOAD_NOT_FOUND
+      UploadGoneError                     410 ERR_UPLOAD_GONE (expired)
+      UploadLockedError                   423 ERR_UPLOAD_LOCKED
+      LockTimeoutError                    500 ERR_LOCK_TIMEOUT
+      NotImplementedFeatureError          501 ERR_NOT_IMPLEMENTED
+      ServerNotStartedError               503 ERR_SERVER_NOT_STARTED (ASGI app before lifespan)
+      BodyInterruptedError                (the body ended early; the bytes read are kept)
+        UnexpectedEOFError                400 ERR_UNEXPECTED_EOF
+        ReadTimeoutError                  500 ERR_READ_TIMEOUT
+        ConnectionResetError_             500 ERR_CONNECTION_RESET
+        UploadInterruptedError            400 ERR_UPLOAD_INTERRUPTED
+        ServerShutdownError               503 ERR_SERVER_SHUTDOWN
+        UploadStoppedError                400 ERR_UPLOAD_STOPPED (post-receive hook)
+        LockLostError                     503 ERR_LOCK_LOST (also an UnavailableError)
+      StoreError                          500 ERR_INTERNAL_SERVER_ERROR (the store failed)
+        InsufficientStorageError          507 ERR_INSUFFICIENT_STORAGE
+      UnavailableError                    503 ERR_SERVICE_UNAVAILABLE (+ Retry-After)
+        LockerUnavailableError            503 ERR_LOCKER_UNAVAILABLE
+        ServerShuttingDownError           503 ERR_SERVER_SHUTDOWN (new request at shutdown)
+        TooManyConnectionsError           503 ERR_TOO_MANY_CONNECTIONS (-max-connections)
+        LockLostError                     (see above)
 
-The protocol core raises these; the I/O layer turns them into responses with
-:func:`tusd_trio.protocol.responses.error_response`.
+Access control adds one branch outside this module: ``tusd_trio.auth.AuthError``
+(401 ``ERR_UNAUTHORIZED``, 403 ``ERR_FORBIDDEN``, with ``WWW-Authenticate``).
+
+What an answer carries besides the code is given when the error is made:
+``location`` (the URL of an upload created before the error, sent as ``Location``)
+and ``hook_response`` (a hook's changes to the response).  An error caught after
+the upload was created gets its location with :meth:`TusError.with_location`, which
+returns a new error; errors are never changed once raised.
 """
 
 from __future__ import annotations
+
+from typing import Any, Self, TypeVar
 
 
 class TusError(Exception):
@@ -33,10 +85,6 @@ class TusError(Exception):
     code: str = "ERR_INTERNAL_SERVER_ERROR"
     status: int = 500
     default_message: str = "internal server error"
-    #: The URL of an upload that was created before the error happened.
-    location: str | None = None
-    #: A hook's changes to the response (opaque to the protocol core).
-    hook_response: object | None = None
 
     def __init__(
         self,
@@ -44,13 +92,39 @@ class TusError(Exception):
         *,
         status: int | None = None,
         code: str | None = None,
+        location: str | None = None,
+        hook_response: object | None = None,
     ) -> None:
         self.message = message if message is not None else self.default_message
         if status is not None:
             self.status = status
         if code is not None:
             self.code = code
+        #: The URL of an upload that was created before the error happened.
+        self.location = location
+        #: A hook's changes to the response (opaque to the protocol core).
+        self.hook_response = hook_response
         super().__init__(f"{self.code}: {self.message}")
+
+    def with_location(self, location: str) -> Self:
+        """The same answer, also naming the upload that exists (``Location``): the
+        client may resume it."""
+        return _rebuild(type(self), self.args, {**self.__dict__, "location": location})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copies and pickles keep every field whatever the subclass's __init__ takes.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+_E = TypeVar("_E", bound=TusError)
+
+
+def _rebuild(cls: type[_E], args: tuple[Any, ...], fields: dict[str, Any]) -> _E:
+    """An error of class ``cls`` with these fields, made without its ``__init__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
 
 
 class ProtocolError(TusError):
@@ -125,6 +199,8 @@ class SizeExceededError(ProtocolError):
 
 
 class NotImplementedFeatureError(TusError):
+    """A feature the server does not offer (also a transfer coding it cannot decode)."""
+
     status = 501
     code = "ERR_NOT_IMPLEMENTED"
     default_message = "feature not implemented"
@@ -223,6 +299,44 @@ class RangeNotSatisfiableError(ProtocolError):
         self.size = size
 
 
+# --- Refusals before a request reaches the handler (the connection is closed after).
+
+
+class MalformedRequestError(ProtocolError):
+    """HTTP that cannot be parsed, or a request with both Content-Length and
+    Transfer-Encoding (RFC 9112 6.1: a possible request-smuggling attempt)."""
+
+    code = "ERR_BAD_REQUEST"
+    default_message = "malformed HTTP request"
+
+
+class RequestTimeoutError(ProtocolError):
+    """The request line and headers did not arrive within -network-timeout."""
+
+    status = 408
+    code = "ERR_REQUEST_TIMEOUT"
+    default_message = "request header timeout"
+
+
+class HeaderFieldsTooLargeError(ProtocolError):
+    """The request line and headers are larger than -max-header-size."""
+
+    status = 431
+    code = "ERR_REQUEST_HEADER_FIELDS_TOO_LARGE"
+    default_message = "the request line and headers are larger than the limit"
+
+
+class ServerNotStartedError(TusError):
+    """A request reached the ASGI app before its lifespan started it.
+
+    Not an :class:`UnavailableError`: the answer carries no ``Retry-After`` (a
+    server that is never started would be retried forever)."""
+
+    status = 503
+    code = "ERR_SERVER_NOT_STARTED"
+    default_message = "the server has not been started"
+
+
 # --- Errors that end a body read early.  The bytes read so far are kept. ---
 
 
@@ -258,12 +372,6 @@ class ServerShutdownError(BodyInterruptedError):
     status = 503
     code = "ERR_SERVER_SHUTDOWN"
     default_message = "request has been interrupted because the server is shutting down"
-
-
-class RequestTimeoutError(BodyInterruptedError):
-    status = 500
-    code = "ERR_REQUEST_TIMEOUT"
-    default_message = "request did not complete in time"
 
 
 class UploadStoppedError(BodyInterruptedError):
@@ -349,6 +457,22 @@ class InvalidUploadCompleteError(ProtocolError):
 
     code = "ERR_INVALID_UPLOAD_COMPLETE"
     default_message = "missing or invalid Upload-Complete header"
+
+
+class ServerShuttingDownError(UnavailableError):
+    """A new creation or PATCH arrived while the server shuts down; another instance
+    (or this one, restarted) can take it after ``Retry-After``.  A body already being
+    read when the shutdown starts ends with :class:`ServerShutdownError` instead."""
+
+    code = "ERR_SERVER_SHUTDOWN"
+    default_message = "the server is shutting down"
+
+
+class TooManyConnectionsError(UnavailableError):
+    """A connection beyond -max-connections, refused before its request is read."""
+
+    code = "ERR_TOO_MANY_CONNECTIONS"
+    default_message = "the server has too many open connections"
 
 
 class LockerUnavailableError(UnavailableError):

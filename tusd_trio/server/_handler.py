@@ -194,7 +194,7 @@ class TusHandler:
             self.server.operator.access.check(exchange.request)
             return self.server.operator.metrics_response()
         if self.server.shutting_down and action in (Action.CREATE, Action.PATCH):
-            raise errors.UnavailableError("the server is shutting down", code="ERR_SERVER_SHUTDOWN")
+            raise errors.ServerShuttingDownError()
         auth = self.server.auth
         if auth.enabled:
             request = exchange.request
@@ -234,9 +234,7 @@ class TusHandler:
             HookEvent("pre-access", info, exchange.request, exchange.remote_addr)
         )
         if answer is not None and answer.reject_access:
-            error = errors.AccessDeniedError()
-            error.hook_response = answer.http_response
-            raise error
+            raise errors.AccessDeniedError(hook_response=answer.http_response)
 
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:
@@ -286,9 +284,7 @@ class TusHandler:
         new_id = new_upload_id()
         if answer is not None:
             if answer.reject_upload:
-                error = errors.UploadRejectedError()
-                error.hook_response = answer.http_response
-                raise error
+                raise errors.UploadRejectedError(hook_response=answer.http_response)
             exchange.hook_response = answer.http_response
             changes = answer.change_file_info
             if changes is not None:
@@ -336,8 +332,7 @@ class TusHandler:
             try:
                 write_plan = core.plan_body_write(request, info, self.protocol)
             except errors.TusError as exc:
-                exc.location = location  # the upload exists: the client may resume it
-                raise
+                raise exc.with_location(location) from exc  # the upload exists: it may be resumed
             interrupter = Interrupter(exchange.log)
             async with self.locker.lock(
                 info.id,
@@ -349,7 +344,7 @@ class TusHandler:
                 info, body_error = await self._write_body(exchange, info, write_plan, interrupter)
             if body_error is not None:
                 if not isinstance(body_error, errors.UploadStoppedError):
-                    body_error.location = location  # not for a terminated upload
+                    body_error = body_error.with_location(location)  # not for a terminated upload
                 raise body_error
         elif info.is_complete:
             await self._finish(info, exchange)
@@ -400,11 +395,10 @@ class TusHandler:
                 if body_error is None:
                     info = await self._complete_draft(exchange, info, complete)
         except errors.TusError as exc:
-            exc.location = location  # the upload exists: the client may resume it
-            raise
+            raise exc.with_location(location) from exc  # the upload exists: it may be resumed
         if body_error is not None:
             if not isinstance(body_error, errors.UploadStoppedError):
-                body_error.location = location  # not for a terminated upload
+                body_error = body_error.with_location(location)  # not for a terminated upload
             raise body_error
         return ietf.creation_response(interop, protocol, info, location, routed.common, time.time())
 
@@ -594,8 +588,7 @@ class TusHandler:
                 continue
             if answer is not None and answer.stop_upload:
                 info_event("HookStopUpload", id=info.id, offset=offset)
-                stop = errors.UploadStoppedError()
-                stop.hook_response = answer.http_response
+                stop = errors.UploadStoppedError(hook_response=answer.http_response)
                 interrupter.interrupt(stop)
                 return
 
@@ -788,9 +781,7 @@ class TusHandler:
             )
             if answer is not None:
                 if answer.reject_termination:
-                    error = errors.TerminationRejectedError()
-                    error.hook_response = answer.http_response
-                    raise error
+                    raise errors.TerminationRejectedError(hook_response=answer.http_response)
                 exchange.hook_response = answer.http_response
             with self._timed("terminate"):
                 await self.store.terminate(info)
