@@ -27,8 +27,7 @@ from .protocol.core import (
     ProtocolConfig,
 )
 from .protocol.headers import CHECKSUM_ALGORITHMS
-from .server._operator import load_metrics_token, parse_listen_address
-from .server._tls import TLS_MODES, TLSConfigError
+from .server import TLS_MODES, TLSConfigError, load_metrics_token, parse_listen_address
 from .stores.config import AzureConfig, GCSConfig, MiB, S3Config
 from .stores.factory import StoreConfigError, store_description
 

@@ -5,7 +5,7 @@ import trio
 
 from tusd_trio.protocol.core import Headers, Request
 from tusd_trio.protocol.info import UploadInfo
-from tusd_trio.server._supervisor import HookEvent
+from tusd_trio.hooks import HookEvent
 
 from .hookserver import HookServer
 
