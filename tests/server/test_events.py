@@ -8,9 +8,9 @@ from typing import Any
 import trio
 import trio_websocket
 
+from tusd_trio.hooks import HookEvent
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.server._events import QUEUE_SIZE, _Subscriber
-from tusd_trio.hooks import HookEvent
 
 from .conftest import TUS, Running
 

@@ -27,8 +27,8 @@ from cryptography.x509.oid import NameOID
 
 from tusd_trio.config import Config
 from tusd_trio.server import Server
-from tusd_trio.server._h2_exchange import H2Exchange
 from tusd_trio.server._exchange import Exchange
+from tusd_trio.server._h2_exchange import H2Exchange
 from tusd_trio.server._tls import (
     TLSConfigError,
     create_ssl_context,
