@@ -19,7 +19,6 @@ import trio
 
 from ..protocol import errors
 from ..protocol.core import Headers, Request
-from . import _h11_fast as fast
 from ._exchange import Handler, Sink, TransportSettings
 from ._framing import (
     RawHeaders,
@@ -29,6 +28,7 @@ from ._framing import (
     raw_refusal,
     reason_phrase,
 )
+from ._h11_fast import direct_body_possible, prepared_headers, pump_direct, unread_body_length
 from ._state import ServerState
 from ._streams import (
     DRAIN_LIMIT,
@@ -138,13 +138,9 @@ class H11Exchange:
                         continue
                     if event is need_data:
                         sock = connection.socket
-                        if (
-                            not sink_is_async
-                            and sock is not None
-                            and fast.direct_body_possible(conn)
-                        ):
+                        if not sink_is_async and sock is not None and direct_body_possible(conn):
                             self.received = received
-                            over = await fast.pump_direct(
+                            over = await pump_direct(
                                 conn,
                                 sock,
                                 connection.body_buffer(),
@@ -219,7 +215,7 @@ class H11Exchange:
         data = conn.send(
             h11.Response(
                 status_code=status,
-                headers=fast.prepared_headers(headers),
+                headers=prepared_headers(headers),
                 reason=reason_phrase(status),
             )
         )
@@ -331,7 +327,7 @@ class HTTPConnection:
         """Whether the unread rest of the current request body is small."""
         if self.conn.their_state is not h11.SEND_BODY:
             return True
-        remaining = fast.unread_body_length(self.conn)
+        remaining = unread_body_length(self.conn)
         return remaining is not None and remaining <= DRAIN_LIMIT
 
     async def _drain(self) -> bool:

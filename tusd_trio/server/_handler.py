@@ -17,12 +17,14 @@ from ..auth import Authenticator, AuthError
 from ..hooks import HookError, HTTPResponse
 from ..protocol import core, errors, ietf
 from ..protocol.core import Action, Response, Routed
-from . import _create, _read, _write
+from ._create import create
 from ._exchange import Exchange, send_response
 from ._metrics import histograms
+from ._read import delete, get, head
 from ._request import RequestContext
 from ._streams import ConnectionClosedError
 from ._uploads import HandlerParts, apply_hook_response, check_access, hook_failure
+from ._write import patch
 
 _COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"})
 
@@ -78,17 +80,17 @@ class TusHandler:
                 if ctx.hook_response is not None:
                     response = apply_hook_response(response, ctx.hook_response)
                 status = response.status
-                head = method == "HEAD"
-                if head and request.method != "HEAD":
+                is_head = method == "HEAD"
+                if is_head and request.method != "HEAD":
                     # HEAD through X-HTTP-Method-Override on a POST: the connection
                     # still carries a POST, whose answer has a real (empty) body.
-                    head = False
+                    is_head = False
                     response.headers = [
                         (k, v) for k, v in response.headers if k.lower() != "content-length"
                     ]
                     response.body = b""
-                body = b"" if head else response.body
-                await send_response(exchange, response, head=head)
+                body = b"" if is_head else response.body
+                await send_response(exchange, response, head=is_head)
             else:
                 # A download streamed by _read.get: tusd logs no body for it.
                 status = ctx.sent_status or (200 if exchange.response_started else 500)
@@ -186,7 +188,7 @@ class TusHandler:
             )
         if action is Action.CREATE:
             try:
-                return await _create.create(parts, ctx, routed)
+                return await create(parts, ctx, routed)
             except BaseException:
                 if not ctx.upload_created:
                     auth.release(ctx.principal)
@@ -197,11 +199,11 @@ class TusHandler:
             # Our pre-access hook (and the owner check): may refuse every method below.
             await check_access(parts, ctx, await parts.store.get(upload_id))
         if action is Action.HEAD:
-            return await _read.head(parts, ctx, routed, upload_id)
+            return await head(parts, ctx, routed, upload_id)
         if action is Action.PATCH:
-            return await _write.patch(parts, ctx, routed, upload_id)
+            return await patch(parts, ctx, routed, upload_id)
         if action is Action.GET:
-            await _read.get(parts, ctx, routed, upload_id)
+            await get(parts, ctx, routed, upload_id)
             return None
         assert action is Action.DELETE
-        return await _read.delete(parts, ctx, routed, upload_id)
+        return await delete(parts, ctx, routed, upload_id)
