@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import trio
 
+from tusd_trio.hooks import HookEvent
 from tusd_trio.protocol.core import Headers, Request
 from tusd_trio.protocol.info import UploadInfo
-from tusd_trio.hooks import HookEvent
 
 from .hookserver import HookServer
 
