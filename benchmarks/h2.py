@@ -26,26 +26,32 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
 import importlib.metadata
-import ipaddress
 import json
 import os
 import platform
 import re
-import resource
 import shlex
 import shutil
 import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import run
+from clients import (
+    PATCH_HEADERS,
+    TUS_HEADERS,
+    Sources,
+    create_uploads,
+    curl_bulk,
+    hdr_args,
+    make_cert,
+    offsets,
+)
+from procs import run_client
 from run import BENCH, REPO, MiB, RssSampler, Scenario, Server
 
 TUSD = "{python} -m tusd_trio -host 127.0.0.1 -port 0 -upload-dir {upload_dir}"
@@ -60,12 +66,6 @@ CONTESTANTS = {
 }
 # Per-run ratios shown in the table: (numerator, denominator).
 RATIOS = [("h2c", "h1"), ("h2-tls", "h1-tls"), ("h1-tls", "h1"), ("h1", "tus-node")]
-TUS_HEADERS = ["Tus-Resumable: 1.0.0"]
-PATCH_HEADERS = [
-    "Tus-Resumable: 1.0.0",
-    "Upload-Offset: 0",
-    "Content-Type: application/offset+octet-stream",
-]
 
 
 def scenarios(big: int, par: int, parallel: int, conns: int, duration: float) -> list[Scenario]:
@@ -112,198 +112,7 @@ def scenarios(big: int, par: int, parallel: int, conns: int, duration: float) ->
     ]
 
 
-# -- certificate and sources ----------------------------------------------------------------
-
-
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    """A self-signed ECDSA P-256 certificate for 127.0.0.1 / localhost, valid for a day."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tusd-trio h2 benchmark")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "server.crt", directory / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-class Sources:
-    """Body files of a given size in the work dir (read once, so they are in the page cache)."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.files: dict[int, Path] = {}
-        self.block = os.urandom(MiB)
-
-    def get(self, size: int) -> Path:
-        if size not in self.files:
-            p = self.work / f"src-{size}"
-            with open(p, "wb") as f:
-                left = size
-                while left > 0:
-                    n = min(left, len(self.block))
-                    f.write(self.block[:n])
-                    left -= n
-            with open(p, "rb") as f:
-                while f.read(8 * MiB):
-                    pass
-            self.files[size] = p
-        return self.files[size]
-
-
-# -- tus over http.client (setup and verification only, never measured) -------------------
-
-
-def _conn(url: str) -> http.client.HTTPConnection:
-    u = urlsplit(url)
-    if u.scheme == "https":
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return http.client.HTTPSConnection(u.hostname, u.port, timeout=60, context=ctx)
-    return http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-
-
-def create_uploads(base_url: str, size: int, count: int) -> list[str]:
-    conn = _conn(base_url)
-    u = urlsplit(base_url)
-    urls = []
-    try:
-        for _ in range(count):
-            conn.request(
-                "POST",
-                u.path,
-                headers={
-                    "Tus-Resumable": "1.0.0",
-                    "Upload-Length": str(size),
-                    "Content-Length": "0",
-                },
-            )
-            r = conn.getresponse()
-            r.read()
-            loc = r.getheader("Location")
-            if r.status != 201 or not loc:
-                raise RuntimeError(f"POST {base_url} -> {r.status}")
-            path = urlsplit(loc).path if "://" in loc else loc
-            urls.append(f"{u.scheme}://{u.netloc}{path}")
-    finally:
-        conn.close()
-    return urls
-
-
-def offsets(urls: list[str]) -> list[int | None]:
-    conn = _conn(urls[0])
-    out: list[int | None] = []
-    try:
-        for url in urls:
-            conn.request("HEAD", urlsplit(url).path, headers={"Tus-Resumable": "1.0.0"})
-            r = conn.getresponse()
-            r.read()
-            v = r.getheader("Upload-Offset")
-            out.append(int(v) if r.status == 200 and v is not None else None)
-    finally:
-        conn.close()
-    return out
-
-
 # -- clients --------------------------------------------------------------------------------
-
-
-def run_client(cmd: list[str], timeout: float) -> tuple[str, str, float, float, float]:
-    """Run one client process; (stdout, stderr, start epoch, wall s, its CPU s)."""
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    e0, t0 = time.time(), time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    with run.LIVE_LOCK:
-        run.LIVE[proc.pid] = proc
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        run.kill_group(proc, grace=0.5)
-        raise RuntimeError(f"{cmd[0]} timed out after {timeout:.0f} s") from None
-    finally:
-        with run.LIVE_LOCK:
-            run.LIVE.pop(proc.pid, None)
-    wall = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client was reaped just now
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    out_s, err_s = out.decode(errors="replace"), err.decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}: {err_s.strip()[-600:]}")
-    return out_s, err_s, e0, wall, cpu
-
-
-def _hdr_args(flag: str, headers: list[str]) -> list[str]:
-    return [a for h in headers for a in (flag, h)]
-
-
-CURL_W = (
-    "%{http_code} %{http_version} %{num_connects} %{time_pretransfer} %{time_total} "
-    "%header{upload-offset}\\n"
-)
-
-
-def curl_bulk(urls: list[str], src: Path, version: str, timeout: float) -> dict:
-    """PATCH `src` to every URL with one curl process (`-Z`: all at once)."""
-    tls = urls[0].startswith("https:")
-    proto = (
-        ["--http1.1"] if version == "1.1" else (["--http2"] if tls else ["--http2-prior-knowledge"])
-    )
-    cmd = ["curl", "-sS", "-X", "PATCH", *proto, *_hdr_args("-H", PATCH_HEADERS), "-w", CURL_W]
-    if tls:
-        cmd.append("-k")
-    if len(urls) > 1:
-        cmd += ["-Z", "--parallel-max", str(len(urls))]
-    for url in urls:
-        cmd += ["-T", str(src), url]
-    out, _err, e0, wall, cpu = run_client(cmd, timeout)
-    rows = [ln.split() for ln in out.splitlines() if ln.strip()]
-    errors = [f"PATCH -> {r[0]} (HTTP/{r[1]})" for r in rows if r[0] != "204" or r[1] != version]
-    if len(rows) != len(urls):
-        errors.append(f"curl reported {len(rows)} transfers, expected {len(urls)}")
-    want_conns = len(urls) if version == "1.1" else 1
-    if rows and sum(int(r[2]) for r in rows) != want_conns:
-        errors.append(f"curl used {sum(int(r[2]) for r in rows)} connections, not {want_conns}")
-    res = {"client": "curl", "client_cpu_s": cpu, "client_wall_s": wall, "epoch0": e0}
-    if rows:
-        res["connections"] = sum(int(r[2]) for r in rows)
-        # every transfer is started at once: from the first one ready to send to the last answer
-        res["window_s"] = max(float(r[4]) for r in rows) - min(float(r[3]) for r in rows)
-        res["http_version"] = ",".join(sorted({r[1] for r in rows}))
-    res["errors"] = errors
-    return res
 
 
 _DUR = re.compile(r"([\d.]+)(us|ms|s)")
@@ -359,7 +168,7 @@ def h2load_bulk(urls: list[str], src: Path, timeout: float) -> dict:
         str(src),
         "-H",
         ":method: PATCH",
-        *_hdr_args("-H", PATCH_HEADERS),
+        *hdr_args("-H", PATCH_HEADERS),
         *urls,
     ]
     out, _err, e0, wall, cpu = run_client(cmd, timeout)
@@ -403,7 +212,7 @@ def h2load_rate(
         f"{round(warmup * 1000)}ms",
         "-d",
         str(body),
-        *_hdr_args("-H", [*TUS_HEADERS, f"Upload-Length: {body.stat().st_size}"]),
+        *hdr_args("-H", [*TUS_HEADERS, f"Upload-Length: {body.stat().st_size}"]),
         "-H",
         "Content-Type: application/offset+octet-stream",
         base_url,

@@ -358,6 +358,7 @@ def rate_worker(p: dict, conn_ids: list[int], start_at: float, out_q) -> None:
     lat = array("d")
     statuses: dict[int, int] = {}
     done = 0  # requests (or uploads for post-patch) completed in the window
+    done_all = 0  # the same, warm-up included (for per-request counts of a tracer)
     requests = 0  # HTTP requests completed in the window
     reconnects = 0
     errors: list[str] = []
@@ -447,6 +448,7 @@ def rate_worker(p: dict, conn_ids: list[int], start_at: float, out_q) -> None:
             else:
                 ok = status == expect
                 start = st["t"]
+            done_all += ok
             if counting and ok:
                 done += 1
                 lat.append(t - start)
@@ -462,6 +464,7 @@ def rate_worker(p: dict, conn_ids: list[int], start_at: float, out_q) -> None:
     out_q.put(
         {
             "done": done,
+            "done_all": done_all,
             "requests": requests,
             "statuses": statuses,
             "elapsed": elapsed,
@@ -511,6 +514,7 @@ def run_rate(p: dict) -> dict:
     return {
         "value": done / elapsed,
         "done": done,
+        "done_all": sum(o["done_all"] for o in outs),
         "requests": requests,
         "requests_per_s": requests / elapsed,
         "seconds": elapsed,

@@ -417,50 +417,6 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-# -- process trees ----------------------------------------------------------------------------
-
-
-def tree_pids(root: int) -> list[int]:
-    """``root`` and all its descendants (`-workers` children run in process groups of their
-    own, so run.py's group-based sampling would miss them)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
-
-
-class TreeSampler(RssSampler):
-    """run.RssSampler over a process tree instead of a process group."""
-
-    def run(self) -> None:
-        pids = tree_pids(self.pgid)
-        last_scan = time.monotonic()
-        while not self.stop_evt.is_set():
-            if time.monotonic() - last_scan > 0.5:
-                pids = tree_pids(self.pgid)
-                last_scan = time.monotonic()
-            self.sample(pids)
-            self.stop_evt.wait(self.interval)
-        self.sample(pids)
-
-
-def tree_vmhwm_kib(root: int) -> int:
-    return sum(run.proc_status_kib(p, "VmHWM") for p in tree_pids(root))
-
-
 # -- one measurement ------------------------------------------------------------------------
 
 
@@ -471,7 +427,7 @@ def measure(setup: str, scenario: dict, ctx: dict, run_no: int) -> dict:
     template = (BASE + " " + flags).replace("{shared}", str(shared))
     template = template.replace("{redis}", ctx["redis"].url).replace("{prefix}", prefix)
     servers: list[Server] = []
-    samplers: list[TreeSampler] = []
+    samplers: list[RssSampler] = []
     try:
         for i in range(count):
             servers.append(
@@ -492,7 +448,7 @@ def measure(setup: str, scenario: dict, ctx: dict, run_no: int) -> dict:
                 paths = client({"mode": "prepare", "urls": urls, "count": 32}, 60)["paths"]
                 params["paths"] = paths
         for s in servers:
-            samplers.append(TreeSampler(s.pid))
+            samplers.append(RssSampler(s.pid))
             samplers[-1].start()
         redis = ctx["redis"]
         redis_cmd0, redis_cpu0, t0 = redis.commands(), run.proc_cpu_s(redis.pid), time.time()
@@ -518,7 +474,7 @@ def measure(setup: str, scenario: dict, ctx: dict, run_no: int) -> dict:
             other = machine - server_cores - res["client_cpu_cores"]
             res["other_cpu_cores"] = max(0.0, other)
         res["rss_peak_mib"] = sum(sm.peak_kib for sm in samplers) / 1024
-        res["vmhwm_group_mib"] = sum(tree_vmhwm_kib(s.pid) for s in servers) / 1024
+        res["vmhwm_group_mib"] = sum(s.vmhwm_kib()[1] for s in servers) / 1024
         res["processes"] = sum(sm.max_procs for sm in samplers)
         if "redis" in flags:
             res["redis_cpu_cores"] = redis_cpu  # over the client's whole run

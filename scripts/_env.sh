@@ -38,7 +38,7 @@ ensure_venv() {
         if ! broken="$(.venv/bin/python -m pip check 2>&1)"; then
             echo "$broken" >&2
             echo "the packages in requirements/ do not satisfy pyproject.toml:" \
-                "run scripts/lock (see README, 'Pinned dependencies')" >&2
+                "run scripts/lock (see docs/development.md, 'Pinned dependencies')" >&2
             return 1
         fi
         touch "$stamp"

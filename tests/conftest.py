@@ -9,14 +9,18 @@ hypothesis.settings.load_profile(
 )
 
 
-# --- real object-store servers (see tests/_services.py) --------------------------------------
+# --- real object-store servers (see tests/_support/services.py) --------------------------
 
 import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from _services import (  # noqa: E402
+import trio  # noqa: E402
+
+from tests._support.daemon import DaemonFactory  # noqa: E402
+from tests._support.server import Running, ServerFactory, server_pool  # noqa: E402
+from tests._support.services import (  # noqa: E402
     AZURE_ACCOUNT,
     AZURE_KEY,
     ENV_NAMES,
@@ -117,3 +121,34 @@ def azure_store(
             endpoint=azure_server.endpoint,
         )
     )
+
+
+# --- a tusd-trio server in the test's Trio loop (tests/_support/server.py) ------------------
+
+
+@pytest.fixture
+async def make_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """``await make_server(protocol={...}, store=..., **config)`` starts a server on a free
+    port (upload directory ``tmp_path/data``); all are shut down after the test."""
+    async with server_pool(nursery, tmp_path / "data") as pool:
+        yield pool.start
+
+
+@pytest.fixture
+async def srv(make_server: ServerFactory) -> Running:
+    """A server with the default configuration."""
+    return await make_server()
+
+
+# --- tusd-trio daemon subprocesses (tests/_support/daemon.py) ------------------------------
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[DaemonFactory]:
+    """Makes daemons under ``tmp_path`` (``.new(...)``, or ``.start(*args)`` for a started
+    one) and kills every one of them after the test, whatever it did."""
+    factory = DaemonFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.kill_all()

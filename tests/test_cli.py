@@ -9,6 +9,7 @@ import pytest
 from tusd_trio import cli
 from tusd_trio._version import __version__
 from tusd_trio.cli import FLAGS, UsageError, build_config, parse_args, parse_duration
+from tusd_trio.config import Config
 from tusd_trio.protocol.core import (
     DEFAULT_CORS_ALLOW_HEADERS,
     DEFAULT_CORS_ALLOW_METHODS,
@@ -240,7 +241,7 @@ def test_version_false_does_not_print_version(capsys: pytest.CaptureFixture[str]
 # --- build_config -------------------------------------------------------------------
 
 
-def config_for(*argv: str) -> cli.Config:
+def config_for(*argv: str) -> Config:
     return build_config(parse_args(list(argv)))
 
 

@@ -4,23 +4,21 @@ from the command line against each real emulator."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
+import signal
 from pathlib import Path
 
 import httpx
 import pytest
-from _services import (
+
+from tests._support.daemon import Daemon, daemon_env
+from tests._support.services import (
     AZURE_ACCOUNT,
     AZURE_KEY,
     S3_ENV,
     Service,
     create_gcs_bucket,
     create_s3_bucket,
-    free_port,
 )
-
 from tusd_trio.cli import UsageError, build_config, parse_args
 from tusd_trio.stores.config import MiB
 from tusd_trio.stores.factory import store_description
@@ -133,36 +131,23 @@ def test_help_lists_the_object_store_flags(capsys: pytest.CaptureFixture[str]) -
 # --- the daemon from the command line, against each real emulator ----------------------------
 
 
-def _run_daemon(
-    args: list[str], env: dict[str, str], cwd: Path
-) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tusd_trio", "-port", str(port), *args],
-        env={**os.environ, **env},
+def _run_daemon(args: list[str], env: dict[str, str], cwd: Path) -> Daemon:
+    """The daemon with ``args`` and ``env``, from ``cwd`` (its default ./data there)."""
+    daemon = Daemon(
+        None,
+        args,
+        host=None,  # the default host
+        env={**daemon_env(), **env},
         cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        log_dir=cwd,
+        merge_stderr=True,
     )
-    url = f"http://127.0.0.1:{port}/files/"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.stdout.read() if process.stdout else "exited")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return process, url
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("the daemon did not start")
+    return daemon.start()
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.terminate()
-    out, _ = process.communicate(timeout=20)
-    return out
+def _stop(daemon: Daemon) -> str:
+    daemon.stop(signal.SIGTERM, timeout=20, group=False)
+    return daemon.output()
 
 
 def _upload_and_read_back(url: str) -> None:
@@ -186,13 +171,13 @@ def _upload_and_read_back(url: str) -> None:
 
 def test_daemon_on_s3(s3_server: Service, bucket_name: str, tmp_path: Path) -> None:
     create_s3_bucket(s3_server.endpoint, bucket_name)
-    process, url = _run_daemon(
+    daemon = _run_daemon(
         ["-s3-bucket", bucket_name, "-s3-endpoint", s3_server.endpoint], S3_ENV, tmp_path
     )
     try:
-        _upload_and_read_back(url)
+        _upload_and_read_back(daemon.base_url)
     finally:
-        out = _stop(process)
+        out = _stop(daemon)
     assert f"Using 's3://{bucket_name}/' as S3 bucket for storage." in out
     assert f"Endpoint: {s3_server.endpoint}" in out
     assert not (tmp_path / "data").exists()  # nothing on local disk
@@ -200,23 +185,23 @@ def test_daemon_on_s3(s3_server: Service, bucket_name: str, tmp_path: Path) -> N
 
 def test_daemon_on_gcs(gcs_server: Service, bucket_name: str, tmp_path: Path) -> None:
     create_gcs_bucket(gcs_server.endpoint, bucket_name)
-    process, url = _run_daemon(
+    daemon = _run_daemon(
         ["-gcs-bucket", bucket_name, "-gcs-endpoint", gcs_server.endpoint], {}, tmp_path
     )
     try:
-        _upload_and_read_back(url)
+        _upload_and_read_back(daemon.base_url)
     finally:
-        out = _stop(process)
+        out = _stop(daemon)
     assert f"Using 'gcs://{bucket_name}/'" in out
 
 
 def test_daemon_on_azure(azure_server: Service, bucket_name: str, tmp_path: Path) -> None:
     env = {"AZURE_STORAGE_ACCOUNT": AZURE_ACCOUNT, "AZURE_STORAGE_KEY": AZURE_KEY}
-    process, url = _run_daemon(
+    daemon = _run_daemon(
         ["-azure-storage", bucket_name, "-azure-endpoint", azure_server.endpoint], env, tmp_path
     )
     try:
-        _upload_and_read_back(url)
+        _upload_and_read_back(daemon.base_url)
     finally:
-        out = _stop(process)
+        out = _stop(daemon)
     assert f"Using Azure endpoint {azure_server.endpoint}" in out

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tusd_trio import __version__
 from tusd_trio.cli import FLAGS, parse_args, parse_duration
@@ -91,7 +91,8 @@ class Rendered:
     def container(self) -> Manifest:
         containers = self.pod["containers"]
         assert [c["name"] for c in containers] == ["tusd-trio"]
-        return containers[0]
+        container: Manifest = containers[0]
+        return container
 
     def secret_data(self) -> dict[str, str]:
         secrets = self.all("Secret")

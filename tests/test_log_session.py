@@ -23,10 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
-from reliability._daemon import Daemon
 
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTET = {**TUS, "Content-Type": "application/offset+octet-stream"}
+from tests._support.daemon import Daemon
+from tests._support.tus import OCTET, TUS
 
 # The session, as tusd logs it (after the time stamp).  <id>: the upload ID, <gen>: a
 # generated request ID, <ms>: a duration, <port>/<hook>: the daemon's and the hook
@@ -98,7 +97,7 @@ def _run_session(
     tmp_path: Path, hook_port: int, log_format: str
 ) -> tuple[list[str], dict[str, str]]:
     daemon = Daemon(
-        tmp_path,
+        tmp_path / "uploads",
         (
             "-log-format",
             log_format,
@@ -107,6 +106,7 @@ def _run_session(
             "-hooks-enabled-events",
             "pre-create",
         ),
+        log_dir=tmp_path,
     )
     daemon.start()
     try:

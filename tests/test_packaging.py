@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests._support.daemon import Daemon
+from tests._support.sync_http import uploader_url
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The interpreter the virtual environment was made from: no project packages in it.
 BASE_PYTHON = str(Path(sys.base_prefix) / "bin" / "python3")
@@ -76,27 +79,18 @@ def test_pyz_builds_and_serves(built_pyz: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert version.stdout.startswith("tusd-trio ")
-    daemon = subprocess.Popen(
-        [BASE_PYTHON, "-I", str(pyz), "-port", "0"],
+    daemon = Daemon(
+        None,
+        command=[BASE_PYTHON, "-I", str(pyz)],
+        host=None,  # the default host
         env=plain_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
         cwd=clean,
-        start_new_session=True,
+        log_dir=tmp_path,
+        merge_stderr=True,
     )
+    daemon.start()
     try:
-        assert daemon.stdout is not None
-        banner = ""
-        for _ in range(50):
-            line = daemon.stdout.readline()
-            if not line:
-                break
-            if "You can now upload files to:" in line:
-                banner = line
-                break
-        found = re.search(r"http://127\.0\.0\.1:\d+/files/", banner)
-        assert found, banner
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/files/", daemon.base_url), daemon.base_url
         # A real tus client uploads a file in chunks; the bytes come back identical.
         import httpx
         from tusclient import client as tus_client
@@ -104,19 +98,18 @@ def test_pyz_builds_and_serves(built_pyz: Path, tmp_path: Path) -> None:
         source = tmp_path / "payload.bin"
         data = os.urandom(3 * 1024 * 1024 + 17)
         source.write_bytes(data)
-        uploader = tus_client.TusClient(found.group(0)).uploader(
+        uploader = tus_client.TusClient(daemon.base_url).uploader(
             file_path=str(source), chunk_size=1024 * 1024, metadata={"filename": "p.bin"}
         )
         uploader.upload()
         assert uploader.offset == len(data)
-        got = httpx.get(uploader.url, timeout=30).content
+        got = httpx.get(uploader_url(uploader), timeout=30).content
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
-        upload_id = uploader.url.rsplit("/", 1)[1]
+        upload_id = uploader_url(uploader).rsplit("/", 1)[1]
         assert (clean / "data" / upload_id).read_bytes() == data  # ./data by default
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=30)
-    assert daemon.returncode == 0
+        returncode = daemon.stop(signal.SIGTERM, timeout=30)
+    assert returncode == 0
 
 
 def test_pyz_build_is_reproducible(built_pyz: Path, tmp_path: Path) -> None:

@@ -7,9 +7,6 @@ import random
 import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,32 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TUS = {"Tus-Resumable": "1.0.0"}
-BANNER = "You can now upload files to: "
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
+from tests._support.daemon import BANNER, STOP_TIMEOUT, Daemon, child_pids, proc_stat
+from tests._support.tus import TUS
+
 CHUNK = 64 * 1024
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, parent pid) of a process, or None when it does not exist."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
-
-
-def _children(parent: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _proc_stat(int(entry))
-            if stat is not None and stat[1] == parent and stat[0] != "Z":
-                found.add(int(entry))
-    return found
 
 
 def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
@@ -59,74 +34,32 @@ def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20.0) ->
         time.sleep(0.05)
 
 
-class WorkerDaemon:
-    """``python -m tusd_trio -workers N ...`` in its own session, stdout collected."""
+class WorkerDaemon(Daemon):
+    """``python -m tusd_trio -workers N ...``: stdout and stderr in one output, the worker
+    processes seen so far in ``seen_workers``, signals to the parent only (it must
+    forward them itself)."""
 
-    def __init__(self, args: list[str]) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tusd_trio", *args],
-            cwd=str(REPO_ROOT),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    def __init__(self, upload_dir: Path, args: list[str], *, tcp: bool) -> None:
+        super().__init__(
+            upload_dir,
+            args,
+            log_dir=upload_dir.parent,
+            host="127.0.0.1" if tcp else None,
+            port=0 if tcp else None,
+            merge_stderr=True,
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
         self.seen_workers: set[int] = set()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_line(self, needle: str, timeout: float = START_TIMEOUT) -> str:
-        def find() -> str | None:
-            for line in list(self.lines):
-                if needle in line:
-                    return line
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                pytest.fail(f"daemon exited ({self.proc.returncode}):\n{self.output()[-4000:]}")
-            return None
-
-        line: str = _wait_for(find, f"{needle!r} in the output", timeout)
-        return line
-
-    def base_url(self) -> str:
-        return self.wait_line(BANNER).split(BANNER, 1)[1].strip()
-
     def workers(self) -> set[int]:
-        pids = _children(self.proc.pid)
+        pids = self.children()
         self.seen_workers |= pids
         return pids
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Signal the parent only (not its group): it must forward the signal itself."""
+    def stop(
+        self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT, *, group: bool = False
+    ) -> int:
         self.workers()
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail("the parent did not exit after SIGTERM:\n" + self.output()[-4000:])
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        for pid in [self.proc.pid, *self.workers()]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(10)
+        return super().stop(sig, timeout, group=group)
 
 
 @pytest.fixture
@@ -134,17 +67,13 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., WorkerDaemon]]:
     started: list[WorkerDaemon] = []
 
     def start(*extra: str, workers: int = 2, tcp: bool = True) -> WorkerDaemon:
-        args = ["-workers", str(workers), "-upload-dir", str(tmp_path / "uploads")]
-        if tcp:
-            args += ["-host", "127.0.0.1", "-port", "0"]
-        daemon = WorkerDaemon([*args, *extra])
+        daemon = WorkerDaemon(tmp_path / "uploads", ["-workers", str(workers), *extra], tcp=tcp)
         started.append(daemon)
-        return daemon
+        return daemon.start(wait_for_banner=False)
 
     yield start
     for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.kill()
+        daemon.kill()
 
 
 def _metrics(base_url: str, client: httpx.Client | None = None) -> dict[str, float]:
@@ -265,7 +194,7 @@ def test_workers_share_port_restart_and_metrics(
     start_daemon: Callable[..., WorkerDaemon],
 ) -> None:
     daemon = start_daemon()
-    url = daemon.base_url()
+    url = daemon.wait_for_banner()
     assert re.fullmatch(r"http://127\.0\.0\.1:[0-9]+/files/", url)
     workers = _wait_for(lambda: len(daemon.workers()) == 2 and daemon.workers(), "2 workers")
     metrics_dirs = {
@@ -320,7 +249,7 @@ def test_workers_share_port_restart_and_metrics(
     workers_after = _wait_for(
         lambda: len(w := daemon.workers()) == 2 and victim not in w and w, "the restarted worker"
     )
-    assert _proc_stat(victim) is None
+    assert proc_stat(victim) is None
 
     # The dead worker's counts stay in the totals; new requests add exactly.
     settled = _settled(url)
@@ -353,15 +282,14 @@ def test_workers_share_port_restart_and_metrics(
     assert daemon.stop() == 0, daemon.output()[-3000:]
     assert daemon.output().count("Shutdown completed. Goodbye!") == 3
     for pid in daemon.seen_workers:
-        assert _proc_stat(pid) is None, f"worker {pid} outlived the parent"
-    assert not _children(daemon.proc.pid)
+        assert proc_stat(pid) is None, f"worker {pid} outlived the parent"
+    assert not child_pids(daemon.pid)
     assert not os.path.exists(os.fsdecode(metrics_dirs.pop()))
 
 
 def test_workers_refuse_the_memory_locker(start_daemon: Callable[..., WorkerDaemon]) -> None:
     daemon = start_daemon("-locker", "memory")
-    assert daemon.proc.wait(STOP_TIMEOUT) == 2
-    daemon._reader.join(5)
+    assert daemon.wait(STOP_TIMEOUT) == 2
     assert "-workers above 1 needs a lock shared by the worker processes" in daemon.output()
     assert BANNER not in daemon.output()
 
@@ -376,7 +304,7 @@ def test_workers_with_the_redis_locker(start_daemon: Callable[..., WorkerDaemon]
         "-redis-key-prefix",
         prefix,
     )
-    url = daemon.base_url()
+    url = daemon.wait_for_banner()
     workers = _wait_for(lambda: len(daemon.workers()) == 2 and daemon.workers(), "2 workers")
     payloads = _payloads(30, seed=4)
     _upload_all(url, payloads)
@@ -394,7 +322,7 @@ def test_workers_with_the_redis_locker(start_daemon: Callable[..., WorkerDaemon]
     assert set(per_worker) == workers and all(per_worker.values()), per_worker
     assert daemon.stop(signal.SIGINT) == 0, daemon.output()[-3000:]
     for pid in daemon.seen_workers:
-        assert _proc_stat(pid) is None
+        assert proc_stat(pid) is None
 
 
 def test_workers_on_a_unix_socket(
@@ -428,7 +356,7 @@ def test_workers_on_a_unix_socket(
 
 def test_workers_crash_loop_gives_up(start_daemon: Callable[..., WorkerDaemon]) -> None:
     daemon = start_daemon()
-    daemon.base_url()
+    daemon.wait_for_banner()
     _wait_for(lambda: len(daemon.workers()) == 2, "2 workers")
     first = daemon.workers()
     survivor = max(first)
@@ -438,14 +366,16 @@ def test_workers_crash_loop_gives_up(start_daemon: Callable[..., WorkerDaemon]) 
         if crash == 4:
             break
         known = frozenset((survivor, victim))
-        victim = _wait_for(
-            lambda known=known: (w := daemon.workers() - known) and w.pop(), "a restart"
-        )
-    assert daemon.proc.wait(STOP_TIMEOUT) == 1
-    daemon._reader.join(5)
+
+        def restarted(known: frozenset[int] = known) -> int | None:
+            new = daemon.workers() - known
+            return new.pop() if new else None
+
+        victim = _wait_for(restarted, "a restart")
+    assert daemon.wait(STOP_TIMEOUT) == 1
     assert "crashed 5 times within 60s; giving up (crash loop)" in daemon.output()
     for pid in daemon.seen_workers:
-        assert _proc_stat(pid) is None
+        assert proc_stat(pid) is None
 
 
 def test_second_signal_kills_the_workers_at_once(
@@ -454,7 +384,7 @@ def test_second_signal_kills_the_workers_at_once(
     import socket
 
     daemon = start_daemon("-shutdown-timeout", "300s")
-    url = daemon.base_url()
+    url = daemon.wait_for_banner()
     _wait_for(lambda: len(daemon.workers()) == 2, "2 workers")
     size = 48 * 1024 * 1024
     with httpx.Client(timeout=30) as client:
@@ -480,16 +410,16 @@ def test_second_signal_kills_the_workers_at_once(
             lambda: (m := _metrics(url))["tusd_connections_open"] >= 2 and m,
             "the stalled download",
         )
-        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.send_signal(signal.SIGTERM)
         daemon.wait_line("Received interrupt signal. Stopping the worker processes")
         daemon.wait_line("Shutdown completed. Goodbye!")  # the other worker
-        assert daemon.proc.poll() is None  # still draining the download
+        assert daemon.running()  # still draining the download
         assert daemon.stop() == 1  # the second signal
     finally:
         reader.close()
     assert "Second signal received: killing the worker processes at once." in daemon.output()
     for pid in daemon.seen_workers:
-        assert _proc_stat(pid) is None
+        assert proc_stat(pid) is None
 
 
 def test_workers_share_the_metrics_listener(start_daemon: Callable[..., WorkerDaemon]) -> None:
@@ -499,7 +429,7 @@ def test_workers_share_the_metrics_listener(start_daemon: Callable[..., WorkerDa
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     daemon = start_daemon("-metrics-listen", f"127.0.0.1:{port}")
-    url = daemon.base_url()
+    url = daemon.wait_for_banner()
     assert f"Serving metrics and health at http://127.0.0.1:{port}" in daemon.output()
     _wait_for(lambda: len(daemon.workers()) == 2, "2 workers")
     payloads = _payloads(10, seed=7)

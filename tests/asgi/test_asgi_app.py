@@ -10,19 +10,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
-from tusd_trio.asgi import NOT_TRIO_MESSAGE, TusASGIApp, create_app
+from tests._support.server import build_asgi_app
+from tests._support.tus import OCTET, TUS
+from tusd_trio.asgi import NOT_TRIO_MESSAGE, TusASGIApp
 from tusd_trio.config import Config
 from tusd_trio.server._asgi_exchange import ASGIExchange
 from tusd_trio.server._exchange import Exchange
-
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTET = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
 
 
 async def test_options_and_greeting(host: Any, client: httpx.AsyncClient) -> None:
@@ -336,8 +336,8 @@ def _run_under_asyncio(app: TusASGIApp, scope: dict[str, Any]) -> list[dict[str,
             else {"type": "http.request", "body": b"", "more_body": False}
         )
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
 
         await app(scope, queue.get, send)
 
@@ -346,7 +346,7 @@ def _run_under_asyncio(app: TusASGIApp, scope: dict[str, Any]) -> list[dict[str,
 
 
 async def test_refuses_to_run_under_asyncio(tmp_path: Path) -> None:
-    app = create_app(Config(upload_dir=str(tmp_path), verbose=False, show_startup_logs=False))
+    app = build_asgi_app(Config(upload_dir=str(tmp_path), verbose=False, show_startup_logs=False))
     sent = await trio.to_thread.run_sync(_run_under_asyncio, app, {"type": "lifespan"})
     assert sent == [{"type": "lifespan.startup.failed", "message": NOT_TRIO_MESSAGE}]
     scope = {
@@ -362,7 +362,7 @@ async def test_refuses_to_run_under_asyncio(tmp_path: Path) -> None:
 
 
 async def test_request_before_startup_is_503(tmp_path: Path) -> None:
-    app = create_app(Config(upload_dir=str(tmp_path), verbose=False, show_startup_logs=False))
+    app = build_asgi_app(Config(upload_dir=str(tmp_path), verbose=False, show_startup_logs=False))
     sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:
@@ -385,7 +385,7 @@ def test_metrics_listen_is_refused(tmp_path: Path) -> None:
     """The app opens no socket: -metrics-listen would hide the metrics everywhere."""
     config = Config(upload_dir=str(tmp_path), metrics_listen="127.0.0.1:0")
     try:
-        create_app(config)
+        build_asgi_app(config)
     except ValueError as exc:
         assert "-metrics-listen" in str(exc)
     else:

@@ -12,7 +12,8 @@ import time
 import httpx
 from tusclient import client as tus_client
 
-from .conftest import MEASUREMENTS, Container, Podman
+from tests._support.podman import MEASUREMENTS, Container, Podman
+from tests._support.sync_http import uploader_url
 
 TUS = {"Tus-Resumable": "1.0.0"}
 MIB = 1024 * 1024
@@ -97,7 +98,7 @@ def test_upload_interrupted_resumed_and_kept_across_restarts(container: Containe
     )
     uploader.upload_chunk()
     uploader.upload_chunk()
-    upload_url = uploader.url
+    upload_url = uploader_url(uploader)
     assert upload_url.startswith(files)
     assert _head_offset(container, upload_url) == 2 * MIB
 

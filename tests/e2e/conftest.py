@@ -1,29 +1,22 @@
 """Shared fixtures for the tusd-trio end-to-end tests.
 
-The daemon under test runs as a real subprocess (in its own process group)
-listening on 127.0.0.1 with an ephemeral port and a temporary upload dir.
-Its base URL is taken from the banner line it prints on stdout.
-
-For developing these tests without the daemon, TUSD_TRIO_E2E_CMD may hold a
-command (shell syntax) that replaces ``python -m tusd_trio``; the usual
-``-host/-port/-upload-dir`` flags are appended to it.
+The daemon under test runs as a real subprocess (tests/_support/daemon.py) listening on
+127.0.0.1 with an ephemeral port and a temporary upload dir; its base URL is taken from
+the banner line it prints on stdout.
 """
 
 from __future__ import annotations
 
-import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-E2E_DIR = Path(__file__).resolve().parent
-if str(E2E_DIR) not in sys.path:  # make tusd_e2e importable under any --import-mode
-    sys.path.insert(0, str(E2E_DIR))
+from tests._support.daemon import Daemon, DaemonFactory
+from tests._support.sync_http import http_client
 
-from tusd_e2e import HTTP_TIMEOUT, Daemon, DaemonFactory  # noqa: E402
+E2E_DIR = Path(__file__).resolve().parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,18 +48,6 @@ def tusd(daemon_root: Path) -> Iterator[Daemon]:
 
 
 @pytest.fixture
-def daemon_factory(daemon_root: Path, request: pytest.FixtureRequest) -> Iterator[DaemonFactory]:
-    """Per-test factory for daemons that the test restarts or crashes itself."""
-    root = daemon_root / re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
-    root.mkdir()
-    factory = DaemonFactory(root)
-    try:
-        yield factory
-    finally:
-        factory.kill_all()
-
-
-@pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=HTTP_TIMEOUT, headers={"Tus-Resumable": "1.0.0"}) as client:
+    with http_client() as client:
         yield client

@@ -9,17 +9,17 @@ from pathlib import Path
 import httpx
 import pytest
 from tusclient import client as tus_client
-from tusd_e2e import (
-    DaemonFactory,
-    RawPatch,
+
+from tests._support.daemon import DaemonFactory, upload_id_of, wait_for
+from tests._support.raw_http import RawPatch
+from tests._support.sync_http import (
     assert_same_bytes,
     create_upload,
     download,
     head_offset,
     make_random_file,
     sha256,
-    upload_id_of,
-    wait_for,
+    uploader_url,
 )
 
 MiB = 1024 * 1024
@@ -41,7 +41,7 @@ def test_upload_resumes_after_graceful_restart_on_same_upload_dir(
     )
     first.upload(stop_at=stop_at)
     assert first.offset == stop_at
-    old_url = first.url
+    old_url = uploader_url(first)
     upload_id = upload_id_of(old_url)
 
     rc = daemon.stop(sig)

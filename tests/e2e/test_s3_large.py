@@ -13,10 +13,13 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from _services import S3_ENV, Service, create_s3_bucket
 from botocore.config import Config as BotoConfig
 from tusclient import client as tus_client
-from tusd_e2e import DaemonFactory, RawPatch, head_offset
+
+from tests._support.daemon import DaemonFactory
+from tests._support.raw_http import RawPatch
+from tests._support.services import S3_ENV, Service, create_s3_bucket
+from tests._support.sync_http import head_offset, uploader_url
 
 MiB = 1024 * 1024
 SIZE = 1024 * MiB + 4321  # a little over 1 GiB, not part-aligned
@@ -66,7 +69,7 @@ def test_1gib_upload_through_s3_interrupted_and_resumed(
         file_path=str(source), chunk_size=chunk, metadata={"filename": "big.bin"}
     )
     first.upload(stop_at=5 * chunk)
-    url = first.url
+    url = uploader_url(first)
     assert head_offset(http, url) == 5 * chunk
 
     # 2. A raw PATCH sends 100 MiB of the rest and drops the connection; then the

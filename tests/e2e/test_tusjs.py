@@ -10,12 +10,16 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from tusd_e2e import JS_DIR, Daemon, assert_same_bytes, download, head_offset, make_random_file
+
+from tests._support.daemon import Daemon
+from tests._support.sync_http import assert_same_bytes, download, head_offset, make_random_file
 
 MiB = 1024 * 1024
+JS_DIR = Path(__file__).resolve().parent / "js"
 SCRIPT = JS_DIR / "tus_upload.js"
 NODE_TIMEOUT = 180
 
@@ -36,7 +40,7 @@ def node() -> str:
     return exe
 
 
-def run_tus_js(node: str, **options) -> dict:
+def run_tus_js(node: str, **options: object) -> dict[str, Any]:
     proc = subprocess.run(
         [node, str(SCRIPT), json.dumps(options)],
         cwd=str(JS_DIR),
@@ -61,6 +65,7 @@ def run_tus_js(node: str, **options) -> dict:
             f"stderr: {proc.stderr[-2000:]}",
             pytrace=False,
         )
+    assert isinstance(result, dict), result
     return result
 
 

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import httpx
 from tusclient import client as tus_client
-from tusd_e2e import (
-    Daemon,
-    RawPatch,
+
+from tests._support.daemon import Daemon
+from tests._support.raw_http import RawPatch
+from tests._support.sync_http import (
     assert_same_bytes,
     download,
     head_offset,
     make_random_file,
+    uploader_url,
 )
 
 MiB = 1024 * 1024
@@ -47,12 +49,12 @@ def test_tuspy_chunked_upload_with_metadata_roundtrips_bytes_and_filename(
     )
     assert len(offsets) == -(-size // chunk)
 
-    head = http.head(uploader.url)
+    head = http.head(uploader_url(uploader))
     assert head.status_code in (200, 204)
     assert int(head.headers["upload-offset"]) == size
     assert int(head.headers["upload-length"]) == size
 
-    resp = download(http, uploader.url)
+    resp = download(http, uploader_url(uploader))
     assert_same_bytes(resp.content, data)
     cd = resp.headers.get("content-disposition")
     assert cd is not None, "GET of an upload with filename metadata has no Content-Disposition"
@@ -73,7 +75,7 @@ def test_tuspy_resume_with_new_uploader_after_stopping_midway(
     )
     first.upload(stop_at=stop_at)
     assert first.offset == stop_at
-    url = first.url
+    url = uploader_url(first)
     del first  # the first client is gone; only the URL survives
 
     assert head_offset(http, url) == stop_at
@@ -84,14 +86,14 @@ def test_tuspy_resume_with_new_uploader_after_stopping_midway(
     assert second.offset == stop_at, "tuspy should pick up the server's offset via HEAD"
     second.upload()
     assert second.offset == size
-    assert second.url == url
+    assert uploader_url(second) == url
 
     assert_same_bytes(download(http, url).content, data)
 
 
 def _start_and_drop_patch(
     tusd: Daemon, tmp_path: Path, size: int, chunk: int, partial: int, *, wait_for_answer: bool
-):
+) -> tuple[Path, bytes, str, bytes]:
     """tuspy uploads one chunk; then a raw client announces the whole rest of
     the file in one PATCH, sends ``partial`` bytes of it and ends the
     connection without finishing the body."""
@@ -102,14 +104,14 @@ def _start_and_drop_patch(
     )
     uploader.upload(stop_at=chunk)
     assert uploader.offset == chunk
-    raw = RawPatch(uploader.url, offset=chunk, content_length=size - chunk)
+    raw = RawPatch(uploader_url(uploader), offset=chunk, content_length=size - chunk)
     raw.send(data[chunk : chunk + partial])
     if wait_for_answer:
         answer = raw.end_early()
     else:
         raw.close()
         answer = b""
-    return src, data, uploader.url, answer
+    return src, data, uploader_url(uploader), answer
 
 
 def test_tuspy_resume_after_client_connection_dropped_mid_patch(
@@ -172,4 +174,4 @@ def test_tuspy_upload_without_metadata_is_accepted(
     uploader = tus_client.TusClient(tusd.base_url).uploader(file_path=str(src))
     uploader.upload()
     assert uploader.offset == len(data)
-    assert_same_bytes(download(http, uploader.url).content, data)
+    assert_same_bytes(download(http, uploader_url(uploader)).content, data)

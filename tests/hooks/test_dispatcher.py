@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests._support.hook_events import make_event
+from tests._support.hookserver import Answer, HookServer
 from tusd_trio.hooks import (
     DEFAULT_ENABLED,
     HOOK_TYPES,
@@ -22,9 +24,6 @@ from tusd_trio.hooks import (
     PluginHookBackend,
     parse_enabled_events,
 )
-
-from .conftest import make_event
-from .hookserver import Answer, HookServer
 
 RECORD_STDIN = f"""#!{sys.executable}
 import json, sys

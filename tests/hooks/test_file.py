@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._support.hook_events import UPLOAD_ID, make_event
 from tusd_trio.hooks import FileHookBackend, HookError, HookResponse, HTTPResponse, build_request
-
-from .conftest import UPLOAD_ID, make_event
 
 RECORDER = f"""#!{sys.executable}
 import json, os, sys

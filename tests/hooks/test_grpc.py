@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests._support.hook_events import UPLOAD_ID, make_event
 from tusd_trio._version import __version__
 from tusd_trio.hooks import (
     FileInfoChanges,
@@ -33,8 +34,6 @@ from tusd_trio.hooks import (
 from tusd_trio.hooks.grpc import GRPCHookBackend, payload_to_proto
 from tusd_trio.hooks.proto import hook_pb2, hook_pb2_grpc
 from tusd_trio.protocol.info import UploadInfo
-
-from .conftest import UPLOAD_ID, make_event
 
 # --- a scripted hook server ----------------------------------------------------------
 
@@ -69,13 +68,17 @@ class Servicer(hook_pb2_grpc.HookHandlerServicer):
     def InvokeHook(
         self, request: hook_pb2.HookRequest, context: grpc.ServicerContext
     ) -> hook_pb2.HookResponse:
-        auth = context.auth_context()
-        certs = auth.get("x509_pem_cert")
+        # gRPC gives every auth property as a list of values (types-grpcio says bytes).
+        certs: object = context.auth_context().get("x509_pem_cert")
+        peer_cert = None
+        if certs:
+            assert isinstance(certs, list) and isinstance(certs[0], bytes), certs
+            peer_cert = certs[0]
         self.calls.append(
             Call(
                 request=request,
-                metadata=[(m.key, m.value) for m in context.invocation_metadata()],
-                peer_cert=certs[0] if certs else None,
+                metadata=[(key, value) for key, value in context.invocation_metadata()],
+                peer_cert=peer_cert,
             )
         )
         reply = self.script.popleft() if self.script else self.default

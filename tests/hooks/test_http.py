@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from tests._support.hook_events import make_event
+from tests._support.hookserver import Answer, HookServer
 from tusd_trio._version import __version__
 from tusd_trio.hooks import HookError, HookResponse, HTTPHookBackend, HTTPResponse, build_request
-
-from .conftest import make_event
-from .hookserver import Answer, HookServer
 
 MakeBackend = Callable[..., HTTPHookBackend]
 
@@ -222,7 +221,7 @@ async def test_lazy_import() -> None:
 
     assert hooks.HTTPHookBackend is Direct
     with pytest.raises(AttributeError):
-        _ = hooks.NoSuchThing  # type: ignore[attr-defined]
+        _ = hooks.NoSuchThing
 
 
 @pytest.mark.parametrize("url", ["localhost:8000/hook", "ftp://x/", "/hook"])

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from tests._support.hook_events import UPLOAD_ID, make_event
+from tests._support.tus import TUSD_INFO_KEYS
 from tusd_trio.hooks import (
     BLOCKING,
     DEFAULT_ENABLED,
@@ -21,8 +23,6 @@ from tusd_trio.hooks import (
     parse_response,
 )
 from tusd_trio.protocol.info import UploadInfo
-
-from .conftest import UPLOAD_ID, make_event
 
 # --- hook types and -hooks-enabled-events ------------------------------------------
 
@@ -116,17 +116,7 @@ def test_request_shape_field_by_field() -> None:
     assert doc["IdempotencyKey"] == "key-1"
     assert list(doc["Event"]) == ["Upload", "HTTPRequest"]
     upload = doc["Event"]["Upload"]
-    assert list(upload) == [
-        "ID",
-        "Size",
-        "SizeIsDeferred",
-        "Offset",
-        "MetaData",
-        "IsPartial",
-        "IsFinal",
-        "PartialUploads",
-        "Storage",
-    ]
+    assert list(upload) == list(TUSD_INFO_KEYS)
     assert upload["ID"] == UPLOAD_ID
     assert upload["Size"] == 11
     assert upload["SizeIsDeferred"] is False

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._support.hook_events import make_event
 from tusd_trio.hooks import (
     HookError,
     HookResponse,
@@ -19,8 +20,6 @@ from tusd_trio.hooks import (
     build_request,
     load_plugin,
 )
-
-from .conftest import make_event
 
 PLUGIN = """
 import threading

@@ -47,7 +47,7 @@ async def test_missing_nested_directory_is_not_found(tmp_path: Path) -> None:
     locker = fast_locker(tmp_path)
     with pytest.raises(UploadNotFoundError):
         await locker.acquire("missing/dir/id", max_wait=1)
-    assert locker.statistics().held == 0  # type: ignore[attr-defined]
+    assert locker.statistics().held == 0
     assert os.listdir(tmp_path) == []
 
 
@@ -101,7 +101,7 @@ async def test_lock_of_another_live_process_times_out_and_asks_it_to_stop(
     assert trio.current_time() - start >= 0.3
     assert (tmp_path / "up.stop").exists()
     assert (tmp_path / "up.lock").read_text() == f"{proc.pid}\n"  # untouched
-    assert locker.statistics().held == 0  # type: ignore[attr-defined]
+    assert locker.statistics().held == 0
     assert sorted(os.listdir(tmp_path)) == ["up.lock", "up.stop"]  # no .tmp left
     # Once that process is gone its lock is stale and ours for the taking.
     proc.kill()
@@ -119,7 +119,7 @@ async def test_cancelled_while_polling_releases_the_local_lock(
     with trio.move_on_after(0.1) as scope:
         await locker.acquire("up", max_wait=30)
     assert scope.cancelled_caught
-    assert locker.statistics().held == 0  # type: ignore[attr-defined]
+    assert locker.statistics().held == 0
 
 
 async def test_watch_stop_requests_calls_the_holder(tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ async def test_statistics_come_from_the_local_queue(tmp_path: Path) -> None:
     locker = fast_locker(tmp_path)
     await locker.acquire("x", max_wait=1)
     stats = locker.statistics()
-    assert (stats.held, stats.waiting, stats.max_wait) == (1, 0, 0.0)  # type: ignore[attr-defined]
+    assert (stats.held, stats.waiting, stats.max_wait) == (1, 0, 0.0)
     locker.release("x")
     await locker.aclose()
 

@@ -32,16 +32,16 @@ async def test_lock_is_exclusive(locker: AnyLocker, autojump_clock: trio.abc.Clo
             nursery.start_soon(user)
     assert most == 1
     assert done == 10
-    assert locker.statistics().held == 0  # type: ignore[attr-defined]
+    assert locker.statistics().held == 0
 
 
 async def test_different_uploads_do_not_block_each_other(locker: AnyLocker) -> None:
     await locker.acquire("a", max_wait=0)
     await locker.acquire("b", max_wait=0)
-    assert locker.statistics().held == 2  # type: ignore[attr-defined]
+    assert locker.statistics().held == 2
     locker.release("a")
     locker.release("b")
-    assert locker.statistics().held == 0  # type: ignore[attr-defined]
+    assert locker.statistics().held == 0
 
 
 async def test_release_of_unknown_lock_is_not_an_error(locker: AnyLocker) -> None:
@@ -64,7 +64,7 @@ async def test_handoff_is_fifo(locker: AnyLocker) -> None:
         for index in range(6):
             nursery.start_soon(waiter, index)
             await trio.testing.wait_all_tasks_blocked()  # queued in this order
-        assert locker.statistics().waiting == 6  # type: ignore[attr-defined]
+        assert locker.statistics().waiting == 6
         assert order == []
         locker.release("up")
     assert order == [0, 1, 2, 3, 4, 5]
@@ -107,7 +107,7 @@ async def test_timeout_after_max_wait(locker: AnyLocker, autojump_clock: trio.ab
     assert 2.5 <= trio.current_time() - start < 2.6
     assert caught.value.status == 500
     assert caught.value.code == "ERR_LOCK_TIMEOUT"
-    stats = locker.statistics()  # type: ignore[attr-defined]
+    stats = locker.statistics()
     assert (stats.held, stats.waiting) == (1, 0)
     assert stats.max_wait >= 2.5
     # The holder still holds; after release the lock is free at once.
@@ -136,10 +136,10 @@ async def test_cancelled_waiter_leaves_the_queue(locker: AnyLocker) -> None:
             await trio.testing.wait_all_tasks_blocked()
         scopes[1].cancel()
         await trio.testing.wait_all_tasks_blocked()
-        assert locker.statistics().waiting == 3  # type: ignore[attr-defined]
+        assert locker.statistics().waiting == 3
         locker.release("up")
     assert order == [0, 2, 3]
-    assert locker.statistics().held == 0  # type: ignore[attr-defined]
+    assert locker.statistics().held == 0
     await locker.acquire("up", max_wait=0)  # nothing left dangling
     locker.release("up")
 
@@ -153,7 +153,7 @@ async def test_release_request_callback_that_raises_does_not_wedge_the_lock(
     await locker.acquire("up", max_wait=0, on_release_requested=broken)
     with pytest.raises(RuntimeError):
         await locker.acquire("up", max_wait=5)
-    assert locker.statistics().waiting == 0  # type: ignore[attr-defined]
+    assert locker.statistics().waiting == 0
     locker.release("up")
     # The failed waiter must not have been handed the lock.
     await locker.acquire("up", max_wait=0)
@@ -161,7 +161,7 @@ async def test_release_request_callback_that_raises_does_not_wedge_the_lock(
 
 
 async def test_statistics(locker: AnyLocker, autojump_clock: trio.abc.Clock) -> None:
-    stats = locker.statistics()  # type: ignore[attr-defined]
+    stats = locker.statistics()
     assert (stats.held, stats.waiting, stats.max_wait) == (0, 0, 0.0)
     await locker.acquire("a", max_wait=0)
     await locker.acquire("b", max_wait=0)
@@ -174,15 +174,15 @@ async def test_statistics(locker: AnyLocker, autojump_clock: trio.abc.Clock) -> 
         nursery.start_soon(wait_for_a)
         nursery.start_soon(wait_for_a)
         await trio.testing.wait_all_tasks_blocked()
-        stats = locker.statistics()  # type: ignore[attr-defined]
+        stats = locker.statistics()
         assert (stats.held, stats.waiting) == (2, 2)
         await trio.sleep(3)
         locker.release("a")
-    stats = locker.statistics()  # type: ignore[attr-defined]
+    stats = locker.statistics()
     assert (stats.held, stats.waiting) == (1, 0)
     assert 3 <= stats.max_wait < 3.1  # the longest wait seen
     locker.release("b")
-    assert locker.statistics().held == 0  # type: ignore[attr-defined]
+    assert locker.statistics().held == 0
 
 
 async def test_memory_locker_is_locked() -> None:
@@ -202,6 +202,6 @@ async def test_callback_that_releases_then_raises_passes_the_lock_on(locker: Any
     with pytest.raises(RuntimeError):
         await locker.acquire("up", max_wait=5)
     # The lock had been handed to the failed waiter; it must be free again.
-    assert locker.statistics().held == 0  # type: ignore[attr-defined]
+    assert locker.statistics().held == 0
     await locker.acquire("up", max_wait=0)
     locker.release("up")

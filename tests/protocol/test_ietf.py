@@ -176,8 +176,10 @@ def test_plan_creation_ignores_upload_length_where_undefined() -> None:
         ({"Upload-Complete": "?0", "Upload-Length": "51"}, errors.MaxSizeExceededError),
     ],
 )
-def test_plan_creation_errors(headers: object, error: type[errors.TusError]) -> None:
-    items = list(headers.items()) if isinstance(headers, dict) else list(headers)  # type: ignore[attr-defined]
+def test_plan_creation_errors(
+    headers: dict[str, str] | list[tuple[str, str]], error: type[errors.TusError]
+) -> None:
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers)
     request = make_request("POST", "/files/", [*_draft(V9).items(), *items])
     with pytest.raises(error):
         ietf.plan_creation(request, ProtocolConfig(max_size=50), V9, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import pytest
 from hypothesis import assume, example, given, note, settings, strategies as st
@@ -196,6 +197,16 @@ def test_few_parts_store_like_scaleway() -> None:
         check_size(PartLimits(max_parts=3, max_object_size=5 * TiB), 15 * GiB + 1)
 
 
+class LimitFields(TypedDict, total=False):
+    """The size fields of :class:`PartLimits`, for the invalid cases below."""
+
+    preferred_part_size: int
+    min_part_size: int
+    max_part_size: int
+    max_parts: int
+    max_object_size: int
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -207,7 +218,7 @@ def test_few_parts_store_like_scaleway() -> None:
         {"max_object_size": -1},
     ],
 )
-def test_invalid_limits(fields: dict[str, int]) -> None:
+def test_invalid_limits(fields: LimitFields) -> None:
     with pytest.raises(PartPlanError):
         PartLimits(**fields)
 

@@ -1,13 +1,12 @@
 """Helpers for the crash-consistency and disk-full tests (tests/reliability).
 
-The daemon runs as a real subprocess, started with the end-to-end helper
-``tests/e2e/tusd_e2e.py`` (banner parsing, process-group kill, log capture).
+The daemon runs as a real subprocess (tests/_support/daemon.py: banner parsing,
+process-group kill, log capture).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import io
 import json
@@ -16,56 +15,21 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
-E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
-if str(E2E_DIR) not in sys.path:
-    sys.path.insert(0, str(E2E_DIR))
-
-from tusd_e2e import (  # noqa: E402
-    HTTP_TIMEOUT,
-    Daemon,
-    DaemonFactory,
-    upload_id_of,
-)
+from tests._support.daemon import Daemon
 
 KiB = 1024
 MiB = 1024 * KiB
 
-__all__ = [
-    "HTTP_TIMEOUT",
-    "Daemon",
-    "DaemonFactory",
-    "KiB",
-    "MiB",
-    "SmallFS",
-    "TrackedUpload",
-    "data_files_without_info",
-    "fill_disk",
-    "leftover_side_files",
-    "log_lines_about",
-    "pick_seed",
-    "raw_patch",
-    "read_info",
-    "resume_with_tuspy",
-    "sha256",
-    "small_filesystem",
-    "upload_id_of",
-]
 
 #: Side files that must not survive a graceful stop (staging, temp and lock files).
 LEFTOVER_RE = re.compile(r"(\.part|\.tmp|\.lock|\.stop)$")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def pick_seed(env_var: str = "TUSD_RELIABILITY_SEED") -> int:
@@ -176,10 +140,6 @@ def resume_with_tuspy(upload_url: str, payload: bytes, chunk_size: int = 1 * MiB
 
 def url_path(url: str) -> str:
     return urlsplit(url).path
-
-
-def http_client() -> httpx.Client:
-    return httpx.Client(timeout=HTTP_TIMEOUT, headers={"Tus-Resumable": "1.0.0"})
 
 
 # --- a small file system for the disk-full tests ---------------------------------

@@ -1,8 +1,9 @@
 """Reliability under load: many connections, connection limits, idle timeouts, a short soak.
 
-Every test runs a real daemon subprocess (see ``_daemon.py``) and talks raw HTTP/1.1 over
-sockets. The assertions are about correctness (every request answered right, every connection
-served, no descriptor leaked), never about how fast: the timeouts below only bound a hang.
+Every test runs a real daemon subprocess (see ``tests/_support/daemon.py``) and talks raw
+HTTP/1.1 over sockets. The assertions are about correctness (every request answered right,
+every connection served, no descriptor leaked), never about how fast: the timeouts below
+only bound a hang.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from types import ModuleType
 
 import pytest
 
-from ._daemon import Client, Daemon, DaemonFactory, daemon_factory, location_path, raise_nofile
-
-__all__ = ["daemon_factory"]  # the fixture, imported for pytest
+from tests._support.daemon import Daemon, DaemonFactory, raise_nofile
+from tests._support.raw_http import Client, location_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUIET = ("-verbose=false", "-show-startup-logs=false")
@@ -53,10 +53,10 @@ def test_short_soak_no_5xx_every_connection_served_no_fd_leak(
     daemon_factory: DaemonFactory,
 ) -> None:
     soak = load_soak()
-    d = daemon_factory(*QUIET)
+    d = daemon_factory.start(*QUIET)
     before = d.stable_fds()
     for kind in ("head", "create"):
-        res = soak.run_phase(kind, d.url, d.pid, seconds=5, connections=32, warmup=1)
+        res = soak.run_phase(kind, d.base_url, d.pid, seconds=5, connections=32, warmup=1)
         summary = {k: res[k] for k in ("statuses", "errors", "dropped", "unanswered", "bad")}
         assert res["requests"] > 0, summary
         assert res["5xx"] == 0, summary
@@ -64,7 +64,7 @@ def test_short_soak_no_5xx_every_connection_served_no_fd_leak(
         assert res["dropped"] == 0 and res["unanswered"] == 0, summary
         assert res["connect_errors"] == 0, summary
         assert res["per_conn_min"] > 0, res["per_conn"]
-        assert d.alive()
+        assert d.running()
     after = d.fds_back_to(before)
     assert abs(after - before) <= 2, f"daemon fds before {before}, after the soak {after}"
 
@@ -85,7 +85,7 @@ def test_2000_idle_connections_and_200_slow_uploads_do_not_block_new_requests(
     raise_nofile(needed)
     # Start the daemon with a low soft limit, as a login shell would give it: it must raise
     # its own RLIMIT_NOFILE (towards the hard limit) to hold this many connections.
-    d = daemon_factory(*QUIET, nofile_soft=1024)
+    d = daemon_factory.start(*QUIET, nofile_soft=1024)
     soft, hard = d.nofile_limits()
     assert soft >= needed, f"the daemon kept a soft RLIMIT_NOFILE of {soft} (hard {hard})"
     before = d.stable_fds()
@@ -94,7 +94,7 @@ def test_2000_idle_connections_and_200_slow_uploads_do_not_block_new_requests(
     try:
         # 2,000 keep-alive connections, each answered once, then left idle.
         for start in range(0, IDLE, 250):
-            batch = [Client(d.host, d.port) for _ in range(min(250, IDLE - start))]
+            batch = [Client(d.bound_host, d.port) for _ in range(min(250, IDLE - start))]
             idle += batch
             for c in batch:
                 c.send(c.request_bytes("OPTIONS", d.base_path))
@@ -106,7 +106,7 @@ def test_2000_idle_connections_and_200_slow_uploads_do_not_block_new_requests(
         length = SLOW_CHUNK * SLOW_ROUNDS
         paths = []
         for _ in range(SLOW):
-            c = Client(d.host, d.port)
+            c = Client(d.bound_host, d.port)
             slow.append(c)
             r = c.request("POST", d.base_path, {"Upload-Length": length, "Content-Length": 0})
             assert r.status == 201, r
@@ -140,19 +140,19 @@ def test_2000_idle_connections_and_200_slow_uploads_do_not_block_new_requests(
 
         # Meanwhile: new connections with OPTIONS, POST and HEAD are answered.
         def probe() -> None:
-            c = Client(d.host, d.port)
+            c = Client(d.bound_host, d.port)
             try:
                 options_ok(d, c)
             finally:
                 c.close()
-            c = Client(d.host, d.port)
+            c = Client(d.bound_host, d.port)
             try:
                 r = c.request("POST", d.base_path, {"Upload-Length": 4, "Content-Length": 0})
                 assert r.status == 201, r
                 loc = location_path(r.headers["location"])
             finally:
                 c.close()
-            c = Client(d.host, d.port)
+            c = Client(d.bound_host, d.port)
             try:
                 r = c.request("HEAD", loc)
                 assert r.status == 200 and r.headers.get("upload-offset") == "0", r
@@ -165,7 +165,7 @@ def test_2000_idle_connections_and_200_slow_uploads_do_not_block_new_requests(
             probes += 1
         sender.join(30)
         assert probes >= 1, "no probe ran while the slow uploads were under way"
-        assert d.alive()
+        assert d.running()
         assert not send_errors, send_errors[:5]
 
         # Every slow upload completes with all its bytes.
@@ -179,7 +179,7 @@ def test_2000_idle_connections_and_200_slow_uploads_do_not_block_new_requests(
         for c in idle:
             r = c.read_response()
             assert r.status in (200, 204), r
-        assert d.alive()
+        assert d.running()
     finally:
         for c in idle + slow:
             c.close()
@@ -193,7 +193,7 @@ LIMIT = 50
 
 
 def expect_refused(d: Daemon, send_request: bool) -> bytes:
-    c = Client(d.host, d.port)
+    c = Client(d.bound_host, d.port)
     try:
         if send_request:
             c.send(c.request_bytes("OPTIONS", d.base_path))
@@ -213,7 +213,7 @@ def expect_refused(d: Daemon, send_request: bool) -> bytes:
 
 def try_served(d: Daemon) -> Client | None:
     """A new connection that gets its OPTIONS answered, or None when it was refused."""
-    c = Client(d.host, d.port)
+    c = Client(d.bound_host, d.port)
     c.send(c.request_bytes("OPTIONS", d.base_path))
     try:
         r = c.read_response()
@@ -229,11 +229,11 @@ def try_served(d: Daemon) -> Client | None:
 
 
 def test_max_connections_refuses_with_503_and_recovers(daemon_factory: DaemonFactory) -> None:
-    d = daemon_factory(*QUIET, "-max-connections", str(LIMIT))
+    d = daemon_factory.start(*QUIET, "-max-connections", str(LIMIT))
     conns = []
     try:
         for _ in range(LIMIT):
-            c = Client(d.host, d.port)
+            c = Client(d.bound_host, d.port)
             options_ok(d, c)  # answered: the server holds it now
             conns.append(c)
         # The 51st: a raw 503 with the error code, then the server closes it; both for a
@@ -250,9 +250,9 @@ def test_max_connections_refuses_with_503_and_recovers(daemon_factory: DaemonFac
         conns = conns[5:]
         deadline = time.monotonic() + 10
         while len(conns) < LIMIT:
-            c = try_served(d)
-            if c is not None:
-                conns.append(c)
+            served = try_served(d)
+            if served is not None:
+                conns.append(served)
             else:
                 assert time.monotonic() < deadline, (
                     f"only {len(conns)} of {LIMIT} connections served after closing 5"
@@ -266,23 +266,23 @@ def test_max_connections_refuses_with_503_and_recovers(daemon_factory: DaemonFac
             c.close()
     # All closed: a new connection is served at once... once the server has seen the closes.
     deadline = time.monotonic() + 10
-    while (c := try_served(d)) is None:
+    while (last := try_served(d)) is None:
         assert time.monotonic() < deadline, "no connection served after closing all"
         time.sleep(0.05)
-    c.close()
+    last.close()
 
 
 # -- (d) -idle-timeout ----------------------------------------------------------------------
 
 
 def test_idle_timeout_closes_idle_connections(daemon_factory: DaemonFactory) -> None:
-    d = daemon_factory(*QUIET, "-idle-timeout", "1s")
+    d = daemon_factory.start(*QUIET, "-idle-timeout", "1s")
     # A keep-alive connection after one request.
-    used = Client(d.host, d.port)
+    used = Client(d.bound_host, d.port)
     # A connection that never sends a byte.
-    fresh = Client(d.host, d.port)
+    fresh = Client(d.bound_host, d.port)
     # A connection that keeps sending requests, 0.3 s apart: it is never idle for 1 s.
-    busy = Client(d.host, d.port)
+    busy = Client(d.bound_host, d.port)
     try:
         options_ok(d, used)
         # Not closed right after the request (the idle timer starts then; a lower bound

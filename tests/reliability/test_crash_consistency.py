@@ -22,22 +22,19 @@ from urllib.parse import urlsplit
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests._support.daemon import Daemon, upload_id_of
+from tests._support.sync_http import http_client, sha256
 
-from _crash_support import (
-    Daemon,
+from ._crash_support import (
     KiB,
     MiB,
     TrackedUpload,
-    http_client,
     leftover_side_files,
     log_lines_about,
     pick_seed,
     raw_patch,
     read_info,
     resume_with_tuspy,
-    sha256,
-    upload_id_of,
     url_path,
 )
 

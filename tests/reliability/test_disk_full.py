@@ -7,25 +7,21 @@ from __future__ import annotations
 
 import base64
 import random
-import sys
 from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests._support.daemon import Daemon, upload_id_of
+from tests._support.sync_http import http_client, sha256
 
-from _crash_support import (
-    Daemon,
+from ._crash_support import (
     KiB,
     MiB,
     data_files_without_info,
     fill_disk,
-    http_client,
     leftover_side_files,
     resume_with_tuspy,
-    sha256,
     small_filesystem,
-    upload_id_of,
 )
 
 FS_KIB = 2048

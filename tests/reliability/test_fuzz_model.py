@@ -16,14 +16,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trio
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -33,10 +30,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tusd_trio.config import Config
-from tusd_trio.server import Server
+from tests._support.server import ThreadedServer, make_config
+from tests._support.tus import TUS
 
-TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = "application/offset+octet-stream"
 ALGORITHMS = ("sha1", "md5", "sha256", "sha512")
 BAD_CONTENT_TYPES = (
@@ -49,58 +45,11 @@ BAD_CONTENT_TYPES = (
 )
 
 
-class ThreadedServer:
-    """A tusd-trio server running ``trio.run`` in a daemon thread."""
-
-    def __init__(self, upload_dir: Path, **overrides: Any) -> None:
-        settings_: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "upload_dir": str(upload_dir),
-            "verbose": False,
-            "show_startup_logs": False,
-            "network_timeout": 10,
-        }
-        settings_.update(overrides)
-        self.config = Config(**settings_)
-        self.server: Server | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.error: BaseException | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tusd-trio", daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self.token = trio.lowlevel.current_trio_token()
-            self.server = Server(self.config)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.server.serve)
-                self._ready.set()
-
-        try:
-            trio.run(main)
-        except BaseException as exc:  # reported by stop()
-            self.error = exc
-        finally:
-            self._ready.set()
-
-    def start(self) -> str:
-        self._thread.start()
-        assert self._ready.wait(20), "server did not start"
-        assert self.server is not None and self.error is None, self.error
-        return f"http://127.0.0.1:{self.server.bound_port}/files/"
-
-    def stop(self) -> None:
-        if self.server is not None and self.token is not None and self._thread.is_alive():
-            trio.from_thread.run_sync(self.server.request_shutdown, trio_token=self.token)
-        self._thread.join(30)
-        assert not self._thread.is_alive(), "server did not stop"
-        assert self.error is None, self.error
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = ThreadedServer(tmp_path_factory.mktemp("fuzz-model") / "data")
+    server = ThreadedServer(
+        make_config(tmp_path_factory.mktemp("fuzz-model") / "data", network_timeout=10)
+    )
     url = server.start()
     try:
         yield url

@@ -8,9 +8,9 @@ Every case checks three things:
   it) and the upload directory holds only ``<id>`` / ``<id>.info`` pairs, and
   exactly as many uploads as the test expects.
 
-The server runs in the test's Trio loop (a copy of ``tests/server/conftest.py``'s
-``make_server``); hostile bytes go through raw sockets and a small response parser
-so that every byte the server sends is seen.
+The server runs in the test's Trio loop (``tests/_support/server.py``); hostile bytes go
+through raw sockets and a small response parser so that every byte the server sends is
+seen.
 """
 
 from __future__ import annotations
@@ -19,20 +19,16 @@ import base64
 import dataclasses
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
-from tusd_trio.config import Config
-from tusd_trio.protocol.core import ProtocolConfig
-from tusd_trio.server import Server
+from tests._support.server import Running, ServerFactory, server_pool
+from tests._support.tus import TUS
 
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTET = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
 CANARY = b"canary: nothing may touch this file\n"
 ID_FILE = re.compile(r"[0-9a-f]{32}(\.info)?")
 H = b"Host: x\r\nTus-Resumable: 1.0.0\r\n"
@@ -41,72 +37,15 @@ H = b"Host: x\r\nTus-Resumable: 1.0.0\r\n"
 # --- the server ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Running:
-    server: Server
-    url: str
-    port: int
-    client: httpx.AsyncClient
-    upload_dir: Path
-
-    async def create(self, length: int | None = None, **headers: str) -> str:
-        hdrs = dict(TUS)
-        if length is not None:
-            hdrs["Upload-Length"] = str(length)
-        hdrs.update({k.replace("_", "-"): v for k, v in headers.items()})
-        r = await self.client.post(self.url, headers=hdrs)
-        assert r.status_code == 201, r.text
-        return str(r.headers["location"])
-
-    async def patch(self, location: str, offset: int, data: bytes) -> httpx.Response:
-        hdrs = dict(OCTET)
-        hdrs["Upload-Offset"] = str(offset)
-        return await self.client.patch(location, headers=hdrs, content=data)
-
-    async def head(self, location: str) -> httpx.Response:
-        return await self.client.head(location, headers=TUS)
-
-    def path_of(self, location: str) -> str:
-        return "/files/" + location.rsplit("/", 1)[1]
-
-
-Factory = Callable[..., Awaitable[Running]]
-
-
 @pytest.fixture
-async def make_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Factory]:
-    servers: list[Server] = []
-    clients: list[httpx.AsyncClient] = []
+async def make_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Servers on ``tmp_path/data`` (tests/_support/server.py), with a canary file beside
+    that directory that must be untouched when they have stopped."""
     canary = tmp_path / "canary.txt"
     canary.write_bytes(CANARY)
     os.utime(canary, (1_000_000_000, 1_000_000_000))
-
-    async def factory(protocol: dict[str, Any] | None = None, **overrides: Any) -> Running:
-        settings: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "upload_dir": str(tmp_path / "data"),
-            "verbose": False,
-            "show_startup_logs": False,
-        }
-        settings.update(overrides)
-        config = Config(protocol=ProtocolConfig(**(protocol or {})), **settings)
-        server = Server(config)
-        await nursery.start(server.serve)
-        servers.append(server)
-        client = httpx.AsyncClient(timeout=30)
-        clients.append(client)
-        port = server.bound_port
-        return Running(server, f"http://127.0.0.1:{port}/files/", port, client, tmp_path / "data")
-
-    yield factory
-    for client in clients:
-        await client.aclose()
-    for server in servers:
-        server.request_shutdown()
-    for server in servers:
-        with trio.move_on_after(15):
-            await server.wait_stopped()
+    async with server_pool(nursery, tmp_path / "data") as pool:
+        yield pool.start
     # Nothing outside the upload directory was touched.
     assert canary.read_bytes() == CANARY
     assert canary.stat().st_mtime == 1_000_000_000
@@ -114,7 +53,7 @@ async def make_server(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Fa
 
 
 @pytest.fixture
-async def srv(make_server: Factory) -> Running:
+async def srv(make_server: ServerFactory) -> Running:
     return await make_server()
 
 
@@ -310,7 +249,7 @@ async def test_oversized_headers_get_431(srv: Running, size: int) -> None:
     await assert_alive(srv)
 
 
-async def test_header_size_limit_is_configurable(make_server: Factory) -> None:
+async def test_header_size_limit_is_configurable(make_server: ServerFactory) -> None:
     srv = await make_server(max_header_size=4096)
     r, closed = await exchange(
         srv.port, b"OPTIONS /files/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 5000 + b"\r\n\r\n"
@@ -319,7 +258,7 @@ async def test_header_size_limit_is_configurable(make_server: Factory) -> None:
     await assert_alive(srv)
 
 
-async def test_header_block_that_never_ends_gets_408(make_server: Factory) -> None:
+async def test_header_block_that_never_ends_gets_408(make_server: ServerFactory) -> None:
     srv = await make_server(network_timeout=0.5)
     conn = await RawConn.open(srv.port)
     async with conn.stream:
@@ -334,7 +273,7 @@ async def test_header_block_that_never_ends_gets_408(make_server: Factory) -> No
     await assert_alive(srv)
 
 
-async def test_slowloris_head_is_cut(make_server: Factory) -> None:
+async def test_slowloris_head_is_cut(make_server: ServerFactory) -> None:
     # One byte every 0.2 s never trips a per-read timeout of 1 s; the head as a whole
     # must still be cut (the lead adds a total deadline for the request head).
     srv = await make_server(network_timeout=1)
@@ -654,10 +593,7 @@ async def test_odd_metadata_never_breaks_head(srv: Running) -> None:
     assert echoed is not None
     assert b"\r" not in echoed and b"\n" not in echoed and b"\x00" not in echoed
     assert not any(name.lower() in (b"set-cookie", b"x-injected") for name, _ in head.headers)
-    pairs = dict(
-        [*p.split(b" ", 1), b""][:2]
-        for p in echoed.split(b",")  # type: ignore[misc]
-    )
+    pairs = dict([*p.split(b" ", 1), b""][:2] for p in echoed.split(b","))
     assert base64.b64decode(pairs[b"filename"]) == b"a\r\nSet-Cookie: x=1\r\n\r\n"
     assert pairs[b"empty"] == b""
     assert b"bad" not in pairs
@@ -1016,7 +952,7 @@ async def test_head_method_override_keeps_the_connection_usable(srv: Running) ->
 # --- a client that stops reading ---------------------------------------------------------
 
 
-async def test_stalled_download_does_not_hold_the_lock(make_server: Factory) -> None:
+async def test_stalled_download_does_not_hold_the_lock(make_server: ServerFactory) -> None:
     srv = await make_server(network_timeout=30, acquire_lock_timeout=1)
     size = 20 * 1024 * 1024
     data = os.urandom(size)
@@ -1117,7 +1053,7 @@ async def test_failed_creation_with_upload_leaves_no_orphan(
     ids=["deep-nesting", "huge-int", "negative", "binary"],
 )
 async def test_hostile_info_file_is_an_unknown_upload(
-    make_server: Factory, tmp_path: Path, document: bytes
+    make_server: ServerFactory, tmp_path: Path, document: bytes
 ) -> None:
     # An .info file the daemon cannot read (written by hand, a bug or a disk error)
     # makes that upload unknown (404); it must neither stop the daemon from starting
@@ -1139,7 +1075,9 @@ async def test_hostile_info_file_is_an_unknown_upload(
     (data / f"{upload_id}.part").unlink(missing_ok=True)
 
 
-async def test_absurd_created_at_is_ignored_not_fatal(make_server: Factory, tmp_path: Path) -> None:
+async def test_absurd_created_at_is_ignored_not_fatal(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
     # CreatedAt is tusd-trio's own optional field: a value float() cannot hold is
     # ignored (the upload stays usable) and never stops the daemon from starting.
     upload_id = "0123456789abcdef0123456789abcdef"

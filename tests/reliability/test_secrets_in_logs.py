@@ -18,13 +18,10 @@ import httpx
 import trio
 import trio_websocket
 
-from tests.hooks.hookserver import Answer, HookServer
+from tests._support.daemon import DaemonFactory
+from tests._support.hookserver import Answer, HookServer
 from tusd_trio.auth import hash_api_key, sign_upload_url
 from tusd_trio.hooks import HOOK_TYPES
-
-from ._daemon import DaemonFactory, daemon_factory
-
-__all__ = ["daemon_factory"]  # the fixture, imported for pytest
 
 SIGNING_SECRET = "signing-secret-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -36,7 +33,9 @@ async def _drain(ws: trio_websocket.WebSocketConnection, quiet: float = 0.5) -> 
     frames: list[str] = []
     while True:
         with trio.move_on_after(quiet):
-            frames.append(await ws.get_message())
+            frame = await ws.get_message()
+            assert isinstance(frame, str), frame  # the event stream sends text frames
+            frames.append(frame)
             continue
         return frames
 
@@ -49,7 +48,7 @@ async def test_credentials_in_urls_never_reach_logs_hooks_or_events(
     keys = tmp_path / "keys"
     keys.write_text(hash_api_key(ADMIN_KEY, "root", admin=True) + "\n")
     daemon = await trio.to_thread.run_sync(
-        lambda: daemon_factory(
+        lambda: daemon_factory.start(
             "-auth-signing-secret",
             SIGNING_SECRET,
             "-auth-api-keys",

@@ -1,28 +1,22 @@
 """Fixtures for the scale-out tests: several real daemon subprocesses that share
 one store (a moto S3 bucket or one upload directory) and one Redis.
 
-The daemons are the e2e suite's :class:`tusd_e2e.Daemon` (imported from
-``tests/e2e``); the shared Redis is the one on 127.0.0.1:6379 (each test uses a
-key prefix of its own and never flushes anything), and the tests that stop
-Redis start a ``redis-server`` of their own (:class:`RedisServer`).
+The daemons are :class:`tests._support.daemon.Daemon`; the shared Redis is the one on
+127.0.0.1:6379 (each test uses a key prefix of its own and never flushes anything), and
+the tests that stop Redis start a ``redis-server`` of their own (:class:`RedisServer`).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-for _path in (HERE.parent / "e2e", HERE):  # tusd_e2e and scaleout_support, any --import-mode
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from tests._support.services import S3_ENV, Service, create_s3_bucket
 
-from _services import S3_ENV, Service, create_s3_bucket  # noqa: E402
-from scaleout_support import SHARED_REDIS, Cluster, MiB, RedisServer  # noqa: E402
+from .scaleout_support import SHARED_REDIS, Cluster, MiB, RedisServer
 
 
 @pytest.fixture

@@ -11,16 +11,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tusd_e2e import Daemon
+
+from tests._support.daemon import Daemon
+from tests._support.services import free_port
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -21,11 +21,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 import pytest
-from scaleout_support import Cluster, MiB, RedisServer
-from tusd_e2e import RawPatch, assert_same_bytes, upload_id_of, wait_for
+
+from tests._support.daemon import upload_id_of, wait_for
+from tests._support.raw_http import RawPatch
+from tests._support.sync_http import assert_same_bytes
+
+from .scaleout_support import Cluster, MiB, RedisServer
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = {"Content-Type": "application/offset+octet-stream"}
@@ -34,6 +39,10 @@ DEADLINE = 60.0  # seconds a client thread may take before the test gives up on 
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _answers_200(client: httpx.Client, url: str) -> bool:
+    return client.get(url).status_code == 200
 
 
 def new_client() -> httpx.Client:
@@ -396,7 +405,7 @@ def test_redis_outage_gives_503_then_recovers(
 
         own_redis.start()  # a fresh, empty Redis on the same port
         for url in health:
-            wait_for(lambda url=url: client.get(url).status_code == 200, 60, what=f"{url} ready")
+            wait_for(partial(_answers_200, client, url), 60, what=f"{url} ready")
         resp = patch(client, url_on(bases[1], spare_id), 0, b"0123456789")
         assert resp.status_code == 204, resp.text
 

@@ -8,9 +8,9 @@ from typing import Any
 import jwt
 import trio_websocket
 
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 from tusd_trio.auth import AuthConfig, hash_api_key, sign_upload_url
-
-from .conftest import OCTET, TUS, Running
 
 SECRET = "s" * 40
 
@@ -146,7 +146,7 @@ async def test_event_stream_401_has_a_challenge(make_server: Any) -> None:
         b"GET /events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
-    from .conftest import raw_request
+    from tests._support.raw_http import raw_request
 
     out = await raw_request(srv.port, raw, read_timeout=3)
     assert out.startswith(b"HTTP/1.1 401")

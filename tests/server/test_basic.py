@@ -6,7 +6,9 @@ import base64
 import json
 import os
 
-from .conftest import OCTET, TUS, Running, raw_request
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS, TUSD_INFO_KEYS
 
 
 async def test_create_patch_head_download(srv: Running) -> None:
@@ -34,17 +36,7 @@ async def test_info_file_has_tusd_layout(srv: Running) -> None:
     directory = srv.server.config.upload_dir
     with open(os.path.join(directory, upload_id + ".info")) as handle:
         info = json.load(handle)
-    for key in (
-        "ID",
-        "Size",
-        "SizeIsDeferred",
-        "Offset",
-        "MetaData",
-        "IsPartial",
-        "IsFinal",
-        "PartialUploads",
-        "Storage",
-    ):
+    for key in TUSD_INFO_KEYS:
         assert key in info
     assert info["ID"] == upload_id
     assert info["Size"] == 5

@@ -8,11 +8,11 @@ from typing import Any
 import trio
 import trio_websocket
 
+from tests._support.server import Running
+from tests._support.tus import TUS
 from tusd_trio.hooks import HookEvent
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.server._events import QUEUE_SIZE, _Subscriber
-
-from .conftest import TUS, Running
 
 
 async def _next(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
@@ -54,7 +54,7 @@ async def test_events_filters(make_server: Any) -> None:
         assert event["Event"]["Upload"]["ID"] == wanted
         with trio.move_on_after(0.3):
             extra = await ws.get_message()
-            raise AssertionError(f"unexpected event {extra}")
+            raise AssertionError(f"unexpected event {extra!r}")
 
 
 async def test_unknown_event_type_is_refused(make_server: Any) -> None:
@@ -113,4 +113,5 @@ async def test_slow_websocket_client_is_closed_with_1013(make_server: Any) -> No
             except trio_websocket.ConnectionClosed as exc:
                 # 1013 when the close frame could be sent, 1006 when the server had
                 # to cut a connection that took nothing; never a corrupt frame (1007).
+                assert exc.reason is not None
                 assert exc.reason.code in (1013, 1006)

@@ -10,9 +10,10 @@ import time
 import pytest
 import trio
 
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 from tusd_trio.protocol import core
-
-from .conftest import OCTET, TUS, Running, raw_request
 
 
 def b64(data: bytes) -> str:

@@ -18,10 +18,11 @@ import pytest
 import trio
 import trio_websocket
 
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 from tusd_trio.auth import AuthConfig
 from tusd_trio.protocol.core import CorsConfig
-
-from .conftest import OCTET, TUS, Running, raw_request
 
 MAX_INT64 = 2**63 - 1
 
@@ -223,7 +224,8 @@ async def test_event_stream_handshake_follows_the_origin_policy(make_server: Any
             await trio.sleep(0.1)
             await srv.create(1)
             with trio.fail_after(5):
-                assert b"pre-create" in (await ws.get_message()).encode()
+                message = await ws.get_message()
+            assert isinstance(message, str) and "pre-create" in message
 
 
 # --- 10. the upload directory removed under a running daemon -------------------------------

@@ -8,6 +8,9 @@ from typing import Any
 
 import trio
 
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 from tusd_trio.hooks import (
     HOOK_TYPES,
     TUSD_HOOK_TYPES,
@@ -15,8 +18,6 @@ from tusd_trio.hooks import (
     PluginHookBackend,
     parse_enabled_events,
 )
-
-from .conftest import OCTET, TUS, Running, raw_request
 
 
 class Recorder:
@@ -269,7 +270,7 @@ async def test_post_receive_reports_progress_while_data_arrives(make_server: Any
 
 
 async def test_http_hook_end_to_end(make_server: Any, nursery: trio.Nursery) -> None:
-    from tests.hooks.hookserver import Answer, HookServer
+    from tests._support.hookserver import Answer, HookServer
 
     hook_server = HookServer()
     await nursery.start(hook_server.serve)
@@ -439,7 +440,7 @@ async def test_pre_access_guards_partials_of_a_final_upload(make_server: Any) ->
 
 def _tusd_era_receiver(hook_server: Any) -> None:
     """Answer tusd's hook types; refuse any other (as a tusd-era receiver may)."""
-    from tests.hooks.hookserver import Answer
+    from tests._support.hookserver import Answer
 
     def respond(received: Any) -> Answer:
         if received.json["Type"] in TUSD_HOOK_TYPES:
@@ -454,7 +455,7 @@ async def test_empty_enabled_events_leave_pre_access_off(
 ) -> None:
     # tusd: "-hooks-enabled-events=" enables its seven hook types.  Ours also enabled
     # pre-access, and a receiver refusing unknown types failed every HEAD/PATCH/GET.
-    from tests.hooks.hookserver import HookServer
+    from tests._support.hookserver import HookServer
 
     hook_server = HookServer()
     await nursery.start(hook_server.serve)
@@ -478,7 +479,7 @@ async def test_last_post_receive_comes_after_post_finish(
     # tusd sends a request's last post-receive when the request ends: after its
     # post-finish (6 of 6 observed sequences).  Notifications of one upload reach the
     # endpoint one after the other, so receivers see that order every time.
-    from tests.hooks.hookserver import HookServer
+    from tests._support.hookserver import HookServer
 
     hook_server = HookServer()
     await nursery.start(hook_server.serve)
@@ -513,7 +514,7 @@ async def test_last_post_receive_comes_after_post_finish(
 async def test_slow_notification_holds_back_the_uploads_later_ones(
     make_server: Any, nursery: trio.Nursery
 ) -> None:
-    from tests.hooks.hookserver import Answer, HookServer
+    from tests._support.hookserver import Answer, HookServer
 
     hook_server = HookServer()
     await nursery.start(hook_server.serve)

@@ -14,9 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
+from tests._support.server import Running, ServerFactory
 from tusd_trio.protocol.ietf import VERSIONS, InteropVersion
-
-from .conftest import Factory, Running
 
 ALL = sorted(VERSIONS)
 
@@ -141,7 +140,7 @@ async def _head(srv: Running, version: InteropVersion, url: str) -> dict[str, st
 
 @pytest.mark.parametrize("number", ALL)
 async def test_interrupted_creation_is_resumed_with_the_url_from_the_104(
-    make_server: Factory, number: int
+    make_server: ServerFactory, number: int
 ) -> None:
     version = VERSIONS[number]
     srv = await make_server()
@@ -205,7 +204,7 @@ async def test_interrupted_creation_is_resumed_with_the_url_from_the_104(
 
 @pytest.mark.parametrize("number", ALL)
 async def test_incomplete_creation_appends_and_cancellation(
-    make_server: Factory, number: int
+    make_server: ServerFactory, number: int
 ) -> None:
     version = VERSIONS[number]
     srv = await make_server()
@@ -242,7 +241,7 @@ async def test_incomplete_creation_appends_and_cancellation(
 
 @pytest.mark.parametrize("number", ALL)
 async def test_deferred_length_is_declared_by_the_completing_append(
-    make_server: Factory, number: int
+    make_server: ServerFactory, number: int
 ) -> None:
     version = VERSIONS[number]
     srv = await make_server()
@@ -269,7 +268,7 @@ async def test_deferred_length_is_declared_by_the_completing_append(
 
 
 @pytest.mark.parametrize("number", ALL)
-async def test_completed_in_one_request(make_server: Factory, number: int) -> None:
+async def test_completed_in_one_request(make_server: ServerFactory, number: int) -> None:
     version = VERSIONS[number]
     srv = await make_server()
     headers = _draft(version, Content_Disposition='inline; filename="a b.txt"')
@@ -284,7 +283,7 @@ async def test_completed_in_one_request(make_server: Factory, number: int) -> No
 
 
 @pytest.mark.parametrize("number", ALL)
-async def test_options_discovery(make_server: Factory, number: int) -> None:
+async def test_options_discovery(make_server: ServerFactory, number: int) -> None:
     version = VERSIONS[number]
     srv = await make_server(protocol={"max_size": 5000})
     status, headers, _ = await _request(srv.port, "OPTIONS", "/files/", _draft(version))
@@ -297,7 +296,7 @@ async def test_options_discovery(make_server: Factory, number: int) -> None:
 
 
 @pytest.mark.parametrize("number", [3, 6, 9])
-async def test_state_fields_on_head_and_delete(make_server: Factory, number: int) -> None:
+async def test_state_fields_on_head_and_delete(make_server: ServerFactory, number: int) -> None:
     version = VERSIONS[number]
     srv = await make_server()
     headers = _draft(version)
@@ -339,7 +338,7 @@ async def test_get_reports_state_in_version_9(srv: Running) -> None:
     assert body == b"abc"
 
 
-async def test_errors(make_server: Factory) -> None:
+async def test_errors(make_server: ServerFactory) -> None:
     srv = await make_server(protocol={"max_size": 10})
     v9 = VERSIONS[9]
     # No completion field: not a valid draft creation.
@@ -392,7 +391,7 @@ async def test_tus_requests_are_unaffected(srv: Running) -> None:
     assert head.headers["tus-resumable"] == "1.0.0"
 
 
-async def test_experimental_protocol_off(make_server: Factory) -> None:
+async def test_experimental_protocol_off(make_server: ServerFactory) -> None:
     srv = await make_server(enable_experimental_protocol=False)
     headers = {**_draft(VERSIONS[9]), "Upload-Complete": "?1"}
     status, answer, _ = await _request(srv.port, "POST", "/files/", headers, b"x")

@@ -18,12 +18,11 @@ import pytest
 import trio
 import trio_websocket
 
-from tests.hooks.hookserver import Answer, HookServer
+from tests._support.hookserver import Answer, HookServer
+from tests._support.server import Running, build_server
+from tests._support.tus import TUS
 from tusd_trio.auth import AuthConfig, hash_api_key
 from tusd_trio.config import Config
-from tusd_trio.server import Server
-
-from .conftest import TUS, Running
 
 SECRET = "j" * 40
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -283,4 +282,4 @@ async def test_bad_metrics_settings_stop_the_start(tmp_path: Path) -> None:
     short = tmp_path / "short"
     short.write_text("too-short")
     with pytest.raises(ValueError, match="at least 16 bytes"):
-        Server(Config(upload_dir=str(tmp_path / "d"), metrics_token_file=str(short)))
+        build_server(Config(upload_dir=str(tmp_path / "d"), metrics_token_file=str(short)))

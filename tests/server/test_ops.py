@@ -6,7 +6,8 @@ from typing import Any
 
 import trio
 
-from .conftest import OCTET, TUS, Running
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 
 
 async def test_metrics_use_tusd_names(make_server: Any) -> None:

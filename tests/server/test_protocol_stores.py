@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from _services import everything_stored
 
+from tests._support.server import Running, ServerFactory
+from tests._support.services import everything_stored
+from tests._support.tus import OCTET, TUS
 from tusd_trio.stores import FileStore, MemoryStore
 from tusd_trio.stores.base import Store
-
-from .conftest import OCTET, TUS, Factory, Running
 
 MiB = 1024 * 1024
 
@@ -37,7 +37,7 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Any) -> Store:
     return found
 
 
-async def start(make_server: Factory, store: Store, **protocol: Any) -> Running:
+async def start(make_server: ServerFactory, store: Store, **protocol: Any) -> Running:
     return await make_server(protocol=protocol or None, store=store)
 
 
@@ -45,7 +45,9 @@ async def download(srv: Running, location: str, **headers: str) -> httpx.Respons
     return await srv.client.get(location, headers=headers)
 
 
-async def test_options_advertises_what_the_store_can_do(make_server: Factory, any_store: Store):
+async def test_options_advertises_what_the_store_can_do(
+    make_server: ServerFactory, any_store: Store
+) -> None:
     srv = await start(make_server, any_store)
     r = await srv.client.options(srv.url, headers=TUS)
     assert r.status_code in (200, 204)
@@ -58,7 +60,9 @@ async def test_options_advertises_what_the_store_can_do(make_server: Factory, an
     assert ("checksum" in extensions) == caps.checksum
 
 
-async def test_create_patch_head_get_round_trip(make_server: Factory, any_store: Store):
+async def test_create_patch_head_get_round_trip(
+    make_server: ServerFactory, any_store: Store
+) -> None:
     srv = await start(make_server, any_store)
     data = os.urandom(300_000)
     meta = (
@@ -91,7 +95,9 @@ async def test_create_patch_head_get_round_trip(make_server: Factory, any_store:
     assert "filename" in head.headers["upload-metadata"]
 
 
-async def test_parts_larger_than_the_s3_minimum(make_server: Factory, any_store: Store):
+async def test_parts_larger_than_the_s3_minimum(
+    make_server: ServerFactory, any_store: Store
+) -> None:
     """Bodies that cross S3's 5 MiB part minimum, split at awkward places."""
     srv = await start(make_server, any_store)
     data = os.urandom(11 * MiB + 12345)
@@ -106,7 +112,7 @@ async def test_parts_larger_than_the_s3_minimum(make_server: Factory, any_store:
     assert hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
 
 
-async def test_creation_with_upload(make_server: Factory, any_store: Store):
+async def test_creation_with_upload(make_server: ServerFactory, any_store: Store) -> None:
     srv = await start(make_server, any_store)
     r = await srv.client.post(
         srv.url,
@@ -121,7 +127,7 @@ async def test_creation_with_upload(make_server: Factory, any_store: Store):
     assert (await download(srv, location)).content == b"0123456789"
 
 
-async def test_deferred_length(make_server: Factory, any_store: Store):
+async def test_deferred_length(make_server: ServerFactory, any_store: Store) -> None:
     srv = await start(make_server, any_store)
     r = await srv.client.post(srv.url, headers={**TUS, "Upload-Defer-Length": "1"})
     if not any_store.capabilities.defer_length:
@@ -141,7 +147,7 @@ async def test_deferred_length(make_server: Factory, any_store: Store):
     assert (await download(srv, location)).content == b"hello world"
 
 
-async def test_termination(make_server: Factory, any_store: Store):
+async def test_termination(make_server: ServerFactory, any_store: Store) -> None:
     srv = await start(make_server, any_store)
     location = await srv.create(100)
     await srv.patch(location, 0, b"x" * 40)
@@ -153,7 +159,7 @@ async def test_termination(make_server: Factory, any_store: Store):
     assert r.status_code == 404
 
 
-async def test_concatenation(make_server: Factory, any_store: Store):
+async def test_concatenation(make_server: ServerFactory, any_store: Store) -> None:
     srv = await start(make_server, any_store)
     pieces = [os.urandom(5000), b"middle", os.urandom(70_000)]
     partials = []
@@ -174,8 +180,8 @@ async def test_concatenation(make_server: Factory, any_store: Store):
 
 
 async def test_concatenation_of_partials_above_the_part_minimum(
-    make_server: Factory, any_store: Store
-):
+    make_server: ServerFactory, any_store: Store
+) -> None:
     """Partials of at least 5 MiB: S3 copies them server-side (UploadPartCopy)."""
     srv = await start(make_server, any_store)
     pieces = [os.urandom(5 * MiB + 1), os.urandom(5 * MiB + 2)]
@@ -192,7 +198,7 @@ async def test_concatenation_of_partials_above_the_part_minimum(
     assert hashlib.sha256(got.content).digest() == hashlib.sha256(b"".join(pieces)).digest()
 
 
-async def test_checksum_good_and_bad(make_server: Factory, any_store: Store):
+async def test_checksum_good_and_bad(make_server: ServerFactory, any_store: Store) -> None:
     srv = await start(make_server, any_store)
     location = await srv.create(10)
     good = base64.b64encode(hashlib.sha1(b"01234").digest()).decode()
@@ -208,7 +214,9 @@ async def test_checksum_good_and_bad(make_server: Factory, any_store: Store):
     assert (await download(srv, location)).content == b"0123456789"
 
 
-async def test_offset_mismatch_and_size_exceeded(make_server: Factory, any_store: Store):
+async def test_offset_mismatch_and_size_exceeded(
+    make_server: ServerFactory, any_store: Store
+) -> None:
     srv = await start(make_server, any_store)
     location = await srv.create(5)
     assert (await srv.patch(location, 0, b"ab")).status_code == 204
@@ -219,7 +227,7 @@ async def test_offset_mismatch_and_size_exceeded(make_server: Factory, any_store
     assert (await srv.head(location)).headers["upload-offset"] == "2"
 
 
-async def test_unknown_upload_is_404(make_server: Factory, any_store: Store):
+async def test_unknown_upload_is_404(make_server: ServerFactory, any_store: Store) -> None:
     srv = await start(make_server, any_store)
     for method in ("HEAD", "PATCH", "GET", "DELETE"):
         headers = OCTET | {"Upload-Offset": "0"} if method == "PATCH" else TUS
@@ -227,7 +235,9 @@ async def test_unknown_upload_is_404(make_server: Factory, any_store: Store):
         assert r.status_code == 404, method
 
 
-async def test_download_of_an_unfinished_upload(make_server: Factory, any_store: Store):
+async def test_download_of_an_unfinished_upload(
+    make_server: ServerFactory, any_store: Store
+) -> None:
     srv = await start(make_server, any_store)
     location = await srv.create(10)
     await srv.patch(location, 0, b"abcd")
@@ -241,7 +251,7 @@ async def test_download_of_an_unfinished_upload(make_server: Factory, any_store:
         assert "ERR_INCOMPLETE_UPLOAD" in r.text
 
 
-async def test_empty_upload(make_server: Factory, any_store: Store):
+async def test_empty_upload(make_server: ServerFactory, any_store: Store) -> None:
     srv = await start(make_server, any_store)
     location = await srv.create(0)
     head = await srv.head(location)
@@ -252,8 +262,8 @@ async def test_empty_upload(make_server: Factory, any_store: Store):
 
 
 async def test_deleted_empty_upload_leaves_nothing(
-    make_server: Factory, any_store: Store, request: pytest.FixtureRequest
-):
+    make_server: ServerFactory, any_store: Store, request: pytest.FixtureRequest
+) -> None:
     """Upload-Length: 0, DELETE, HEAD 404: and nothing of it stays in the store (Azure
     kept the empty data blob)."""
     srv = await start(make_server, any_store)
@@ -265,7 +275,9 @@ async def test_deleted_empty_upload_leaves_nothing(
     assert leftovers == []
 
 
-async def test_download_of_an_untouched_upload(make_server: Factory, any_store: Store):
+async def test_download_of_an_untouched_upload(
+    make_server: ServerFactory, any_store: Store
+) -> None:
     """Offset 0: nothing to read.  The stores that cannot serve unfinished data answer
     204 as tusd does (before asking the store), not 400 ERR_INCOMPLETE_UPLOAD."""
     srv = await start(make_server, any_store)
@@ -286,7 +298,9 @@ async def test_download_of_an_untouched_upload(make_server: Factory, any_store: 
     assert r.status_code == (200 if any_store.capabilities.serve_incomplete else 400)
 
 
-async def test_interrupted_body_keeps_received_bytes(make_server: Factory, any_store: Store):
+async def test_interrupted_body_keeps_received_bytes(
+    make_server: ServerFactory, any_store: Store
+) -> None:
     """A client that vanishes mid-body: the bytes the server acknowledged in the
     next HEAD are really stored, and the upload resumes to a byte-exact result."""
     srv = await start(make_server, any_store)
@@ -319,7 +333,7 @@ async def test_interrupted_body_keeps_received_bytes(make_server: Factory, any_s
     assert hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
 
 
-async def test_expired_upload_is_removed(make_server: Factory, any_store: Store):
+async def test_expired_upload_is_removed(make_server: ServerFactory, any_store: Store) -> None:
     srv = await make_server(protocol={"expiration": 1.0}, store=any_store, expiration_interval=0.2)
     location = await srv.create(100)
     r = await srv.patch(location, 0, b"x" * 10)

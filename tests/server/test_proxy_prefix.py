@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import trio
 
-from .conftest import OCTET, TUS, Running
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 
 PREFIXED = {"X-Forwarded-Prefix": "/api/uploads", "X-Forwarded-Host": "proxy.example"}
 

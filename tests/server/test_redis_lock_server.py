@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import trio
 
+from tests._support.server import ServerFactory
+from tests._support.tus import TUS
 from tusd_trio.lockers.redis import RedisLocker
 from tusd_trio.stores import FileStore
-
-from .conftest import TUS, Factory
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -29,7 +29,9 @@ def redis_cli(*args: str) -> str:
     return done.stdout.strip()
 
 
-async def test_lease_lost_mid_patch_stops_the_write(make_server: Factory, tmp_path: Any) -> None:
+async def test_lease_lost_mid_patch_stops_the_write(
+    make_server: ServerFactory, tmp_path: Any
+) -> None:
     prefix = f"t-{uuid.uuid4().hex[:10]}:"
     locker = RedisLocker(REDIS, ttl=1.5, key_prefix=prefix)
     srv = await make_server(store=FileStore(str(tmp_path / "up")), locker=locker)
@@ -76,7 +78,7 @@ async def test_lease_lost_mid_patch_stops_the_write(make_server: Factory, tmp_pa
 
 
 async def test_redis_unreachable_gives_503_with_retry_after(
-    make_server: Factory, tmp_path: Any
+    make_server: ServerFactory, tmp_path: Any
 ) -> None:
     with trio.socket.socket() as sock:  # a port nobody listens on
         await sock.bind(("127.0.0.1", 0))
@@ -96,7 +98,7 @@ async def test_redis_unreachable_gives_503_with_retry_after(
     assert "failing" in ready.json()["checks"]["locker"]
 
 
-async def test_readiness_reports_a_healthy_redis(make_server: Factory, tmp_path: Any) -> None:
+async def test_readiness_reports_a_healthy_redis(make_server: ServerFactory, tmp_path: Any) -> None:
     locker = RedisLocker(REDIS, key_prefix=f"t-{uuid.uuid4().hex[:10]}:")
     srv = await make_server(store=FileStore(str(tmp_path / "up")), locker=locker)
     ready = await srv.client.get(f"http://127.0.0.1:{srv.port}/health/ready")

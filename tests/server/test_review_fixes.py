@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .conftest import OCTET, TUS, Running, raw_request
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 
 
 async def test_large_head_arriving_whole_gets_431(srv: Running) -> None:

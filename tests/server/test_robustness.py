@@ -8,9 +8,10 @@ import socket
 import httpx
 import trio
 
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import TUS
 from tusd_trio.protocol import errors
-
-from .conftest import TUS, Running, raw_request
 
 
 def _patch_head(path: str, offset: int, length: int) -> bytes:
@@ -232,7 +233,7 @@ async def test_store_full_answers_507_and_keeps_bytes(make_server, tmp_path) -> 
     from tusd_trio.stores.memory import MemoryStore, _MemoryWriter
 
     class FullWriter(_MemoryWriter):
-        async def write(self, data: bytes) -> None:
+        async def write(self, data: bytes | bytearray | memoryview) -> None:
             if self.written + len(data) > 5:
                 raise errors.InsufficientStorageError()
             await super().write(data)

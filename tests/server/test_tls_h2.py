@@ -13,7 +13,7 @@ import ipaddress
 import os
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tusd_trio.config import Config
+from tests._support.server import ServerFactory
+from tests._support.tus import OCTET, TUS
 from tusd_trio.server import Server
 from tusd_trio.server._exchange import Exchange
 from tusd_trio.server._h2_exchange import H2Exchange
@@ -35,9 +36,6 @@ from tusd_trio.server._tls import (
     tls_enabled,
     wrap_listeners,
 )
-
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTET = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
 
 
 def _write_cert(directory: Path, name: str = "server") -> tuple[str, str]:
@@ -90,29 +88,13 @@ def _client_ssl(cafile: str, *, max_version: ssl.TLSVersion | None = None) -> ss
 
 
 @pytest.fixture
-async def start(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Any]:
-    servers: list[Server] = []
+def start(make_server: ServerFactory) -> Callable[..., Awaitable[Server]]:
+    """``await start(**config)``: a started server (tests/_support/server.py)."""
 
     async def factory(**overrides: Any) -> Server:
-        settings: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": 0,
-            "upload_dir": str(tmp_path / "data"),
-            "verbose": False,
-            "show_startup_logs": False,
-        }
-        settings.update(overrides)
-        server = Server(Config(**settings))
-        await nursery.start(server.serve)
-        servers.append(server)
-        return server
+        return (await make_server(**overrides)).server
 
-    yield factory
-    for server in servers:
-        server.request_shutdown()
-    for server in servers:
-        with trio.move_on_after(15):
-            await server.wait_stopped()
+    return factory
 
 
 async def _upload(client: httpx.AsyncClient, base: str, data: bytes, pieces: int = 4) -> str:

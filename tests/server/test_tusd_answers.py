@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .conftest import OCTET, TUS, Running, raw_request
+from tests._support.raw_http import raw_request
+from tests._support.server import Running
+from tests._support.tus import OCTET, TUS
 
 
 def b64(text: str) -> str:

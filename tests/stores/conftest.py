@@ -14,7 +14,7 @@ from tusd_trio.stores.base import Store
 
 @pytest.fixture(params=["memory", "file", "s3", "gcs", "azure"])
 def store(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Store:
-    """Every store, the object stores on their real servers (tests/_services.py)."""
+    """Every store, the object stores on their real servers (tests/_support/services.py)."""
     if request.param == "memory":
         return MemoryStore()
     if request.param == "file":

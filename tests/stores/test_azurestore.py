@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import trio
-from _services import AZURE_ACCOUNT, AZURE_KEY, Service, azure_connection_string
 from azure.storage.blob import BlobClient, ContainerClient
 from azure.storage.blob._generated.models import BlockLookupList
 
+from tests._support.services import AZURE_ACCOUNT, AZURE_KEY, Service, azure_connection_string
+from tests._support.tus import TUSD_INFO_KEYS
 from tusd_trio.protocol.errors import (
     MaxSizeExceededError,
     StoreError,
@@ -31,18 +32,6 @@ from ._helpers import new_info, read_all, write_chunk
 #: tusd's block IDs, written out: base64 of the little-endian uint32 index.
 ID0, ID1, ID2, ID3 = "AAAAAA==", "AQAAAA==", "AgAAAA==", "AwAAAA=="
 SENTINEL = "////fw=="  # index math.MaxInt32
-
-TUSD_KEYS = {
-    "ID",
-    "Size",
-    "SizeIsDeferred",
-    "Offset",
-    "MetaData",
-    "IsPartial",
-    "IsFinal",
-    "PartialUploads",
-    "Storage",
-}
 
 
 def tusd_block_id(index: int) -> str:
@@ -125,8 +114,8 @@ async def test_layout_is_tusds(
     info = await store.create(new_info("abc", 10_240, metadata={"filename": "a.txt"}))
     assert sorted(container.list_blob_names()) == ["uploads/abc.info"]  # data: blocks only
     doc = json.loads(container.download_blob("uploads/abc.info").readall())
-    assert set(doc) >= TUSD_KEYS
-    assert set(doc) - TUSD_KEYS <= {"CreatedAt"}
+    assert set(doc) >= set(TUSD_INFO_KEYS)
+    assert set(doc) - set(TUSD_INFO_KEYS) <= {"CreatedAt"}
     assert doc["ID"] == "abc"
     assert doc["Size"] == 10_240
     assert doc["SizeIsDeferred"] is False

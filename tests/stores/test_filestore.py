@@ -11,22 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests._support.tus import TUSD_INFO_KEYS
 from tusd_trio.protocol.errors import InsufficientStorageError, StoreError, UploadNotFoundError
 from tusd_trio.stores import FileStore
 
 from ._helpers import new_info, read_all, write_chunk
-
-TUSD_KEYS = {
-    "ID",
-    "Size",
-    "SizeIsDeferred",
-    "Offset",
-    "MetaData",
-    "IsPartial",
-    "IsFinal",
-    "PartialUploads",
-    "Storage",
-}
 
 
 @pytest.fixture
@@ -54,8 +43,8 @@ async def test_layout_is_tusds(store: FileStore, directory: Path) -> None:
     info_file = directory / "abc.info"
     assert data_file.is_file() and data_file.stat().st_size == 0
     doc = read_json(info_file)
-    assert set(doc) >= TUSD_KEYS
-    assert set(doc) - TUSD_KEYS <= {"CreatedAt"}  # an extra field tusd ignores
+    assert set(doc) >= set(TUSD_INFO_KEYS)
+    assert set(doc) - set(TUSD_INFO_KEYS) <= {"CreatedAt"}  # an extra field tusd ignores
     assert doc["ID"] == "abc"
     assert doc["Size"] == 11
     assert doc["SizeIsDeferred"] is False

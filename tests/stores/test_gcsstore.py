@@ -10,11 +10,12 @@ from typing import Any
 
 import google_crc32c
 import pytest
-from _services import Service
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[import-untyped]
 
+from tests._support.services import Service
+from tests._support.tus import TUSD_INFO_KEYS
 from tusd_trio.protocol.errors import StoreError, UploadNotFoundError
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.stores.config import GCSConfig
@@ -23,18 +24,6 @@ from tusd_trio.stores.gcs.crc import crc32c_combine, crc32c_combine_all
 from tusd_trio.stores.gcs.layout import StoredObject as _Obj
 
 from ._helpers import new_info, read_all, write_chunk
-
-TUSD_INFO_KEYS = {
-    "ID",
-    "Size",
-    "SizeIsDeferred",
-    "Offset",
-    "MetaData",
-    "IsPartial",
-    "IsFinal",
-    "PartialUploads",
-    "Storage",
-}
 
 
 @pytest.fixture
@@ -116,7 +105,7 @@ async def test_layout_is_tusds(
     await write_chunk(store, info, b"world")
     assert names(bucket) == {"up/loads/abc.info", "up/loads/abc_0", "up/loads/abc_1"}
     document = json.loads(bucket.blob("up/loads/abc.info").download_as_bytes())
-    assert TUSD_INFO_KEYS <= set(document) <= TUSD_INFO_KEYS | {"CreatedAt"}
+    assert set(TUSD_INFO_KEYS) <= set(document) <= {*TUSD_INFO_KEYS, "CreatedAt"}
     assert document["ID"] == "abc"
     assert document["Size"] == 11
     assert document["MetaData"] == {"filename": "a.txt"}
@@ -456,8 +445,7 @@ async def test_gcs_going_away_mid_body_reports_nothing_written(
     resumable session.  No object was finalized, so nothing may count as written."""
     from contextlib import ExitStack
 
-    from _services import running
-
+    from tests._support.services import running
     from tusd_trio.stores.gcs import session as _gcs_upload
 
     monkeypatch.setattr(_gcs_upload, "_ATTEMPTS", 2)

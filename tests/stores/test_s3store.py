@@ -14,9 +14,10 @@ import boto3
 import httpx
 import pytest
 import trio
-from _services import Service, create_s3_bucket
 from botocore.config import Config as BotoConfig
 
+from tests._support.server import ServerFactory
+from tests._support.services import Service, create_s3_bucket
 from tusd_trio.protocol.errors import MaxSizeExceededError, StoreError, UploadNotFoundError
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.stores.config import MiB, S3Config
@@ -205,13 +206,13 @@ async def test_concurrency_and_buffer_limits(s3_server: Service, bucket: str) ->
     lock = threading.Lock()
     real = store._upload_part
 
-    def observed(*args: Any) -> str:
+    def observed(object_id: str, multipart_id: str, number: int, data: bytes) -> str:
         nonlocal active, most
         with lock:
             active += 1
             most = max(most, active)
         try:
-            return real(*args)
+            return real(object_id, multipart_id, number, data)
         finally:
             with lock:
                 active -= 1
@@ -289,13 +290,21 @@ async def test_concat_by_copy_and_by_streaming(
     used: list[str] = []
     copy, stream = store._copy_part, store._concat_by_streaming
 
-    def counting_copy(*args: Any) -> None:
+    def counting_copy(
+        object_id: str,
+        multipart_id: str,
+        number: int,
+        source: str,
+        start: int,
+        end: int,
+        ranged: bool,
+    ) -> None:
         used.append("copy")
-        copy(*args)
+        copy(object_id, multipart_id, number, source, start, end, ranged)
 
-    async def counting_stream(*args: Any) -> None:
+    async def counting_stream(final: UploadInfo, sources: list[str], sizes: list[int]) -> None:
         used.append("stream")
-        await stream(*args)
+        await stream(final, sources, sizes)
 
     store._copy_part = counting_copy  # type: ignore[method-assign]
     store._concat_by_streaming = counting_stream  # type: ignore[method-assign]
@@ -696,70 +705,53 @@ async def test_stale_completion_hint_falls_back_to_listing(
 
 
 async def test_requests_per_patch_over_http(
-    s3_server: Service, bucket: str, nursery: trio.Nursery, tmp_path: Any
+    s3_server: Service, bucket: str, make_server: ServerFactory
 ) -> None:
     """The same through the real handler: a regression in either the store or the
     way the handler drives it (e.g. a copied info for open_writer) fails here."""
-    from tusd_trio.config import Config
-    from tusd_trio.server import Server
-
     store = small_store(s3_server.endpoint, bucket)
     calls = Calls(store)
-    config = Config(
-        host="127.0.0.1",
-        port=0,
-        upload_dir=str(tmp_path / "data"),
-        verbose=False,
-        show_startup_logs=False,
-    )
-    server = Server(config, store=store)
-    await nursery.start(server.serve)
-    url = f"http://127.0.0.1:{server.bound_port}{config.protocol.base_path}"
+    url = (await make_server(store=store)).url
     tus = {"Tus-Resumable": "1.0.0"}
     octet = {**tus, "Content-Type": "application/offset+octet-stream"}
     data = os.urandom(3 * PART)
-    try:
-        async with httpx.AsyncClient(timeout=60) as client:
-            r = await client.post(
-                url, headers={**octet, "Upload-Length": str(len(data))}, content=data[:PART]
-            )
-            assert r.status_code == 201, r.text
-            assert r.headers["upload-offset"] == str(PART)
-            location = r.headers["location"]
-            assert calls.take() == {
-                "CreateMultipartUpload": 1,
-                "PutObject.info": 1,
+    async with httpx.AsyncClient(timeout=60) as client:
+        r = await client.post(
+            url, headers={**octet, "Upload-Length": str(len(data))}, content=data[:PART]
+        )
+        assert r.status_code == 201, r.text
+        assert r.headers["upload-offset"] == str(PART)
+        location = r.headers["location"]
+        assert calls.take() == {
+            "CreateMultipartUpload": 1,
+            "PutObject.info": 1,
+            "UploadPart": 1,
+        }
+        r = await client.patch(
+            location, headers={**octet, "Upload-Offset": str(PART)}, content=data[PART:-10]
+        )
+        assert r.status_code == 204, r.text
+        assert calls.take() == plus(GET, {"UploadPart": 1, "PutObject.part": 1})
+        r = await client.head(location, headers=tus)
+        assert r.headers["upload-offset"] == str(len(data) - 10)
+        assert calls.take() == GET
+        r = await client.patch(
+            location,
+            headers={**octet, "Upload-Offset": str(len(data) - 10)},
+            content=data[-10:],
+        )
+        assert r.status_code == 204, r.text
+        assert calls.take() == plus(
+            GET,
+            {
+                "GetObject.part": 1,
+                "DeleteObject.part": 1,
                 "UploadPart": 1,
-            }
-            r = await client.patch(
-                location, headers={**octet, "Upload-Offset": str(PART)}, content=data[PART:-10]
-            )
-            assert r.status_code == 204, r.text
-            assert calls.take() == plus(GET, {"UploadPart": 1, "PutObject.part": 1})
-            r = await client.head(location, headers=tus)
-            assert r.headers["upload-offset"] == str(len(data) - 10)
-            assert calls.take() == GET
-            r = await client.patch(
-                location,
-                headers={**octet, "Upload-Offset": str(len(data) - 10)},
-                content=data[-10:],
-            )
-            assert r.status_code == 204, r.text
-            assert calls.take() == plus(
-                GET,
-                {
-                    "GetObject.part": 1,
-                    "DeleteObject.part": 1,
-                    "UploadPart": 1,
-                    "CompleteMultipartUpload": 1,
-                },
-            )
-            r = await client.head(location, headers=tus)
-            assert r.headers["upload-offset"] == str(len(data))
-            assert calls.take() == {"GetObject.info": 1}
-            r = await client.get(location)
-            assert r.content == data
-    finally:
-        server.request_shutdown()
-        with trio.move_on_after(15):
-            await server.wait_stopped()
+                "CompleteMultipartUpload": 1,
+            },
+        )
+        r = await client.head(location, headers=tus)
+        assert r.headers["upload-offset"] == str(len(data))
+        assert calls.take() == {"GetObject.info": 1}
+        r = await client.get(location)
+        assert r.content == data

@@ -7,9 +7,9 @@ import tempfile
 
 import pytest
 import trio
-from _services import everything_stored
 from hypothesis import given, strategies as st
 
+from tests._support.services import everything_stored
 from tusd_trio.protocol.errors import UploadNotFoundError
 from tusd_trio.stores import FileStore, MemoryStore
 from tusd_trio.stores.base import Store

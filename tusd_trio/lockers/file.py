@@ -22,7 +22,7 @@ import trio
 from .._process import pid_alive
 from ..protocol.errors import LockTimeoutError, UploadNotFoundError
 from .base import LockContext, ReleaseCallback
-from .memory import MemoryLocker
+from .memory import LockStatistics, MemoryLocker
 
 log = logging.getLogger("tusd_trio.filelocker")
 
@@ -57,7 +57,7 @@ class FileLocker(LockContext):
         self._pid_line = f"{self._pid}\n".encode("ascii")
         self._modes: dict[str, str] = {}
 
-    def statistics(self) -> object:
+    def statistics(self) -> LockStatistics:
         return self._local.statistics()
 
     def _lock_path(self, upload_id: str) -> str:

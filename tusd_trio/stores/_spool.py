@@ -59,7 +59,7 @@ class SpooledWriter:
         """Bytes taken while writing; after ``commit`` the bytes stored in the upload."""
         return self._written if self._settled else self._count
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._settled:
             raise StoreError("the writer is closed")
         if self._failure is not None:

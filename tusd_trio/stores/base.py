@@ -24,7 +24,9 @@ class ChunkWriter(Protocol):
     @property
     def written(self) -> int: ...
 
-    async def write(self, data: bytes) -> None: ...
+    # ``data`` may be a view of a buffer the HTTP layer reuses: a writer that keeps
+    # bytes beyond the call copies them.
+    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
     async def commit(self) -> None: ...
 
@@ -83,7 +85,7 @@ class InlineWriter(Protocol):
     cache): the handler calls ``write_nowait`` straight from the body pump, which
     saves a task switch per body chunk."""
 
-    def write_nowait(self, data: bytes) -> None: ...
+    def write_nowait(self, data: bytes | bytearray | memoryview) -> None: ...
 
 
 @runtime_checkable

@@ -102,7 +102,7 @@ class _FileWriter:
     def written(self) -> int:
         return self._written
 
-    def write_nowait(self, data: bytes) -> None:
+    def write_nowait(self, data: bytes | bytearray | memoryview) -> None:
         """Append inline (to the page cache): the upload hot path."""
         try:
             n = os.write(self._fd, data)
@@ -116,7 +116,7 @@ class _FileWriter:
         except OSError as exc:
             raise _store_error(exc, "writing the upload") from exc
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         self.write_nowait(data)
         await trio.lowlevel.checkpoint_if_cancelled()
 

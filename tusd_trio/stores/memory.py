@@ -36,7 +36,7 @@ class _MemoryWriter:
     def written(self) -> int:
         return self._written
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._staged:
             self._stage += data
         else:

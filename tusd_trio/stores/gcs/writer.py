@@ -43,7 +43,7 @@ class ChunkObjectWriter:
     def written(self) -> int:
         return self._written if self._settled else self._received
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._settled:
             raise StoreError("the chunk was already committed or discarded")
         if self._uploads.failure is not None:

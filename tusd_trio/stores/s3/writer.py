@@ -126,7 +126,7 @@ class PartWriter:
             self._old_part_intact = bool(data)
             self._buf += data
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._settled:
             raise StoreError("the writer is closed")
         if self._uploads.failure is not None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AZURITE = ROOT / "tests" / "services" / "node" / "node_modules" / ".bin" / "azurite-blob"
 
 #: Azurite's well-known development account (public, documented by Microsoft).
@@ -189,7 +189,7 @@ def _s3_client(endpoint: str) -> Any:
 def _gcs_client(endpoint: str) -> Any:
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[import-untyped]
 
     return storage.Client(
         project="test",
@@ -263,7 +263,7 @@ async def everything_stored(store: Any, request: Any) -> list[str]:
 
 
 def main() -> None:
-    """``python tests/_services.py DIR``: start all three servers, print
+    """``python -m tests._support.services DIR``: start all three servers, print
     ``export NAME=endpoint`` lines, then wait until killed (used by .ci/run)."""
     workdir = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/tusd-trio-services")
     with (
