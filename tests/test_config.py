@@ -175,6 +175,7 @@ async def test_the_server_leaves_the_callers_config_as_it_was() -> None:
     store = MemoryStore()
     server = Server(config, store=store)
     assert config == before
-    assert server.config.protocol.capabilities == store.capabilities
-    assert server.config.protocol.metrics_path == ""
-    assert server.metrics_path == "/metrics"
+    assert server.runtime.protocol.capabilities == store.capabilities
+    # With -metrics-listen the upload port serves no metrics; the listener keeps the path.
+    assert server.runtime.protocol.metrics_path == ""
+    assert server.config.protocol.metrics_path == "/metrics"

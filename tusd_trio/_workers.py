@@ -50,9 +50,7 @@ from typing import Any
 
 from ._startup import startup_lines
 from .config import Config
-from .server._app import remove_stale_socket
-from .server._metrics import retire_snapshot, snapshot_path
-from .server._operator import LISTENING_MESSAGE
+from .server import LISTENING_MESSAGE, remove_stale_socket, retire_snapshot, snapshot_path
 
 log = logging.getLogger("tusd_trio")
 

@@ -43,7 +43,7 @@ import os
 import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 from urllib.parse import quote
 
 import trio
@@ -51,16 +51,19 @@ import trio
 from .cli.build import build_config
 from .cli.flags import parse_args
 from .config import Config
-from .protocol.errors import ServerShutdownError
+from .hooks import HookDispatcher
+from .lockers.base import Locker
+from .protocol import errors
 from .protocol.messages import Headers, Request
-from .server._asgi_exchange import ASGIExchange
-
-if TYPE_CHECKING:
-    from .hooks import HookDispatcher
-    from .lockers.base import Locker
-    from .server._app import Server
-    from .server._handler import TusHandler
-    from .stores.base import Store
+from .server import (
+    ASGIExchange,
+    ConnectionClosedError,
+    Runtime,
+    TusHandler,
+    build_runtime,
+    refusal,
+)
+from .stores.base import Store
 
 log = logging.getLogger("tusd_trio")
 
@@ -93,21 +96,18 @@ def running_under_trio() -> bool:
 
 
 class TusASGIApp:
-    """An ASGI 3 application serving the tus protocol from one :class:`Server`.
+    """An ASGI 3 application serving the tus protocol from a :class:`Runtime`.
 
-    ``server`` is the same object the native daemon uses (store, locker, hooks,
+    ``runtime`` holds what the native daemon serves with (store, locker, hooks,
     supervisor, metrics); no socket is opened by the app itself.
     """
 
-    def __init__(self, server: Server, *, attached: bool = False) -> None:
-        """``attached``: the server's lifecycle is run by someone else (the native
+    def __init__(self, runtime: Runtime, *, attached: bool = False) -> None:
+        """``attached``: the runtime's lifecycle is run by someone else (the native
         daemon's :meth:`Server.serve`); the app then serves at once and ignores
         lifespan events."""
-        from .server._handler import TusHandler
-
-        self.server = server
-        self._handler_class = TusHandler
-        self._handlers: dict[str, TusHandler] = {"": server.handler}
+        self.runtime = runtime
+        self._handlers: dict[str, TusHandler] = {"": runtime.handler}
         self._attached = attached
         self._started = attached
         self._inflight = 0
@@ -122,7 +122,7 @@ class TusASGIApp:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[TusASGIApp]:
-        """Run the server's background tasks for the duration of the block.
+        """Run the background tasks for the duration of the block.
 
         On exit new uploads are refused, running body reads end with 503
         ``ERR_SERVER_SHUTDOWN`` (their bytes are kept), and the store is closed.
@@ -131,30 +131,28 @@ class TusASGIApp:
             raise RuntimeError(NOT_TRIO_MESSAGE)
         if self._started:
             raise RuntimeError("the tusd-trio ASGI app is already running")
-        server = self.server
-        server.shutting_down = False
+        runtime = self.runtime
+        runtime.state.accept_requests()
         try:
             async with trio.open_nursery() as nursery:
-                await server.start_background(nursery)
+                await runtime.start_background(nursery)
                 self._started = True
                 try:
                     yield self
                 finally:
                     self._started = False
-                    server.shutting_down = True
+                    runtime.state.begin_shutdown()
                     with trio.CancelScope(shield=True):
                         await self._drain()
                     nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
-                await server.supervisor.aclose()
-                await server.store.aclose()
+                await runtime.aclose()
 
     async def _drain(self) -> None:
-        with trio.move_on_after(self.server.config.shutdown_timeout):
+        with trio.move_on_after(self.runtime.config.shutdown_timeout):
             while self._inflight:
-                for interrupter in list(self.server.active_interrupters):
-                    interrupter.interrupt(ServerShutdownError())
+                self.runtime.state.interrupt_all(errors.ServerShutdownError)
                 with trio.move_on_after(0.05):
                     await self._idle.wait()
 
@@ -200,10 +198,10 @@ class TusASGIApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not running_under_trio():
             log.error("%s", NOT_TRIO_MESSAGE)
-            await _send_plain(send, 500, f"ERR_INTERNAL_SERVER_ERROR: {NOT_TRIO_MESSAGE}\n")
+            await _send_refusal(send, errors.TusError(NOT_TRIO_MESSAGE))
             return
         if not self._started:
-            await _send_plain(send, 503, f"ERR_SERVER_NOT_STARTED: {NOT_STARTED_MESSAGE}\n")
+            await _send_refusal(send, errors.ServerNotStartedError(NOT_STARTED_MESSAGE))
             return
         prefix, target = _split_target(scope)
         handler = self._handler_for(prefix)
@@ -212,11 +210,8 @@ class TusASGIApp:
         self._idle = trio.Event()
         try:
             await handler(exchange)
-        except Exception as exc:
-            from .server._http import ConnectionClosedError
-
-            if not isinstance(exc, ConnectionClosedError):
-                raise
+        except ConnectionClosedError:
+            pass
         finally:
             self._inflight -= 1
             if not self._inflight:
@@ -248,7 +243,7 @@ class TusASGIApp:
             receive,
             send,
             remote_addr=remote,
-            network_timeout=self.server.config.network_timeout,
+            network_timeout=self.runtime.config.network_timeout,
             http_version=http_version,
         )
 
@@ -256,47 +251,11 @@ class TusASGIApp:
         handler = self._handlers.get(prefix)
         if handler is not None:
             return handler
-        if len(self._handlers) >= _MAX_MOUNTS:
+        handler = self.runtime.handler.for_prefix(prefix)
+        if len(self._handlers) < _MAX_MOUNTS:
             # Unbounded distinct prefixes would be a client-controlled cache.
-            return self._handler_class(cast("Server", _MountView(self.server, prefix)))
-        handler = self._handler_class(cast("Server", _MountView(self.server, prefix)))
-        self._handlers[prefix] = handler
+            self._handlers[prefix] = handler
         return handler
-
-
-class _MountView:
-    """The server as seen under a mount prefix: the same everything, prefixed paths.
-
-    The handler routes and builds ``Location`` from ``config.protocol``; here the
-    base, health and metrics paths carry the prefix the app is mounted at.
-    """
-
-    def __init__(self, server: Server, prefix: str) -> None:
-        from .auth import Authenticator
-
-        self._server = server
-        protocol = server.config.protocol
-        protocol = replace(
-            protocol,
-            base_path=prefix + protocol.base_path,
-            health_path=prefix + protocol.health_path,
-            metrics_path=prefix + protocol.metrics_path if protocol.metrics_path else "",
-        )
-        self.config = replace(server.config, protocol=protocol)
-        self.auth = (
-            Authenticator(replace(server.config.auth, base_path=protocol.base_path))
-            if server.auth.enabled
-            else server.auth
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._server, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("_server", "config", "auth"):
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._server, name, value)
 
 
 def _split_target(scope: Scope) -> tuple[str, str]:
@@ -324,17 +283,14 @@ def _split_target(scope: Scope) -> tuple[str, str]:
     return root, full
 
 
-async def _send_plain(send: Send, status: int, text: str) -> None:
-    body = text.encode("utf-8")
+async def _send_refusal(send: Send, error: errors.TusError) -> None:
+    """A plain-text answer with ``error``'s code, before any handler runs."""
+    headers, body = refusal(error)
     await send(
         {
             "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode("ascii")),
-                (b"x-content-type-options", b"nosniff"),
-            ],
+            "status": error.status,
+            "headers": [(name.lower(), value) for name, value in headers],
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -352,8 +308,6 @@ def create_app(
     Building it does no I/O; the store's start-up check and the background tasks
     run at ASGI lifespan startup (or in :meth:`TusASGIApp.running`).
     """
-    from .server._app import Server
-
     if config.metrics_listen:
         # The app opens no socket; the metrics would be served nowhere.
         raise ValueError(
@@ -362,7 +316,7 @@ def create_app(
         )
     # ASGI carries no request trailers: checksum-trailer is neither offered nor accepted.
     config = replace(config, protocol=replace(config.protocol, request_trailers=False))
-    return TusASGIApp(Server(config, store=store, locker=locker, hooks=hooks))
+    return TusASGIApp(build_runtime(config, store=store, locker=locker, hooks=hooks))
 
 
 def config_from_args(args: str | list[str]) -> Config:

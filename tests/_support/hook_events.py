@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tusd_trio.hooks import HookEvent
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.protocol.messages import Headers, Request
-from tusd_trio.server._supervisor import HookEvent
 
 UPLOAD_ID = "0123456789abcdef0123456789abcdef"
 

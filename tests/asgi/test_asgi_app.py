@@ -22,7 +22,7 @@ from tests._support.tus import OCTET, TUS
 from tusd_trio.asgi import NOT_TRIO_MESSAGE, TusASGIApp
 from tusd_trio.config import Config
 from tusd_trio.server._asgi_exchange import ASGIExchange
-from tusd_trio.server._http import Exchange
+from tusd_trio.server._exchange import Exchange
 
 
 async def test_options_and_greeting(host: Any, client: httpx.AsyncClient) -> None:
@@ -311,7 +311,7 @@ async def test_server_shutdown_keeps_bytes_of_running_upload(host: Any, tmp_path
     ).encode()
     await stream.send_all(head + b"s" * 50_000)
     with trio.fail_after(10):
-        while not hosted.app.server.active_interrupters:
+        while not hosted.app.runtime.state.active_uploads:
             await trio.sleep(0.02)
     hosted.shutdown.set()
     with trio.fail_after(20):

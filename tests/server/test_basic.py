@@ -105,7 +105,7 @@ async def test_empty_upload_is_complete_at_once(srv: Running) -> None:
     g = await srv.client.get(loc)
     assert g.status_code == 200
     assert g.content == b""
-    assert srv.server.supervisor.metrics.uploads_finished == 1
+    assert srv.server.runtime.metrics.uploads_finished == 1
 
 
 async def test_deferred_length(srv: Running) -> None:

@@ -10,9 +10,9 @@ import trio_websocket
 
 from tests._support.server import Running
 from tests._support.tus import TUS
+from tusd_trio.hooks import HookEvent
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.server._events import QUEUE_SIZE, _Subscriber
-from tusd_trio.server._supervisor import HookEvent
 
 
 async def _next(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
@@ -80,7 +80,7 @@ async def test_events_are_off_by_default(srv: Running) -> None:
 
 async def test_a_subscriber_that_falls_behind_is_dropped(make_server: Any) -> None:
     srv: Running = await make_server(expose_events=True)
-    stream = srv.server.events
+    stream = srv.server.runtime.events
     slow = _Subscriber(frozenset(), frozenset())
     stream.subscribers.add(slow)
     info = UploadInfo(id="x" * 32, size=1)
@@ -102,7 +102,7 @@ async def test_slow_websocket_client_is_closed_with_1013(make_server: Any) -> No
         # Flood: the client reads nothing, so the server's send times out or its queue fills.
         big = "m " + "QUFB" * 4000
         with trio.fail_after(30):
-            while not srv.server.events.dropped:
+            while not srv.server.runtime.events.dropped:
                 await srv.client.post(
                     srv.url, headers={**TUS, "Upload-Length": "1", "Upload-Metadata": big}
                 )

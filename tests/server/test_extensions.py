@@ -227,7 +227,7 @@ async def test_expiration_headers_410_and_janitor(make_server) -> None:  # type:
     r = await srv.patch(other, 0, b"x")
     assert r.status_code == 410
     assert r.text.startswith("ERR_UPLOAD_GONE")
-    removed = await srv.server.janitor.sweep()
+    removed = await srv.server.runtime.janitor.sweep()
     assert removed == 1
     assert (await srv.head(other)).status_code == 404
     assert not os.path.exists(data)

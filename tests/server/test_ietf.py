@@ -263,7 +263,7 @@ async def test_deferred_length_is_declared_by_the_completing_append(
     # To tus it is an ordinary finished upload of 11 bytes.
     tus_head = await srv.head(url)
     assert tus_head.headers["upload-length"] == "11"
-    assert srv.server.supervisor.metrics.uploads_finished == 1
+    assert srv.server.runtime.metrics.uploads_finished == 1
     assert (await srv.client.get(url)).content == b"hello world"
 
 

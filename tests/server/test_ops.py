@@ -52,13 +52,13 @@ async def test_readiness(make_server: Any) -> None:
     body = r.json()
     assert body["checks"]["store"] == "ok"
     assert body["checks"]["hooks"] == "none"
-    srv.server.shutting_down = True
+    srv.server.state.begin_shutdown()
     try:
         # While shutting down no new request is read, so ask the handler directly.
-        response = await srv.server.operator.health(ready=True)
+        response = await srv.server.runtime.operator.health(ready=True)
         assert response.status == 503
     finally:
-        srv.server.shutting_down = False
+        srv.server.state.accept_requests()
 
 
 async def test_latency_histograms_and_gauges(make_server: Any) -> None:

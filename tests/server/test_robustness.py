@@ -97,7 +97,7 @@ async def test_lock_timeout(make_server) -> None:  # type: ignore[no-untyped-def
     loc = await srv.create(10)
     upload_id = loc.rsplit("/", 1)[1]
     # Hold the lock from outside any request (no release callback to honour).
-    await srv.server.locker.acquire(upload_id, max_wait=1)
+    await srv.server.runtime.locker.acquire(upload_id, max_wait=1)
     try:
         r = await srv.head(loc)
         assert r.status_code == 500
@@ -105,7 +105,7 @@ async def test_lock_timeout(make_server) -> None:  # type: ignore[no-untyped-def
         assert r.status_code == 500
         assert r.text.startswith("ERR_LOCK_TIMEOUT")
     finally:
-        srv.server.locker.release(upload_id)
+        srv.server.runtime.locker.release(upload_id)
     assert (await srv.head(loc)).status_code == 200
 
 

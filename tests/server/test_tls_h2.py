@@ -28,8 +28,8 @@ from cryptography.x509.oid import NameOID
 from tests._support.server import ServerFactory
 from tests._support.tus import OCTET, TUS
 from tusd_trio.server import Server
-from tusd_trio.server._h2 import H2Exchange
-from tusd_trio.server._http import Exchange
+from tusd_trio.server._exchange import Exchange
+from tusd_trio.server._h2_exchange import H2Exchange
 from tusd_trio.server._tls import (
     TLSConfigError,
     create_ssl_context,

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from .._version import __version__
 from ..auth.presign import redact_url
+from ..protocol.info import UploadInfo
+from ..protocol.messages import Request
 
 __all__ = [
     "BLOCKING",
@@ -26,6 +28,7 @@ __all__ = [
     "FileInfoChanges",
     "HTTPResponse",
     "HookError",
+    "HookEvent",
     "HookEventLike",
     "HookResponse",
     "build_request",
@@ -145,8 +148,18 @@ class _RequestLike(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
 
+@dataclass(frozen=True)
+class HookEvent:
+    """What a hook is told: the upload and the request that caused the event."""
+
+    type: str
+    upload: UploadInfo
+    request: Request | None
+    remote_addr: str = ""
+
+
 class HookEventLike(Protocol):
-    """What :func:`build_request` needs; ``server._supervisor.HookEvent`` fits."""
+    """What :func:`build_request` needs; :class:`HookEvent` fits."""
 
     @property
     def type(self) -> str: ...

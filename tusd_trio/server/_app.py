@@ -1,10 +1,13 @@
-"""The server: listeners, connections, the supervisor and graceful shutdown."""
+"""The daemon's server: listeners, accepting connections, graceful shutdown.
+
+What it serves with (store, locker, hooks, handler, ...) is a
+:class:`~._runtime.Runtime`, built by :func:`~._runtime.build_runtime`.
+"""
 
 from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import socket
 import ssl
@@ -16,32 +19,25 @@ import trio
 
 from .._startup import startup_lines
 from .._values import parse_listen_address
-from ..auth import Authenticator
 from ..config import Config
-from ..hooks import FileHookBackend, HookBackend, HookDispatcher, PluginHookBackend
+from ..hooks import HookDispatcher
 from ..lockers.base import Locker
-from ..lockers.factory import build_locker
-from ..protocol.cors import cors_origin_warning
-from ..protocol.errors import ServerShutdownError
-from ..stores.base import ConsistencyCheckingStore, Store
-from ..stores.factory import build_store
-from ..stores.file import FileStore
-from ._events import EventStream
-from ._h2 import H2Connection, prepare_connection
-from ._handler import Interrupter, TusHandler
-from ._http import Handler, HTTPConnection, _date, close_gracefully
-from ._janitor import Janitor
+from ..protocol.errors import ServerShutdownError, TooManyConnectionsError
+from ..stores.base import Store
+from ._connections import Connection, ConnectionDispatcher
+from ._exchange import TransportSettings
+from ._framing import raw_refusal
 from ._metrics import share_metrics
-from ._operator import LISTENING_MESSAGE, OperatorEndpoints
-from ._supervisor import Supervisor
-from ._timed_locker import TimedLocker
+from ._operator import LISTENING_MESSAGE
+from ._runtime import Runtime, build_runtime
+from ._streams import close_gracefully
 from ._tls import TLSConfigError, context_from_config, tls_enabled, wrap_stream
 
 log = logging.getLogger("tusd_trio")
 
 
 class Server:
-    """Everything one daemon process shares between its connections."""
+    """Listens, accepts connections and shuts down gracefully; ``runtime`` serves them."""
 
     def __init__(
         self,
@@ -50,20 +46,12 @@ class Server:
         store: Store | None = None,
         locker: Locker | None = None,
         hooks: HookDispatcher | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.config = config
-        if store is None:
-            store = build_store(config.store_settings())
-        self.store: Store = store
-        # What the store can do decides what is advertised (Tus-Extension) and allowed.
-        self.config = replace(config, protocol=config.served_protocol(store.capabilities))
-        if locker is None:
-            upload_dir = store.directory if isinstance(store, FileStore) else None
-            locker = build_locker(config.locker_settings(), upload_dir=upload_dir)
-        self.locker = TimedLocker(locker)
-        self.scheme = "http"
         #: TLS for every connection when -tls-certificate and -tls-key are set.
         self.ssl_context: ssl.SSLContext | None = None
+        scheme = "http"
         if tls_enabled(config.tls_certificate, config.tls_key):
             if config.enable_h2c:
                 raise TLSConfigError(
@@ -71,37 +59,38 @@ class Server:
                     "(HTTP/2 over TLS is negotiated with ALPN)"
                 )
             self.ssl_context = context_from_config(config)
-            self.scheme = "https"
-        self.shutting_down = False
-        #: Connections reading a body with a large receive buffer (see _http.py).
-        self.big_buffers = 0
-        self.active_interrupters: set[Interrupter] = set()
-        #: Shielded scopes of requests saving their bytes (bounded at shutdown).
-        self.settling: set[trio.CancelScope] = set()
-        #: Requests streaming a body into the store right now (bytes-in-flight gauge).
-        self.receiving: set[Any] = set()
-        self.connections: set[HTTPConnection | H2Connection] = set()
-        self.auth = Authenticator(replace(config.auth, base_path=config.protocol.base_path))
-        #: Where the metrics are served: on the upload port, or (with -metrics-listen)
-        #: only on the operator listener.
-        self.metrics_path = config.protocol.metrics_path
-        if config.listen_fd < 0:  # not once per worker process
-            warning = cors_origin_warning(config.protocol.cors)
-            if warning is not None:
-                log.warning("%s", warning)
-        self.events = EventStream(self)
-        self.supervisor = Supervisor(self)
-        self.supervisor.hooks = hooks if hooks is not None else build_hooks(config)
-        #: /metrics, /health and /health/ready, and who sees their details (_operator.py).
-        self.operator = OperatorEndpoints(self)
-        self.janitor = Janitor(self)
-        self.handler = TusHandler(self)
+            scheme = "https"
+        self.scheme = scheme
+        if runtime is None:
+            runtime = build_runtime(config, store=store, locker=locker, hooks=hooks)
+        self.runtime = runtime
+        self.state = runtime.state
+        self.dispatcher = ConnectionDispatcher(
+            settings=TransportSettings(
+                network_timeout=config.network_timeout,
+                write_timeout=config.write_timeout,
+                idle_timeout=config.idle_timeout,
+                max_header_size=config.max_header_size,
+                request_completion_timeout=config.request_completion_timeout,
+                scheme=scheme,
+            ),
+            state=runtime.state,
+            handler=runtime.handler,
+            events=runtime.events,
+            enable_h2c=config.enable_h2c,
+            events_path=config.events_path if config.expose_events else None,
+        )
+        self.connections: set[Connection] = set()
         self.listeners: list[trio.SocketListener] = []
         #: The -metrics-listen listener (operator endpoints only), if any.
         self.operator_listeners: list[trio.SocketListener] = []
         self.urls: list[str] = []
         self._shutdown = trio.Event()
         self._stopped = trio.Event()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.state.shutting_down
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -111,20 +100,13 @@ class Server:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    async def start_background(self, nursery: trio.Nursery) -> None:
-        """Start the supervisor (hooks, janitor, lock tasks) in ``nursery`` and run the
-        store's start-up consistency check; the daemon and the ASGI app share this."""
-        await nursery.start(self.supervisor.run)
-        if isinstance(self.store, ConsistencyCheckingStore):
-            for message in await self.store.check_consistency(self.config.orphan_age):
-                log.info("%s", message)
-
     async def serve(
         self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        runtime = self.runtime
         try:
             async with trio.open_nursery() as root:
-                await self.start_background(root)
+                await runtime.start_background(root)
                 self.listeners = await self._open_listeners()
                 if self.config.metrics_listen:
                     self.operator_listeners = [await _operator_listener(self.config)]
@@ -145,11 +127,11 @@ class Server:
                     self._announce()
                     if self.config.metrics_dir:
                         # A worker process (-workers N): publish its metrics for the others.
-                        root.start_soon(share_metrics, self)
+                        root.start_soon(share_metrics, runtime.metrics_source)
                     task_status.started(self)
                     await self._shutdown.wait()
                     log.info("Received interrupt signal. Shutting down tusd-trio...")
-                    self.shutting_down = True
+                    self.state.begin_shutdown()
                     accept_scope.cancel()
                     for listener in [*self.listeners, *self.operator_listeners]:
                         with trio.CancelScope(shield=True):
@@ -163,9 +145,7 @@ class Server:
                         log.warning("Shutdown timeout exceeded. Exiting immediately!")
                     connections.cancel_scope.cancel()
                 root.cancel_scope.cancel()
-            await self.supervisor.aclose()
-            with trio.CancelScope(shield=True):
-                await self.store.aclose()
+            await runtime.aclose()
             log.info("Shutdown completed. Goodbye!")
         finally:
             self._stopped.set()
@@ -176,11 +156,8 @@ class Server:
                     pass
 
     def _stop_idle_and_interrupt(self) -> None:
-        for interrupter in list(self.active_interrupters):
-            interrupter.interrupt(ServerShutdownError())
-        latest = trio.current_time() + self.config.request_completion_timeout
-        for scope in list(self.settling):
-            scope.deadline = min(scope.deadline, latest)
+        self.state.interrupt_all(ServerShutdownError)
+        self.state.bound_settling()
         for connection in list(self.connections):
             if connection.idle and connection.cancel_scope is not None:
                 connection.cancel_scope.cancel()
@@ -216,8 +193,10 @@ class Server:
                     host = f"[{host}]"
                 self.urls.append(f"{self.scheme}://{host}:{port}{base}")
         if self.config.show_startup_logs:
-            extensions = ",".join(self.config.protocol.extensions())
-            for line in startup_lines(self.config, extensions=extensions):
+            # The settings in force (the store's extensions, the metrics path).
+            protocol = self.runtime.protocol
+            shown = replace(self.config, protocol=protocol)
+            for line in startup_lines(shown, extensions=",".join(protocol.extensions())):
                 log.info("%s", line)
         # Printed even with -show-startup-logs=false: a harness using -port 0 needs it.
         for url in self.urls:
@@ -276,24 +255,22 @@ class Server:
                 with trio.CancelScope(shield=True):
                     await close_gracefully(stream, linger=False)
             return
-        connection: HTTPConnection | H2Connection | None
-        handler: Handler = self.handler
+        connection: Connection | None
         if operator:
-            # Plain HTTP/1.1 (what Prometheus and probes speak), operator endpoints only.
-            connection = HTTPConnection(stream, self, remote, operator=True)
-            handler = self.operator.serve_listener
-        elif self.ssl_context is not None or self.config.enable_h2c:
-            # The TLS handshake (ALPN) or the h2c preface sniff, in this task.
+            connection = self.dispatcher.operator_connection(stream, remote)
+            handler = self.runtime.operator.serve_listener
+        else:
             wrapped: trio.abc.Stream = stream
             if self.ssl_context is not None:
                 wrapped = wrap_stream(stream, self.ssl_context)
-            connection = await prepare_connection(wrapped, self, remote)
+            # The TLS handshake (ALPN) or the h2c preface sniff, in this task.
+            connection = await self.dispatcher.open(wrapped, remote)
             if connection is None:
                 return
-        else:
-            connection = HTTPConnection(stream, self, remote)
+            handler = self.runtime.handler
+        metrics = self.runtime.metrics
         self.connections.add(connection)
-        self.supervisor.metrics.connections_open += 1
+        metrics.connections_open += 1
         try:
             with trio.CancelScope() as scope:
                 connection.cancel_scope = scope
@@ -302,67 +279,14 @@ class Server:
             log.exception("connection from %s failed", remote)
         finally:
             self.connections.discard(connection)
-            self.supervisor.metrics.connections_open -= 1
-
-
-def build_hooks(config: Config) -> HookDispatcher | None:
-    """The hook dispatcher for the configured backends (several may be set at once)."""
-    backends: list[HookBackend] = []
-    if config.hooks_dir:
-        # No limit of its own: blocking hooks are limited by the dispatcher
-        # (-hooks-blocking-timeout); notification hooks may run as long as they need.
-        backends.append(FileHookBackend(config.hooks_dir, timeout=math.inf))
-    if config.hooks_http:
-        from ..hooks.http import HTTPHookBackend
-
-        backends.append(
-            HTTPHookBackend(
-                config.hooks_http,
-                retry=config.hooks_http_retry,
-                backoff=config.hooks_http_backoff,
-                timeout=config.hooks_http_timeout,
-                size_limit=config.hooks_http_size_limit,
-                forward_headers=config.hooks_http_forward_headers,
-                skip_verify=config.hooks_http_skip_verify,
-            )
-        )
-    if config.hooks_grpc:
-        try:
-            from ..hooks.grpc import GRPCHookBackend
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise RuntimeError("-hooks-grpc needs grpcio: pip install 'tusd-trio[grpc]'") from exc
-        backends.append(
-            GRPCHookBackend(
-                config.hooks_grpc,
-                retry=config.hooks_grpc_retry,
-                backoff=config.hooks_grpc_backoff,
-                timeout=config.hooks_grpc_timeout,
-                secure=config.hooks_grpc_secure,
-                server_ca=config.hooks_grpc_server_tls_certificate or None,
-                client_cert=config.hooks_grpc_client_tls_certificate or None,
-                client_key=config.hooks_grpc_client_tls_key or None,
-                forward_headers=config.hooks_grpc_forward_headers,
-            )
-        )
-    if config.hooks_plugin:
-        backends.append(PluginHookBackend(config.hooks_plugin))
-    if not backends:
-        return None
-    return HookDispatcher(
-        backends, config.hooks_enabled_events, blocking_timeout=config.hooks_blocking_timeout
-    )
+            metrics.connections_open -= 1
 
 
 async def _refuse(stream: trio.SocketStream) -> None:
-    body = b"ERR_TOO_MANY_CONNECTIONS: the server has too many open connections\n"
-    raw = (
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        b"Retry-After: 1\r\nConnection: close\r\nDate: " + _date.get() + b"\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )
+    """-max-connections: a 503 before anything is read, then close."""
     with trio.move_on_after(2):
         try:
-            await stream.send_all(raw)
+            await stream.send_all(raw_refusal(TooManyConnectionsError()))
         except (trio.BrokenResourceError, OSError):
             pass
     with trio.CancelScope(shield=True):

@@ -1,4 +1,4 @@
-"""An :class:`~tusd_trio.server._http.Exchange` over ASGI ``receive``/``send``.
+"""An :class:`~._exchange.Exchange` over ASGI ``receive``/``send``.
 
 The same :class:`~tusd_trio.server._handler.TusHandler` (and so the same protocol
 core) serves native connections and ASGI requests: this adapter only changes
@@ -12,36 +12,34 @@ server itself queues (hypercorn: ``max_app_queue_size`` messages, 10 by default)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 import trio
 
 from ..protocol import errors
-from ..protocol.messages import Response
-from ._http import ConnectionClosedError, Exchange, _encode_headers, pump_chunks
+from ..protocol.messages import Request
+from ._exchange import Sink, pump_chunks
+from ._framing import RawHeaders, without_hop_by_hop
+from ._streams import ConnectionClosedError
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: Hop-by-hop headers: the ASGI server frames the message (HTTP/2 forbids them).
-_HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"proxy-connection"}
-)
 
-
-class ASGIExchange(Exchange):
+class ASGIExchange:
     """One ASGI ``http`` request and its response, as the handler sees them.
 
     Request trailers do not exist in ASGI, so ``trailers`` stays empty (the
     checksum-trailer extension then answers that the announced trailer is missing).
     1xx informational responses are not part of ASGI either: they are skipped.
+    The ASGI server frames the message: hop-by-hop headers are left out.
     """
 
     def __init__(
         self,
-        request: Any,
+        request: Request,
         has_body: bool,
         receive: Receive,
         send: Send,
@@ -50,8 +48,13 @@ class ASGIExchange(Exchange):
         network_timeout: float,
         http_version: str = "1.1",
     ) -> None:
-        # The native exchange keeps its connection here; nothing of it is used.
-        super().__init__(cast(Any, None), request, has_body)
+        self.request = request
+        self.has_body = has_body
+        self.body_done = not has_body
+        self.received = 0
+        self.trailers: list[tuple[str, str]] = []
+        self.response_started = False
+        self.close_after = False
         self._receive = receive
         self._send = send
         self._remote = remote_addr
@@ -101,11 +104,7 @@ class ASGIExchange(Exchange):
         return None
 
     async def pump_body(
-        self,
-        sink: Callable[[Any], object],
-        limit: int | None,
-        *,
-        sink_is_async: bool = False,
+        self, sink: Sink, limit: int | None, *, sink_is_async: bool = False
     ) -> bool:
         return await pump_chunks(self, sink, limit, sink_is_async=sink_is_async)
 
@@ -114,34 +113,23 @@ class ASGIExchange(Exchange):
     async def send_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
         await trio.lowlevel.checkpoint()
 
-    async def send_response(self, response: Response, *, head: bool = False) -> None:
-        headers = _encode_headers(response.headers)
-        has_length = any(name.lower() == b"content-length" for name, _ in headers)
-        if not has_length and response.status not in (204, 304):
-            headers.append((b"Content-Length", str(len(response.body)).encode("ascii")))
-        await self._start(response.status, headers)
-        body = b"" if head else response.body
-        await self._emit({"type": "http.response.body", "body": body, "more_body": False})
-
-    async def send_stream(
-        self, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]
+    async def start_response(
+        self, status: int, headers: RawHeaders, body: bytes = b"", *, end: bool
     ) -> None:
-        await self._start(status, _encode_headers(headers))
-        async for chunk in chunks:
-            if chunk:
-                await self._emit(
-                    {"type": "http.response.body", "body": bytes(chunk), "more_body": True}
-                )
-        await self._emit({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        out = [(name.lower(), value) for name, value in headers]
-        out = [(name, value) for name, value in out if name not in _HOP_BY_HOP]
+        out = without_hop_by_hop(headers)
         if self.close_after and not self.body_done and self._http_version.startswith("1"):
             # The rest of the body will not be read: ask the server to close.
             out.append((b"connection", b"close"))
         self.response_started = True
         await self._emit({"type": "http.response.start", "status": status, "headers": out})
+        if body or end:
+            await self._emit({"type": "http.response.body", "body": body, "more_body": not end})
+
+    async def send_body(self, data: bytes) -> None:
+        await self._emit({"type": "http.response.body", "body": bytes(data), "more_body": True})
+
+    async def end_response(self) -> None:
+        await self._emit({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _emit(self, message: Message) -> None:
         try:

@@ -16,22 +16,20 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import h11
 import trio
 import trio_websocket
 
-from ..auth import AuthError
-from ..hooks.model import HOOK_TYPES, build_request
+from ..auth import Authenticator, AuthError
+from ..hooks.model import HOOK_TYPES, HookEvent, build_request
+from ..protocol.config import CorsConfig
 from ..protocol.cors import origin_allowed
 from ..protocol.errors import OriginNotAllowedError
-
-if TYPE_CHECKING:
-    from ._app import Server
-    from ._http import HTTPConnection
-    from ._supervisor import HookEvent
+from ._state import ServerState
+from ._streams import ReplayStream
 
 log = logging.getLogger("tusd_trio")
 
@@ -56,41 +54,27 @@ class _Subscriber:
         return not self.uploads or event.upload.id in self.uploads
 
 
-class _PrefixedStream(trio.abc.Stream):
-    """A stream that first yields bytes already read (the request head)."""
-
-    def __init__(self, prefix: bytes, stream: trio.abc.Stream) -> None:
-        self._prefix = prefix
-        self._stream = stream
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self._prefix:
-            size = len(self._prefix) if max_bytes is None else max_bytes
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            await trio.lowlevel.checkpoint()
-            return data
-        return await self._stream.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 #: Request headers that carry credentials: hooks get them (as in tusd), subscribers never.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 class EventStream:
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(
+        self,
+        *,
+        auth: Authenticator,
+        cors: CorsConfig | None,
+        state: ServerState,
+        network_timeout: float,
+        api_key_header: str,
+    ) -> None:
+        self._auth = auth
+        self._cors = cors
+        self._state = state
+        self._network_timeout = network_timeout
         self.subscribers: set[_Subscriber] = set()
         self.dropped = 0
-        api_key_header = server.config.auth.api_key_header.strip().lower()
+        api_key_header = api_key_header.strip().lower()
         self._hidden_headers = CREDENTIAL_HEADERS | ({api_key_header} if api_key_header else set())
 
     @property
@@ -129,17 +113,17 @@ class EventStream:
         self.dropped += 1
         subscriber.send.close()
 
-    async def serve(self, connection: HTTPConnection, request: h11.Request) -> None:
-        """Take over a connection whose request asks for the WebSocket upgrade."""
+    async def serve(self, stream: trio.abc.Stream, request: h11.Request, buffered: bytes) -> None:
+        """Take over a connection whose request asks for the WebSocket upgrade
+        (``buffered``: what h11 read past the request head)."""
         query = parse_qs(urlsplit(request.target.decode("latin-1")).query)
         uploads = frozenset(_split(query.get("upload", [])))
         types = frozenset(_split(query.get("type", [])))
-        prefix = _raw_head(request) + connection.conn.trailing_data[0]
-        stream = _PrefixedStream(prefix, connection.stream)
+        replay = ReplayStream(stream, _raw_head(request) + buffered)
         async with trio.open_nursery() as nursery:
             try:
-                with trio.fail_after(connection.server.config.network_timeout):
-                    ws_request = await trio_websocket.wrap_server_stream(nursery, stream)
+                with trio.fail_after(self._network_timeout):
+                    ws_request = await trio_websocket.wrap_server_stream(nursery, replay)
             except (trio.TooSlowError, trio_websocket.HandshakeError, trio.BrokenResourceError):
                 nursery.cancel_scope.cancel()
                 return
@@ -154,7 +138,7 @@ class EventStream:
                     400, body=f"unknown event type: {', '.join(sorted(unknown))}\n".encode()
                 )
                 return
-            if len(self.subscribers) >= MAX_SUBSCRIBERS or self.server.shutting_down:
+            if len(self.subscribers) >= MAX_SUBSCRIBERS or self._state.shutting_down:
                 await ws_request.reject(503, body=b"too many event subscribers\n")
                 return
             websocket = await ws_request.accept()
@@ -174,12 +158,12 @@ class EventStream:
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers
         }
-        cors = self.server.config.protocol.cors
+        cors = self._cors
         origin = headers.get("origin")
         if cors is not None and origin is not None and not origin_allowed(cors, origin):
             error = OriginNotAllowedError()
             return error.status, f"{error.code}: {error.message}\n".encode(), _encoded(text)
-        auth = self.server.auth
+        auth = self._auth
         if not auth.enabled:
             return None
         try:
@@ -210,7 +194,7 @@ class EventStream:
             try:
                 async with subscriber.receive:
                     async for payload in subscriber.receive:
-                        with trio.move_on_after(self.server.config.network_timeout) as scope:
+                        with trio.move_on_after(self._network_timeout) as scope:
                             await websocket.send_message(payload)
                         if scope.cancelled_caught:
                             # The peer took nothing for a whole network timeout and a

@@ -1,11 +1,10 @@
-"""HTTP/2 on the native server's port, with the ``h2`` library.
+"""HTTP/2 connections on the native server's port, with the ``h2`` library.
 
-A connection becomes HTTP/2 (:func:`prepare_connection`) when TLS ALPN selected
-``h2``, or (with ``-enable-h2c``) when a cleartext connection starts with the
-HTTP/2 preface (prior knowledge), or after an HTTP/1.1 ``Upgrade: h2c``
-(:func:`upgrade_h2c`, called by the HTTP/1.1 loop).
-Every stream is one :class:`H2Exchange` served by the same
-:class:`~tusd_trio.server._handler.TusHandler` as HTTP/1.1.
+A connection becomes HTTP/2 when TLS ALPN selected ``h2``, or (with
+``-enable-h2c``) when a cleartext connection starts with the HTTP/2 preface (prior
+knowledge) or asks ``Upgrade: h2c``: the connection dispatcher (``_connections``)
+decides.  Every stream is one :class:`~._h2_exchange.H2Exchange` served by the same
+handler as HTTP/1.1.
 
 Memory is bounded by HTTP/2 flow control: we advertise a receive window of
 :data:`STREAM_WINDOW` per stream and :data:`CONNECTION_WINDOW` per connection, and
@@ -17,9 +16,6 @@ most ``CONNECTION_WINDOW`` bytes of request bodies however many streams it opens
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
 
 import h2.config
 import h2.connection
@@ -27,23 +23,13 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-import h11
 import trio
 
-from ..protocol import errors
-from ..protocol.messages import Headers, Request, Response
-from ._http import (
-    ConnectionClosedError,
-    Exchange,
-    HTTPConnection,
-    _encode_headers,
-    close_gracefully,
-    pump_chunks,
-)
-
-if TYPE_CHECKING:
-    from ._app import Server
-    from ._handler import TusHandler
+from ..protocol.messages import Headers, Request
+from ._exchange import Handler, TransportSettings
+from ._h2_exchange import H2Exchange
+from ._state import ServerState
+from ._streams import ConnectionClosedError, close_gracefully
 
 log = logging.getLogger("tusd_trio.http")
 
@@ -58,9 +44,6 @@ MAX_STREAMS = 100
 RECEIVE_SIZE = 256 * 1024
 #: Largest DATA frame we send.
 SEND_CHUNK = 64 * 1024
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te"}
-)
 
 
 class H2Connection:
@@ -69,10 +52,10 @@ class H2Connection:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        server: Server,
-        remote_addr: str,
-        handler: TusHandler | None = None,
         *,
+        settings: TransportSettings,
+        state: ServerState,
+        remote_addr: str,
         scheme: str = "http",
         initial: bytes = b"",
         upgrade: tuple[bytes, Request] | None = None,
@@ -80,11 +63,9 @@ class H2Connection:
         self.stream = stream
         self._initial = initial
         self._upgrade = upgrade
-        self.server = server
+        self.settings = settings
+        self.state = state
         self.remote_addr = remote_addr
-        self.handler: Callable[[Any], Awaitable[None]] = (
-            handler if handler is not None else server.handler
-        )
         self.scheme = scheme
         self.conn = h2.connection.H2Connection(
             config=h2.config.H2Configuration(
@@ -97,7 +78,7 @@ class H2Connection:
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: server.config.max_header_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_size,
             },
         )
         # Frames up to our advertised size may arrive in the same read as the
@@ -119,7 +100,7 @@ class H2Connection:
         if not data:
             return
         async with self._send_lock:
-            with trio.move_on_after(self.server.config.write_timeout) as scope:
+            with trio.move_on_after(self.settings.write_timeout) as scope:
                 try:
                     await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -144,7 +125,7 @@ class H2Connection:
             size = min(window, self.conn.max_outbound_frame_size, SEND_CHUNK, len(view))
             if size <= 0 and len(view):
                 event = self._window_changed
-                with trio.move_on_after(self.server.config.write_timeout) as scope:
+                with trio.move_on_after(self.settings.write_timeout) as scope:
                     await event.wait()
                 if scope.cancelled_caught:
                     raise ConnectionClosedError(reset=True)
@@ -165,15 +146,18 @@ class H2Connection:
 
     # --- the loop --------------------------------------------------------------------
 
-    async def serve(self, handler: Callable[[Any], Awaitable[None]] | None = None) -> None:
+    @property
+    def network_timeout(self) -> float:
+        return self.settings.network_timeout
+
+    async def serve(self, handler: Handler) -> None:
         """Serve the connection until the client or the server ends it.
 
         ``initial`` (constructor): bytes already read from the stream (the preface).
         ``upgrade``: the HTTP2-Settings value and the request of an h2c upgrade
         (answered on stream 1; its body, if any, was already consumed).
         """
-        if handler is not None:
-            self.handler = handler
+        self._handler = handler
         initial, upgrade = self._initial, self._upgrade
         self._initial = b""
         try:
@@ -195,7 +179,7 @@ class H2Connection:
                     exchange.abort()
                 self._wake_senders()
                 nursery.cancel_scope.deadline = (
-                    trio.current_time() + self.server.config.request_completion_timeout
+                    trio.current_time() + self.settings.request_completion_timeout
                 )
         finally:
             self.closed = True
@@ -203,7 +187,7 @@ class H2Connection:
                 await close_gracefully(self.stream, linger=False)
 
     async def _read_loop(self, nursery: trio.Nursery, initial: bytes) -> None:
-        config = self.server.config
+        config = self.settings
         data = initial
         while True:
             if data:
@@ -211,17 +195,17 @@ class H2Connection:
                     events = self.conn.receive_data(data)
                 except h2.exceptions.ProtocolError as exc:
                     log.debug("HTTP/2 protocol error from %s: %s", self.remote_addr, exc)
-                    await self._flush_quietly()
+                    await self.flush_quietly()
                     return
                 for event in events:
                     self._handle_event(nursery, event)
                 await self.flush()
                 if self.conn.state_machine.state == h2.connection.ConnectionState.CLOSED:
                     return
-            if self.server.shutting_down and not self.streams:
+            if self.state.shutting_down and not self.streams:
                 log.debug("HTTP/2 connection from %s: closing for shutdown", self.remote_addr)
                 self.conn.close_connection()
-                await self._flush_quietly()
+                await self.flush_quietly()
                 return
             timeout = config.network_timeout if self.streams else config.idle_timeout
             data = b""
@@ -235,12 +219,12 @@ class H2Connection:
                     continue  # body reads time out in their own exchanges
                 log.debug("HTTP/2 connection from %s: idle timeout", self.remote_addr)
                 self.conn.close_connection()
-                await self._flush_quietly()
+                await self.flush_quietly()
                 return
             if not data:
                 return
 
-    async def _flush_quietly(self) -> None:
+    async def flush_quietly(self) -> None:
         try:
             await self.flush()
         except ConnectionClosedError:
@@ -252,7 +236,7 @@ class H2Connection:
             if request is None:
                 self.conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                 return
-            if self.server.shutting_down:
+            if self.state.shutting_down:
                 self.conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
             ended = event.stream_ended is not None
@@ -261,7 +245,7 @@ class H2Connection:
             exchange = self.streams.get(event.stream_id)
             if exchange is None:
                 # A stream we stopped reading: give the window back at once.
-                self._ack(event.stream_id, event.flow_controlled_length)
+                self.ack(event.stream_id, event.flow_controlled_length)
                 return
             exchange.feed(event.data, event.flow_controlled_length)
             if event.stream_ended is not None:
@@ -291,7 +275,7 @@ class H2Connection:
                 exchange.abort()
             self._wake_senders()
 
-    def _ack(self, stream_id: int, length: int) -> None:
+    def ack(self, stream_id: int, length: int) -> None:
         if length <= 0 or self.closed:
             return
         try:
@@ -338,7 +322,7 @@ class H2Connection:
 
     async def _run_stream(self, exchange: H2Exchange) -> None:
         try:
-            await self.handler(exchange)
+            await self._handler(exchange)
             if not exchange.response_started:  # pragma: no cover - the handler answers
                 raise ConnectionClosedError(reset=False)
         except ConnectionClosedError:
@@ -368,257 +352,14 @@ class H2Connection:
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, ValueError):
             pass
         with trio.CancelScope(shield=True):
-            await self._flush_quietly()
-
-
-class H2Exchange(Exchange):
-    """One HTTP/2 stream, with the interface the handler uses (see ``Exchange``)."""
-
-    def __init__(
-        self, connection: H2Connection, stream_id: int, request: Request, has_body: bool
-    ) -> None:
-        super().__init__(cast(Any, None), request, has_body)
-        self._h2 = connection
-        self.stream_id = stream_id
-        self._chunks: deque[tuple[bytes, int]] = deque()
-        self._ended = False
-        self.reset = False
-        self._arrived = trio.Event()
-        self.pending_trailers: list[tuple[str, str]] = []
-        self.response_complete = False
-
-    @property
-    def remote_addr(self) -> str:
-        return self._h2.remote_addr
-
-    # --- fed by the connection's reader --------------------------------------------
-
-    def feed(self, data: bytes, flow_length: int) -> None:
-        if self._ended or self.reset:
-            self._h2._ack(self.stream_id, flow_length)
-            return
-        self._chunks.append((data, flow_length))
-        self._arrived.set()
-
-    def end(self) -> None:
-        self._ended = True
-        self._arrived.set()
-
-    def abort(self) -> None:
-        self.reset = True
-        self._arrived.set()
-
-    def discard(self) -> int:
-        """Drop queued, unread body bytes; the flow-control length they held."""
-        total = sum(length for _, length in self._chunks)
-        self._chunks.clear()
-        return total
-
-    # --- read by the handler ---------------------------------------------------------
-
-    async def receive_body_chunk(self) -> bytes | None:
-        """The next DATA frame's bytes, ``None`` at the end of the stream.
-
-        Raises like the HTTP/1.1 exchange: ReadTimeoutError, UnexpectedEOFError
-        (the stream or connection was reset mid-body).
-        """
-        while True:
-            if self.body_done:
-                return None
-            if self._chunks:
-                data, length = self._chunks.popleft()
-                self._h2._ack(self.stream_id, length)
-                if data:
-                    self.received += len(data)
-                    # The window update goes out with the next read or write.
-                    return data
-                continue
-            if self._ended:
-                self.body_done = True
-                self.trailers = self.pending_trailers
-                return None
-            if self.reset or self._h2.closed:
-                self.body_done = True
-                raise errors.UnexpectedEOFError()
-            # A fresh event before the flush (a checkpoint): data fed meanwhile sets it.
-            self._arrived = trio.Event()
-            await self._h2._flush_quietly()
-            with trio.move_on_after(self._h2.server.config.network_timeout) as scope:
-                await self._arrived.wait()
-            if scope.cancelled_caught:
-                raise errors.ReadTimeoutError()
-
-    async def pump_body(
-        self,
-        sink: Callable[[Any], object],
-        limit: int | None,
-        *,
-        sink_is_async: bool = False,
-    ) -> bool:
-        return await pump_chunks(self, sink, limit, sink_is_async=sink_is_async)
-
-    # --- the answer ---------------------------------------------------------------------
-
-    async def send_informational(self, status: int, headers: list[tuple[str, str]]) -> None:
-        self._send_headers(status, _encode_headers(headers), end=False)
-        await self._h2.flush()
-
-    async def send_response(self, response: Response, *, head: bool = False) -> None:
-        headers = _encode_headers(response.headers)
-        body = b"" if head else response.body
-        if response.status not in (204, 304) and not any(
-            name.lower() == b"content-length" for name, _ in headers
-        ):
-            headers.append((b"content-length", str(len(response.body)).encode("ascii")))
-        self.response_started = True
-        self._send_headers(response.status, headers, end=not body)
-        if body:
-            await self._h2.send_data(self.stream_id, body, True)
-        else:
-            await self._h2.flush()
-        self.response_complete = True
-
-    async def send_stream(
-        self, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]
-    ) -> None:
-        self.response_started = True
-        self._send_headers(status, _encode_headers(headers), end=False)
-        await self._h2.flush()
-        async for chunk in chunks:
-            if chunk:
-                await self._h2.send_data(self.stream_id, chunk, False)
-        await self._h2.send_data(self.stream_id, b"", True)
-        self.response_complete = True
-
-    def _send_headers(self, status: int, headers: list[tuple[bytes, bytes]], *, end: bool) -> None:
-        if self.reset or self._h2.closed:
-            raise ConnectionClosedError(reset=True)
-        from ._http import _date
-
-        out = [(b":status", str(status).encode("ascii"))]
-        out += [
-            (name.lower(), value)
-            for name, value in headers
-            if name.decode("ascii").lower() not in _HOP_BY_HOP
-        ]
-        out.append((b"date", _date.get()))
-        try:
-            self._h2.conn.send_headers(self.stream_id, out, end_stream=end)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            raise ConnectionClosedError(reset=True) from None
-
-
-# --- entry points -----------------------------------------------------------------------
-
-
-async def prepare_connection(
-    stream: trio.abc.Stream, server: Server, remote_addr: str
-) -> HTTPConnection | H2Connection | None:
-    """The connection object for an accepted stream: HTTP/1.1 or HTTP/2.
-
-    TLS streams are handshaken here (in the connection's own task) and go to
-    HTTP/2 when ALPN chose ``h2``.  With ``-enable-h2c`` a cleartext connection
-    that opens with the HTTP/2 preface is HTTP/2 (prior knowledge).  None when
-    the TLS handshake failed (the stream is closed).
-    """
-    config = server.config
-    if isinstance(stream, trio.SSLStream):
-        from ._tls import handshake
-
-        try:
-            alpn = await handshake(stream, config.network_timeout)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.debug("TLS handshake with %s failed: %s", remote_addr, exc)
-            with trio.CancelScope(shield=True):
-                await close_gracefully(stream, linger=False)
-            return None
-        if alpn == "h2":
-            return H2Connection(stream, server, remote_addr, scheme="https")
-        return HTTPConnection(stream, server, remote_addr)
-    if getattr(config, "enable_h2c", False):
-        initial = await sniff_preface(stream, config.idle_timeout)
-        if initial.startswith(PREFACE):
-            return H2Connection(stream, server, remote_addr, initial=initial)
-        if initial:
-            return HTTPConnection(ReplayStream(stream, initial), server, remote_addr)
-    return HTTPConnection(stream, server, remote_addr)
-
-
-async def upgrade_h2c(connection: HTTPConnection, event: h11.Request) -> bool:
-    """Serve the rest of an HTTP/1.1 connection as HTTP/2 if ``event`` asks ``Upgrade: h2c``.
-
-    Only for cleartext connections with ``-enable-h2c`` and requests without a
-    body (RFC 9113 removed the upgrade; clients that still use it, like curl
-    ``--http2``, send it on bodyless requests).  Returns False, changing nothing,
-    when the request is not such an upgrade; True once the HTTP/2 connection ended.
-    """
-    server = connection.server
-    if not getattr(server.config, "enable_h2c", False):
-        return False
-    if isinstance(connection.stream, trio.SSLStream):
-        return False
-    headers = Headers(
-        (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
-        for name, value in event.headers
-    )
-    settings = is_h2c_upgrade(headers)
-    if settings is None or "content-length" in headers or "transfer-encoding" in headers:
-        return False
-    conn = connection.conn
-    try:
-        end = conn.next_event()
-    except h11.RemoteProtocolError:
-        return False
-    if type(end) is not h11.EndOfMessage:  # pragma: no cover - bodyless by the checks above
-        return False
-    await connection.send_event(
-        h11.InformationalResponse(
-            status_code=101, headers=[(b"Connection", b"Upgrade"), (b"Upgrade", b"h2c")]
-        )
-    )
-    initial = bytes(conn.trailing_data[0])
-    request = Request(
-        method=event.method.decode("ascii", errors="replace"),
-        target=event.target.decode("latin-1"),
-        headers=Headers(
-            (name, value)
-            for name, value in headers.raw
-            if name not in ("connection", "upgrade", "http2-settings")
-        ),
-        scheme="http",
-    )
-    h2_connection = H2Connection(
-        connection.stream,
-        server,
-        connection.remote_addr,
-        initial=initial,
-        upgrade=(settings, request),
-    )
-    connection.idle = False
-    await h2_connection.serve()
-    return True
-
-
-def is_h2c_upgrade(headers: Headers) -> bytes | None:
-    """The HTTP2-Settings value if the request asks for ``Upgrade: h2c``, else None."""
-    upgrade = (headers.get("upgrade") or "").lower()
-    if "h2c" not in [part.strip() for part in upgrade.split(",")]:
-        return None
-    connection = (headers.get("connection") or "").lower()
-    tokens = [part.strip() for part in connection.split(",")]
-    if "upgrade" not in tokens or "http2-settings" not in tokens:
-        return None
-    settings = headers.get("http2-settings")
-    if settings is None or headers.count("http2-settings") != 1:
-        return None
-    return settings.strip().encode("latin-1")
+            await self.flush_quietly()
 
 
 async def sniff_preface(stream: trio.abc.Stream, limit: float) -> bytes:
     """Read until the bytes so far are (or cannot be) the start of the HTTP/2 preface.
 
     Reads at most ``len(PREFACE)`` bytes, so whatever the HTTP/1.1 loop gets back
-    through :class:`ReplayStream` fits in its first read.  Empty at EOF or when
+    through a ``ReplayStream`` fits in its first read.  Empty at EOF or when
     nothing arrives within ``limit`` seconds.
     """
     data = b""
@@ -634,44 +375,16 @@ async def sniff_preface(stream: trio.abc.Stream, limit: float) -> bytes:
     return data
 
 
-class ReplayStream(trio.abc.HalfCloseableStream):
-    """A stream that first returns bytes already read from it, then reads on.
-
-    Lets the HTTP/1.1 loop serve a connection whose first bytes were read while
-    looking for the HTTP/2 preface.  ``socket`` is the wrapped stream's (for the
-    HTTP/1.1 loop's direct body reads, which start only after the request head,
-    i.e. after the replayed bytes).
-    """
-
-    def __init__(self, stream: trio.abc.Stream, initial: bytes) -> None:
-        self.transport_stream = stream
-        self._initial = initial
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            self.socket = sock
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._initial:
-            if max_bytes is None or max_bytes >= len(self._initial):
-                data, self._initial = self._initial, b""
-            else:
-                data, self._initial = self._initial[:max_bytes], self._initial[max_bytes:]
-            await trio.lowlevel.checkpoint()
-            return data
-        return bytes(await self.transport_stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.transport_stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.transport_stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        transport = self.transport_stream
-        if isinstance(transport, trio.abc.HalfCloseableStream):
-            await transport.send_eof()
-        else:  # pragma: no cover - the native server wraps socket streams only
-            raise trio.ClosedResourceError("the wrapped stream cannot half-close")
-
-    async def aclose(self) -> None:
-        await self.transport_stream.aclose()
+def is_h2c_upgrade(headers: Headers) -> bytes | None:
+    """The HTTP2-Settings value if the request asks for ``Upgrade: h2c``, else None."""
+    upgrade = (headers.get("upgrade") or "").lower()
+    if "h2c" not in [part.strip() for part in upgrade.split(",")]:
+        return None
+    connection = (headers.get("connection") or "").lower()
+    tokens = [part.strip() for part in connection.split(",")]
+    if "upgrade" not in tokens or "http2-settings" not in tokens:
+        return None
+    settings = headers.get("http2-settings")
+    if settings is None or headers.count("http2-settings") != 1:
+        return None
+    return settings.strip().encode("latin-1")

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import trio
 
-from ..protocol import errors, expiration
-from ._supervisor import HookEvent
-
-if TYPE_CHECKING:
-    from ._app import Server
+from ..hooks import HookEvent
+from ..lockers.base import Locker
+from ..protocol import config, errors, expiration
+from ..stores.base import Store
+from ._metrics import Metrics
 
 log = logging.getLogger("tusd_trio")
 
 
 class Janitor:
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(
+        self,
+        *,
+        store: Store,
+        locker: Locker,
+        protocol: config.ProtocolConfig,
+        metrics: Metrics,
+        notify: Callable[[HookEvent], None],
+        interval: float,
+    ) -> None:
+        self._store = store
+        self._locker = locker
+        self._protocol = protocol
+        self._metrics = metrics
+        self._notify = notify
+        self.interval = interval
 
     async def run(self) -> None:
-        interval = self.server.config.janitor_interval
+        interval = self.interval
         while True:
             try:
                 removed = await self.sweep()
@@ -37,27 +51,27 @@ class Janitor:
 
         An upload that is locked (a request is working on it) is left alone.
         """
-        server = self.server
-        protocol = server.config.protocol
+        protocol = self._protocol
+        store = self._store
         if protocol.expiration <= 0:
             await trio.lowlevel.checkpoint()
             return 0
         removed = 0
-        for upload_id in await server.store.list_ids():
+        for upload_id in await store.list_ids():
             try:
-                info = await server.store.get(upload_id)
+                info = await store.get(upload_id)
             except errors.TusError:
                 continue
             if not expiration.is_expired(info, protocol, time.time() if now is None else now):
                 continue
             try:
-                async with server.locker.lock(upload_id, max_wait=0.05):
-                    info = await server.store.get(upload_id)
+                async with self._locker.lock(upload_id, max_wait=0.05):
+                    info = await store.get(upload_id)
                     if not expiration.is_expired(
                         info, protocol, time.time() if now is None else now
                     ):
                         continue
-                    await server.store.terminate(info)
+                    await store.terminate(info)
             except (
                 errors.LockTimeoutError,
                 errors.LockerUnavailableError,
@@ -65,7 +79,7 @@ class Janitor:
             ):
                 continue
             removed += 1
-            server.supervisor.metrics.uploads_expired += 1
-            server.supervisor.notify(HookEvent("post-terminate", info, None))
+            self._metrics.uploads_expired += 1
+            self._notify(HookEvent("post-terminate", info, None))
             log.info("UploadExpired", extra={"tus": {"id": upload_id}})
         return removed

@@ -25,16 +25,16 @@ import logging
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from ..hooks.model import HOOK_TYPES
-
-if TYPE_CHECKING:
-    from ._app import Server
+from ._events import EventStream
+from ._state import ServerState
 
 log = logging.getLogger("tusd_trio")
 
@@ -46,6 +46,34 @@ RETIRED_FILE = "retired.json"
 _SNAPSHOT_NAME = re.compile(r"^([0-9]+)\.json$")
 #: Retired worker ids remembered (a reader skips a snapshot that is already retired).
 _RETIRED_IDS_KEPT = 1000
+
+
+@dataclass
+class Metrics:
+    """tusd's counters, kept in plain integers (read at scrape time)."""
+
+    requests_total: Counter[str] = field(default_factory=Counter)
+    errors_total: Counter[tuple[str, str]] = field(default_factory=Counter)
+    bytes_received: int = 0
+    uploads_created: int = 0
+    uploads_finished: int = 0
+    uploads_terminated: int = 0
+    uploads_expired: int = 0
+    connections_open: int = 0
+    hook_invocations_total: Counter[str] = field(default_factory=Counter)
+    hook_errors_total: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class MetricsSource:
+    """Where a scrape reads its values: the counters, the live gauges, and (with
+    -workers) the directory the worker processes share."""
+
+    metrics: Metrics
+    state: ServerState
+    events: EventStream
+    metrics_dir: str = ""
+
 
 #: (sample name, label pairs in order)
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -109,8 +137,8 @@ class Family:
         return family
 
 
-def _tusd_families(server: Server) -> list[Family]:
-    m = server.supervisor.metrics
+def _tusd_families(source: MetricsSource) -> list[Family]:
+    m = source.metrics
     families: list[Family] = []
 
     def family(name: str, kind: str, help_text: str) -> Family:
@@ -156,21 +184,21 @@ def _tusd_families(server: Server) -> list[Family]:
         "Unfinished uploads removed by the expiry janitor.",
     ).add({}, m.uploads_expired)
     family("tusd_trio_active_uploads", "gauge", "Requests writing upload data right now.").add(
-        {}, len(server.active_interrupters)
+        {}, source.state.active_uploads
     )
     family(
         "tusd_trio_bytes_in_flight",
         "gauge",
         "Body bytes received by requests that are still writing them.",
-    ).add({}, sum(exchange.received for exchange in server.receiving))
+    ).add({}, source.state.bytes_in_flight)
     family(
         "tusd_trio_event_subscribers", "gauge", "Current subscribers of the live event stream."
-    ).add({}, len(server.events.subscribers))
+    ).add({}, len(source.events.subscribers))
     family(
         "tusd_trio_event_subscribers_dropped_total",
         "counter",
         "Event-stream subscribers dropped for falling behind.",
-    ).add({}, server.events.dropped)
+    ).add({}, source.events.dropped)
     return families
 
 
@@ -182,10 +210,10 @@ def _render_text(families: Iterable[Family]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_metrics(server: Server) -> str:
-    if server.config.metrics_dir:
-        return _render_shared(server)
-    text = _render_text(_tusd_families(server))
+def render_metrics(source: MetricsSource) -> str:
+    if source.metrics_dir:
+        return _render_shared(source)
+    text = _render_text(_tusd_families(source))
     try:
         from prometheus_client import REGISTRY, generate_latest
     except ImportError:  # pragma: no cover - prometheus-client is optional
@@ -285,9 +313,9 @@ def _histogram_families() -> list[Family]:
     return families
 
 
-def local_families(server: Server) -> list[Family]:
+def local_families(source: MetricsSource) -> list[Family]:
     """This process's counters, gauges and histograms."""
-    return _tusd_families(server) + _histogram_families()
+    return _tusd_families(source) + _histogram_families()
 
 
 def merge_families(
@@ -340,11 +368,11 @@ def _families_of(data: dict[str, Any]) -> list[Family]:
         return []
 
 
-def _snapshot(server: Server) -> dict[str, Any]:
+def _snapshot(source: MetricsSource) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "id": _worker_id,
-        "families": [fam.to_json() for fam in local_families(server)],
+        "families": [fam.to_json() for fam in local_families(source)],
     }
 
 
@@ -352,24 +380,24 @@ def snapshot_path(metrics_dir: str, pid: int) -> str:
     return os.path.join(metrics_dir, f"{pid}.json")
 
 
-async def share_metrics(server: Server, interval: float = SNAPSHOT_INTERVAL) -> None:
+async def share_metrics(source: MetricsSource, interval: float = SNAPSHOT_INTERVAL) -> None:
     """Publish this worker's metrics now, every ``interval`` seconds and when cancelled.
 
     The first snapshot also tells the parent process that this worker serves.
     """
-    path = snapshot_path(server.config.metrics_dir, os.getpid())
+    path = snapshot_path(source.metrics_dir, os.getpid())
     try:
         while True:
             # Collected here, on the event loop thread; written by a worker thread.
             try:
-                await trio.to_thread.run_sync(_write_json_atomically, path, _snapshot(server))
+                await trio.to_thread.run_sync(_write_json_atomically, path, _snapshot(source))
             except OSError as exc:  # e.g. a full disk: serving matters more than metrics
                 log.warning("cannot write the metrics snapshot %s: %s", path, exc)
             await trio.sleep(interval)
     finally:
         # At shutdown (cancelled): the final values, synchronously (a few KiB).
         try:
-            _write_json_atomically(path, _snapshot(server))
+            _write_json_atomically(path, _snapshot(source))
         except OSError as exc:
             log.warning("cannot write the final metrics snapshot %s: %s", path, exc)
 
@@ -444,10 +472,10 @@ def _requests_served(families: Iterable[Family]) -> float:
     return sum(sum(fam.samples.values()) for fam in families if fam.name == "tusd_requests_total")
 
 
-def _render_shared(server: Server) -> str:
+def _render_shared(source: MetricsSource) -> str:
     own_pid = os.getpid()
-    own = local_families(server)
-    live, retired = read_shared(server.config.metrics_dir, own_pid)
+    own = local_families(source)
+    live, retired = read_shared(source.metrics_dir, own_pid)
     merged: dict[str, Family] = {}
     merge_families(merged, own)
     for _pid, families in live:

@@ -23,22 +23,20 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import trio
 
 from ..auth import Authenticator, AuthError, forbidden, load_metrics_token
-from ..lockers.base import CheckedLocker
+from ..config import Config
+from ..hooks import HookDispatcher
+from ..lockers.base import CheckedLocker, Locker
 from ..protocol import errors
 from ..protocol.messages import Request, Response
 from ..protocol.responses import error_response
 from ..protocol.routing import request_path
-from ._metrics import METRICS_CONTENT_TYPE, render_metrics
-
-if TYPE_CHECKING:
-    from ..config import Config
-    from ._app import Server
-    from ._http import Exchange
+from ..stores.base import Store
+from ._exchange import Exchange, send_response
+from ._metrics import METRICS_CONTENT_TYPE, MetricsSource, render_metrics
 
 log = logging.getLogger("tusd_trio")
 
@@ -94,9 +92,23 @@ class OperatorEndpoints:
     """The answers of the operator endpoints, shared by the upload port's handler and the
     operator listener."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.access = OperatorAccess(server.config, server.auth)
+    def __init__(
+        self,
+        config: Config,
+        *,
+        auth: Authenticator,
+        store: Store,
+        locker: Locker,
+        hooks: HookDispatcher | None,
+        metrics: MetricsSource,
+    ) -> None:
+        self._config = config
+        self._auth = auth
+        self._store = store
+        self._locker = locker
+        self._hooks = hooks
+        self._metrics = metrics
+        self.access = OperatorAccess(config, auth)
         #: Health checks failing now, with their texts (logged when they change).
         self._failing_checks: dict[str, str] = {}
 
@@ -104,7 +116,7 @@ class OperatorEndpoints:
         return Response(
             200,
             [("Content-Type", METRICS_CONTENT_TYPE), ("Cache-Control", "no-store")],
-            render_metrics(self.server).encode(),
+            render_metrics(self._metrics).encode(),
         )
 
     async def health(self, *, ready: bool = False, details: bool = True) -> Response:
@@ -118,22 +130,22 @@ class OperatorEndpoints:
         checks: dict[str, str] = {}
         status = 200
         if ready:
-            hooks = self.server.supervisor.hooks
+            hooks = self._hooks
             checks["hooks"] = (
                 ", ".join(backend.name for backend in hooks.backends) if hooks else "none"
             )
-            checks["auth"] = "on" if self.server.auth.enabled else "off"
+            checks["auth"] = "on" if self._auth.enabled else "off"
         try:
             with trio.fail_after(5):
-                await self.server.store.check_writable()
+                await self._store.check_writable()
             checks["store"] = "ok"
         except (errors.TusError, trio.TooSlowError) as exc:
             checks["store"] = f"failing: {exc}"
             status = 503
         if ready:
             for name, target in (
-                ("hooks_http", self.server.config.hooks_http),
-                ("hooks_grpc", self.server.config.hooks_grpc),
+                ("hooks_http", self._config.hooks_http),
+                ("hooks_grpc", self._config.hooks_grpc),
             ):
                 if not target:
                     continue
@@ -141,7 +153,7 @@ class OperatorEndpoints:
                 checks[name] = "ok" if problem is None else f"failing: {problem}"
                 if problem is not None:
                     status = 503
-        locker = self.server.locker.inner
+        locker = self._locker
         if ready and isinstance(locker, CheckedLocker):
             try:
                 with trio.fail_after(5):
@@ -150,7 +162,7 @@ class OperatorEndpoints:
             except (errors.TusError, trio.TooSlowError) as exc:
                 checks["locker"] = f"failing: {exc}"
                 status = 503
-        if self.server.shutting_down:
+        if self._metrics.state.shutting_down:
             checks["server"] = "shutting down"
             status = 503
         self._log_check_changes(checks)
@@ -188,7 +200,7 @@ class OperatorEndpoints:
     async def serve_listener(self, exchange: Exchange) -> None:
         """The operator listener's handler: metrics and health, no uploads, no credentials."""
         request = exchange.request
-        protocol = self.server.config.protocol
+        protocol = self._config.protocol
         method = request.method.upper()
         try:
             path = request_path(request.target)
@@ -197,7 +209,7 @@ class OperatorEndpoints:
         response: Response
         if method not in ("GET", "HEAD"):
             response = error_response(errors.MethodNotAllowedError("GET, HEAD"), method=method)
-        elif path and path == self.server.metrics_path:
+        elif path and path == protocol.metrics_path:
             response = self.metrics_response()
         elif path == protocol.health_path:
             response = await self.health()
@@ -205,7 +217,7 @@ class OperatorEndpoints:
             response = await self.health(ready=True, details=True)
         else:
             response = error_response(errors.UploadNotFoundError("not found"), method=method)
-        await exchange.send_response(response, head=method == "HEAD")
+        await send_response(exchange, response, head=method == "HEAD")
 
 
 async def _probe_endpoint(target: str) -> str | None:

@@ -1,54 +1,24 @@
 """The supervisor: long-lived tasks beside the request handlers.
 
-It owns what outlives one request: the counters behind metrics, the dispatch
-of hook notifications (non-blocking hooks run here so a slow hook never delays
-an upload), the file locker's stop-request watcher and the expiry janitor.
+It owns what outlives one request: the dispatch of hook notifications
+(non-blocking hooks run here so a slow hook never delays an upload, and one
+upload's events reach the hooks in order), the locker's background tasks (the
+file locker's stop-request watcher, the Redis locker's lease renewals) and the
+periodic log flush.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import trio
 
 from .._logging import debug_event, error_event, flush_logs
-from ..hooks import HookDispatcher, HookError, HookResponse
-from ..lockers.base import BackgroundLocker, StopRequestWatcher
-from ..protocol.info import UploadInfo
-from ..protocol.messages import Request
-from ._metrics import histograms
-
-if TYPE_CHECKING:
-    from ._app import Server
-
-
-@dataclass
-class Metrics:
-    """tusd's counters, kept in plain integers (exported by the metrics layer)."""
-
-    requests_total: Counter[str] = field(default_factory=Counter)
-    errors_total: Counter[tuple[str, str]] = field(default_factory=Counter)
-    bytes_received: int = 0
-    uploads_created: int = 0
-    uploads_finished: int = 0
-    uploads_terminated: int = 0
-    uploads_expired: int = 0
-    connections_open: int = 0
-    hook_invocations_total: Counter[str] = field(default_factory=Counter)
-    hook_errors_total: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass(frozen=True)
-class HookEvent:
-    """What a hook is told: the upload and the request that caused the event."""
-
-    type: str
-    upload: UploadInfo
-    request: Request | None
-    remote_addr: str = ""
+from ..hooks import HookDispatcher, HookError, HookEvent, HookResponse
+from ..lockers.base import BackgroundLocker, Locker, StopRequestWatcher
+from ._events import EventStream
+from ._metrics import Metrics, histograms
 
 
 @dataclass(frozen=True)
@@ -61,11 +31,22 @@ class _Turn:
 
 
 class Supervisor:
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.metrics = Metrics()
+    def __init__(
+        self,
+        *,
+        hooks: HookDispatcher | None,
+        events: EventStream,
+        metrics: Metrics,
+        locker: Locker,
+        hooks_blocking_timeout: float,
+    ) -> None:
         #: The hook dispatcher, when any hook backend is configured.
-        self.hooks: HookDispatcher | None = None
+        self.hooks = hooks
+        self.events = events
+        self.metrics = metrics
+        #: The locker (not its timing wrapper): its background tasks run here.
+        self._locker = locker
+        self._blocking_timeout = hooks_blocking_timeout
         self._nursery: trio.Nursery | None = None
         #: Per upload, the notification sent last (set once it was answered).
         self._last_notification: dict[str, trio.Event] = {}
@@ -73,14 +54,12 @@ class Supervisor:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            locker = self.server.locker.inner
+            locker = self._locker
             if isinstance(locker, StopRequestWatcher):
                 nursery.start_soon(locker.watch_stop_requests)
             if isinstance(locker, BackgroundLocker):
                 # Lease renewals and cross-instance release requests (Redis locker).
                 await nursery.start(locker.run)
-            if self.server.config.janitor_interval > 0:
-                nursery.start_soon(self.server.janitor.run)
             nursery.start_soon(self._flush_logs_periodically)
             task_status.started()
             await trio.sleep_forever()
@@ -97,7 +76,7 @@ class Supervisor:
 
     def hook_enabled(self, hook_type: str) -> bool:
         """Whether events of this type are wanted (by a hook or a live subscriber)."""
-        if self.server.events.active:
+        if self.events.active:
             return True
         return self.hooks is not None and self.hooks.is_enabled(hook_type)
 
@@ -106,7 +85,7 @@ class Supervisor:
 
         Raises :class:`HookError` when the hook fails or times out.
         """
-        self.server.events.publish(event)
+        self.events.publish(event)
         hooks = self.hooks
         if hooks is None or not hooks.is_enabled(event.type):
             await trio.lowlevel.checkpoint()
@@ -129,7 +108,7 @@ class Supervisor:
     def notify(self, event: HookEvent) -> None:
         """Fire a non-blocking hook; its outcome never affects the request."""
         if self.hooks is None or not self.hooks.is_enabled(event.type) or self._nursery is None:
-            self.server.events.publish(event)
+            self.events.publish(event)
             return
         # Queued here, not in the task: tasks started together run in any order.
         turn = self._queue(event)
@@ -161,7 +140,7 @@ class Supervisor:
             if turn.previous is not None:
                 # One still running after -hooks-blocking-timeout is not waited for
                 # any longer: a stuck hook cannot hold back the upload's later events.
-                with trio.move_on_after(self.server.config.hooks_blocking_timeout):
+                with trio.move_on_after(self._blocking_timeout):
                     await turn.previous.wait()
             return await self.run_blocking_hook(event)
         finally:

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import trio
 
-from ..config import TLS_MODES, ConfigError
+from ..config import TLS_MODES, Config, ConfigError
 
 _TLS12_CIPHERS = ":".join(
     (
@@ -115,14 +115,9 @@ def create_ssl_context(
     return context
 
 
-def context_from_config(config: object, *, alpn: Sequence[str] | None = None) -> ssl.SSLContext:
-    """:func:`create_ssl_context` for a :class:`tusd_trio.config.Config`."""
-    return create_ssl_context(
-        getattr(config, "tls_certificate", ""),
-        getattr(config, "tls_key", ""),
-        getattr(config, "tls_mode", "tls12"),
-        alpn=alpn,
-    )
+def context_from_config(config: Config, *, alpn: Sequence[str] | None = None) -> ssl.SSLContext:
+    """:func:`create_ssl_context` for the -tls-* flags."""
+    return create_ssl_context(config.tls_certificate, config.tls_key, config.tls_mode, alpn=alpn)
 
 
 _S = TypeVar("_S", bound=trio.abc.Stream)
@@ -156,11 +151,3 @@ async def handshake(stream: trio.SSLStream[_S], limit: float) -> str | None:
         raise trio.BrokenResourceError("TLS handshake timed out")
     selected: str | None = stream.selected_alpn_protocol()
     return selected
-
-
-def transport_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket under a (possibly TLS-wrapped) stream, if any."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    sock = getattr(stream, "socket", None)
-    return sock if isinstance(sock, trio.socket.SocketType) else None

@@ -1,0 +1,58 @@
+"""The hook dispatcher for a configuration: which backends, with which settings."""
+
+from __future__ import annotations
+
+import math
+
+from ..config import Config
+from .dispatcher import HookBackend, HookDispatcher
+from .file import FileHookBackend
+from .plugin import PluginHookBackend
+
+
+def build_hooks(config: Config) -> HookDispatcher | None:
+    """The hook dispatcher for the configured backends (several may be set at once)."""
+    backends: list[HookBackend] = []
+    if config.hooks_dir:
+        # No limit of its own: blocking hooks are limited by the dispatcher
+        # (-hooks-blocking-timeout); notification hooks may run as long as they need.
+        backends.append(FileHookBackend(config.hooks_dir, timeout=math.inf))
+    if config.hooks_http:
+        from .http import HTTPHookBackend
+
+        backends.append(
+            HTTPHookBackend(
+                config.hooks_http,
+                retry=config.hooks_http_retry,
+                backoff=config.hooks_http_backoff,
+                timeout=config.hooks_http_timeout,
+                size_limit=config.hooks_http_size_limit,
+                forward_headers=config.hooks_http_forward_headers,
+                skip_verify=config.hooks_http_skip_verify,
+            )
+        )
+    if config.hooks_grpc:
+        try:
+            from .grpc import GRPCHookBackend
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise RuntimeError("-hooks-grpc needs grpcio: pip install 'tusd-trio[grpc]'") from exc
+        backends.append(
+            GRPCHookBackend(
+                config.hooks_grpc,
+                retry=config.hooks_grpc_retry,
+                backoff=config.hooks_grpc_backoff,
+                timeout=config.hooks_grpc_timeout,
+                secure=config.hooks_grpc_secure,
+                server_ca=config.hooks_grpc_server_tls_certificate or None,
+                client_cert=config.hooks_grpc_client_tls_certificate or None,
+                client_key=config.hooks_grpc_client_tls_key or None,
+                forward_headers=config.hooks_grpc_forward_headers,
+            )
+        )
+    if config.hooks_plugin:
+        backends.append(PluginHookBackend(config.hooks_plugin))
+    if not backends:
+        return None
+    return HookDispatcher(
+        backends, config.hooks_enabled_events, blocking_timeout=config.hooks_blocking_timeout
+    )

@@ -1,0 +1,188 @@
+"""What every part of the tus handler works with, and the steps several share.
+
+:class:`HandlerParts` is the handler's whole world: the effective protocol
+settings, the store, the locker, the supervisor (hooks), access control, the
+server state and the counters.  The method groups (``_create``, ``_write``,
+``_read``) are functions over it and a :class:`~._request.RequestContext`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+from .._logging import info_event
+from ..auth import Authenticator
+from ..hooks import HookError, HookEvent, HookResponse, HTTPResponse, merge_http_response
+from ..lockers.base import Locker
+from ..protocol import creation, errors, ietf
+from ..protocol.config import ProtocolConfig
+from ..protocol.info import UploadInfo
+from ..protocol.messages import Response
+from ..stores.base import Store
+from ._metrics import Metrics, histograms
+from ._operator import OperatorEndpoints
+from ._request import RequestContext
+from ._state import Interrupter, ServerState
+from ._supervisor import Supervisor
+
+
+@dataclass(frozen=True)
+class HandlerParts:
+    protocol: ProtocolConfig
+    store: Store
+    locker: Locker
+    supervisor: Supervisor
+    auth: Authenticator
+    state: ServerState
+    metrics: Metrics
+    operator: OperatorEndpoints
+    #: -acquire-lock-timeout
+    lock_timeout: float
+    #: -progress-hooks-interval
+    progress_interval: float
+    #: -enable-experimental-protocol (the IETF draft)
+    experimental_protocol: bool
+
+    def event(self, kind: str, info: UploadInfo, ctx: RequestContext | None) -> HookEvent:
+        if ctx is None:
+            return HookEvent(kind, info, None)
+        return HookEvent(kind, info, ctx.request, ctx.remote_addr)
+
+    @contextmanager
+    def timed(self, operation: str) -> Iterator[None]:
+        """Feed tusd_trio_store_operation_seconds."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            histograms.observe_store(self.store.name, operation, time.monotonic() - started)
+
+    @asynccontextmanager
+    async def writing(
+        self, upload_id: str, ctx: RequestContext, *, access: str = "write"
+    ) -> AsyncIterator[Interrupter]:
+        """The upload's lock, held to write its body: another request asking for the
+        lock, or the lease being lost, interrupts the body read (the interrupter)."""
+        interrupter = Interrupter(ctx.log)
+        async with self.locker.lock(
+            upload_id,
+            max_wait=self.lock_timeout,
+            on_release_requested=interrupter.release_requested,
+            on_lost=interrupter.lock_lost,
+            access=access,
+        ):
+            yield interrupter
+
+
+async def check_access(parts: HandlerParts, ctx: RequestContext, info: UploadInfo) -> None:
+    """The owner check of access control, then our ``pre-access`` hook."""
+    parts.auth.check_owner(ctx.principal, info.metadata)
+    if not parts.supervisor.hook_enabled("pre-access"):
+        return
+    answer = await parts.supervisor.run_blocking_hook(parts.event("pre-access", info, ctx))
+    if answer is not None and answer.reject_access:
+        raise errors.AccessDeniedError(hook_response=answer.http_response)
+
+
+async def finish(
+    parts: HandlerParts, info: UploadInfo, ctx: RequestContext | None, *, call_store: bool = True
+) -> None:
+    """A complete upload: the store's finish, pre-finish, then post-finish."""
+    if call_store:
+        with parts.timed("finish"):
+            await parts.store.finish(info)
+    answer = await parts.supervisor.run_blocking_hook(parts.event("pre-finish", info, ctx))
+    if answer is not None and answer.http_response is not None and ctx is not None:
+        ctx.hook_response = _merge_hook_http(ctx.hook_response, answer)
+    parts.metrics.uploads_finished += 1
+    if ctx is not None:
+        ctx.log.info("UploadFinished", size=info.size)
+    else:
+        info_event("UploadFinished", id=info.id, size=info.size)
+    parts.supervisor.notify(parts.event("post-finish", info, ctx))
+
+
+async def concat(
+    parts: HandlerParts, info: UploadInfo, partials: list[UploadInfo], ctx: RequestContext | None
+) -> UploadInfo:
+    info = await parts.store.concat(info, partials)
+    await finish(parts, info, ctx, call_store=False)
+    return info
+
+
+async def maybe_complete_final(
+    parts: HandlerParts, info: UploadInfo, ctx: RequestContext
+) -> UploadInfo:
+    """concatenation-unfinished: concatenate once every partial is done."""
+    if not info.is_final or info.is_complete:
+        return info
+    partials: list[UploadInfo] = []
+    for pid in info.partial_uploads or ():
+        try:
+            partials.append(await parts.store.get(pid))
+        except errors.UploadNotFoundError:
+            return info
+    if not creation.partials_finished(partials):
+        return info
+    # Partials whose lengths were deferred may have grown past the limits together.
+    creation.check_final_length(sum(p.size for p in partials), parts.protocol)
+    return await concat(parts, info, partials, ctx)
+
+
+async def complete_draft(
+    parts: HandlerParts, ctx: RequestContext, info: UploadInfo, complete: bool
+) -> UploadInfo:
+    """A draft request that completes the upload: a deferred length becomes the
+    offset, and the upload is finished (a known length finished on its own)."""
+    length = ietf.length_to_declare(info, complete)
+    if length is not None:
+        info = await parts.store.declare_length(info, length)
+        await finish(parts, info, ctx)
+    return info
+
+
+def hook_failure(ctx: RequestContext, exc: HookError) -> errors.TusError:
+    """The client's answer to a failed hook: no hook output, addresses or other internals.
+
+    They go to the request's InternalServerError line (as tusd logs a hook failure),
+    which carries the request ID the client got.
+    """
+    error = errors.TusError(f"hook failed (request ID {ctx.request_id})")
+    ctx.log.error("InternalServerError", message=error.message, error=str(exc))
+    ctx.internal_error_logged = True
+    return error
+
+
+def apply_hook_response(response: Response, hook: HTTPResponse) -> Response:
+    # Framing is ours to decide: a hook cannot set these, and 204/304 carry no body.
+    hook = HTTPResponse(
+        status_code=hook.status_code,
+        body=hook.body,
+        headers={
+            k: v
+            for k, v in hook.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "date")
+        },
+    )
+    status, headers, body = merge_http_response(
+        response.status, response.headers, hook, base_body=response.body
+    )
+    if status in (204, 304):
+        body = b""
+    if body != response.body:
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    return Response(status, headers, body)
+
+
+def _merge_hook_http(current: HTTPResponse | None, answer: HookResponse) -> HTTPResponse | None:
+    new = answer.http_response
+    if current is None or new is None:
+        return new or current
+    return HTTPResponse(
+        status_code=new.status_code or current.status_code,
+        body=new.body or current.body,
+        headers={**current.headers, **new.headers},
+    )
