@@ -285,6 +285,15 @@ def test_workers_share_port_restart_and_metrics(
         assert proc_stat(pid) is None, f"worker {pid} outlived the parent"
     assert not child_pids(daemon.pid)
     assert not os.path.exists(os.fsdecode(metrics_dirs.pop()))
+    # Each worker closed its file locker on the way out, which removes the owner file
+    # its lock files were linked to; only the SIGKILLed one's can be left behind (and
+    # the restarted worker's start-up repair removes that one).
+    owners = {
+        int(name.split(".")[3])
+        for name in os.listdir(daemon.upload_dir)
+        if name.startswith(".owner.lock.")
+    }
+    assert owners <= {victim}, owners
 
 
 def test_workers_refuse_the_memory_locker(start_daemon: Callable[..., WorkerDaemon]) -> None:

@@ -11,10 +11,12 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 import trio.testing
 
+from tests._support.daemon import Daemon
 from tusd_trio.lockers import FileLocker
 from tusd_trio.protocol.errors import LockTimeoutError, UploadNotFoundError
 
@@ -26,13 +28,72 @@ def fast_locker(directory: Path) -> FileLocker:
     return FileLocker(directory, holder_poll_interval=0.01, acquirer_poll_interval=0.02)
 
 
+def owner_files(directory: Path) -> list[str]:
+    """The locker's owner files (every lock file is a hard link to one of them)."""
+    return sorted(name for name in os.listdir(directory) if name.startswith(".owner.lock."))
+
+
+def lock_side_files(directory: Path) -> list[str]:
+    """What is in ``directory`` besides the owner files."""
+    owners = set(owner_files(directory))
+    return sorted(name for name in os.listdir(directory) if name not in owners)
+
+
 async def test_lock_file_holds_the_pid(tmp_path: Path) -> None:
     locker = fast_locker(tmp_path)
     await locker.acquire("abc", max_wait=1)
     assert (tmp_path / "abc.lock").read_text() == f"{os.getpid()}\n"
-    assert sorted(os.listdir(tmp_path)) == ["abc.lock"]  # no temporary file left
+    assert owner_files(tmp_path) == [f".owner.lock.{os.getpid()}.1.tmp"]
+    assert lock_side_files(tmp_path) == ["abc.lock"]  # no temporary file left
     locker.release("abc")
+    assert lock_side_files(tmp_path) == []
+    await locker.aclose()
+    assert os.listdir(tmp_path) == []  # the owner file goes at close
+
+
+async def test_every_lock_file_is_a_link_to_one_owner_file(tmp_path: Path) -> None:
+    # No inode is created or freed per lock: each lock file is the owner file's inode.
+    locker = fast_locker(tmp_path)
+    await locker.acquire("a", max_wait=1)
+    (owner,) = owner_files(tmp_path)
+    owner_inode = os.stat(tmp_path / owner).st_ino
+    await locker.acquire("b", max_wait=1)
+    assert os.stat(tmp_path / "a.lock").st_ino == owner_inode
+    assert os.stat(tmp_path / "b.lock").st_ino == owner_inode
+    assert os.stat(tmp_path / owner).st_nlink == 3
+    locker.release("a")
+    locker.release("b")
+    await locker.acquire("a", max_wait=1)
+    assert os.stat(tmp_path / "a.lock").st_ino == owner_inode
+    assert owner_files(tmp_path) == [owner]
+    locker.release("a")
+    assert os.stat(tmp_path / owner).st_nlink == 1
+    await locker.aclose()
     assert os.listdir(tmp_path) == []
+
+
+async def test_owner_file_removed_under_the_locker_is_made_again(tmp_path: Path) -> None:
+    locker = fast_locker(tmp_path)
+    await locker.acquire("a", max_wait=1)
+    (owner,) = owner_files(tmp_path)
+    os.unlink(tmp_path / owner)  # a clean-up job, or the start-up repair of an old run
+    await locker.acquire("b", max_wait=1)
+    assert (tmp_path / "b.lock").read_text() == f"{os.getpid()}\n"
+    assert len(owner_files(tmp_path)) == 1
+    locker.release("a")
+    locker.release("b")
+    await locker.aclose()
+    assert os.listdir(tmp_path) == []
+
+
+async def test_lock_held_at_close_stays_readable_and_is_stale_after_exit(tmp_path: Path) -> None:
+    # A lock still held when the locker closes keeps its content (the link keeps the
+    # inode): another process sees our PID, and once we are gone, a stale lock.
+    locker = fast_locker(tmp_path)
+    await locker.acquire("a", max_wait=1)
+    await locker.aclose()
+    assert os.listdir(tmp_path) == ["a.lock"]
+    assert (tmp_path / "a.lock").read_text() == f"{os.getpid()}\n"
 
 
 async def test_nested_id_lock_file(tmp_path: Path) -> None:
@@ -48,7 +109,7 @@ async def test_missing_nested_directory_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(UploadNotFoundError):
         await locker.acquire("missing/dir/id", max_wait=1)
     assert locker.statistics().held == 0
-    assert os.listdir(tmp_path) == []
+    assert lock_side_files(tmp_path) == []
 
 
 async def test_release_removes_lock_and_stop_files(tmp_path: Path) -> None:
@@ -56,7 +117,7 @@ async def test_release_removes_lock_and_stop_files(tmp_path: Path) -> None:
     await locker.acquire("up", max_wait=1)
     (tmp_path / "up.stop").touch()
     locker.release("up")
-    assert os.listdir(tmp_path) == []
+    assert lock_side_files(tmp_path) == []
     locker.release("up")  # twice: nothing left to remove, no error
 
 
@@ -87,7 +148,7 @@ async def test_lock_left_by_this_process_is_taken_over(tmp_path: Path) -> None:
     locker = fast_locker(tmp_path)
     await locker.acquire("up", max_wait=0.5)
     locker.release("up")
-    assert os.listdir(tmp_path) == []
+    assert lock_side_files(tmp_path) == []
 
 
 async def test_lock_of_another_live_process_times_out_and_asks_it_to_stop(
@@ -102,7 +163,7 @@ async def test_lock_of_another_live_process_times_out_and_asks_it_to_stop(
     assert (tmp_path / "up.stop").exists()
     assert (tmp_path / "up.lock").read_text() == f"{proc.pid}\n"  # untouched
     assert locker.statistics().held == 0
-    assert sorted(os.listdir(tmp_path)) == ["up.lock", "up.stop"]  # no .tmp left
+    assert lock_side_files(tmp_path) == ["up.lock", "up.stop"]  # no .tmp left
     # Once that process is gone its lock is stale and ours for the taking.
     proc.kill()
     proc.wait()
@@ -149,7 +210,7 @@ async def test_watch_stop_requests_calls_the_holder(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
     locker.release("up")
     locker.release("quiet")
-    assert os.listdir(tmp_path) == []
+    assert lock_side_files(tmp_path) == []
 
 
 CHILD = textwrap.dedent(
@@ -162,6 +223,7 @@ CHILD = textwrap.dedent(
         await locker.acquire("up", max_wait=20)
         print("acquired", flush=True)
         locker.release("up")
+        await locker.aclose()
 
     trio.run(main)
     """
@@ -198,7 +260,9 @@ async def test_other_process_gets_the_lock_after_asking_for_it(tmp_path: Path) -
         nursery.cancel_scope.cancel()
     assert result[0].returncode == 0, result[0].stderr
     assert result[0].stdout == b"acquired\n"
-    assert os.listdir(tmp_path) == []
+    assert lock_side_files(tmp_path) == []
+    await locker.aclose()
+    assert os.listdir(tmp_path) == []  # the child removed its owner file too
 
 
 async def test_statistics_come_from_the_local_queue(tmp_path: Path) -> None:
@@ -275,3 +339,79 @@ async def test_lock_of_a_process_we_may_not_signal_counts_as_alive(
     assert result.stdout == b"timeout\n"
     assert (shared / "up.lock").read_text() == "1\n"
     assert (shared / "up.stop").exists()
+
+
+HOLD_AND_WAIT = textwrap.dedent(
+    """
+    import sys, trio
+    from tusd_trio.lockers import FileLocker
+
+    async def main():
+        locker = FileLocker(sys.argv[1])
+        await locker.acquire("up", max_wait=5)
+        print("acquired", flush=True)
+        await trio.sleep_forever()
+
+    trio.run(main)
+    """
+)
+
+
+async def test_lock_of_a_killed_process_is_taken_over_and_its_owner_file_repaired(
+    tmp_path: Path,
+) -> None:
+    # A crash leaves the lock file (a link to the dead process's owner file) and the
+    # owner file: the lock is stale, and the store's start-up repair removes the rest.
+    from tusd_trio.stores._file_repair import repair_leftovers
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_WAIT, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "acquired\n"
+        assert owner_files(tmp_path) == [f".owner.lock.{child.pid}.1.tmp"]
+    finally:
+        child.kill()
+        child.wait()
+    locker = fast_locker(tmp_path)
+    with trio.fail_after(5):
+        await locker.acquire("up", max_wait=1)
+    assert (tmp_path / "up.lock").read_text() == f"{os.getpid()}\n"
+    locker.release("up")
+    await locker.aclose()
+    assert owner_files(tmp_path) == [f".owner.lock.{child.pid}.1.tmp"]
+    actions = repair_leftovers(str(tmp_path), 0.0, lambda _path: None)
+    assert actions == [f"Removed staging leftover {tmp_path}/.owner.lock.{child.pid}.1.tmp"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_daemon_removes_its_owner_file_on_shutdown(tmp_path: Path) -> None:
+    # The server closes its locker when it stops: the owner file goes with it.
+    daemon = Daemon(tmp_path / "uploads", ("-verbose=false",), log_dir=tmp_path)
+    daemon.start()
+    try:
+        with httpx.Client(timeout=10) as http:
+            created = http.post(
+                daemon.base_url,
+                headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3"},
+            )
+            assert created.status_code == 201, created.text
+            patched = http.patch(
+                daemon.url_for(created.headers["Location"]),
+                content=b"abc",
+                headers={
+                    "Tus-Resumable": "1.0.0",
+                    "Upload-Offset": "0",
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            assert patched.status_code == 204, patched.text
+        assert owner_files(daemon.upload_dir) == [f".owner.lock.{daemon.pid}.1.tmp"]
+        assert daemon.stop() == 0, daemon.output()[-2000:]
+    finally:
+        daemon.kill()
+    assert owner_files(daemon.upload_dir) == []

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests._support.daemon import Daemon
+from tusd_trio._process import pid_alive
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -30,6 +31,8 @@ MiB = 1024 * KiB
 
 #: Side files that must not survive a graceful stop (staging, temp and lock files).
 LEFTOVER_RE = re.compile(r"(\.part|\.tmp|\.lock|\.stop)$")
+#: The file locker's owner file (lockers/file.py): a live process's is not a leftover.
+OWNER_FILE_RE = re.compile(r"^\.owner\.lock\.(\d+)\.\d+\.tmp$")
 
 
 def pick_seed(env_var: str = "TUSD_RELIABILITY_SEED") -> int:
@@ -96,12 +99,18 @@ def read_info(upload_dir: Path, upload_id: str) -> dict[str, object]:
 
 
 def leftover_side_files(upload_dir: Path) -> list[str]:
-    """Staging/temp/lock side files anywhere below ``upload_dir``."""
+    """Staging/temp/lock side files anywhere below ``upload_dir`` (but not the owner
+    file of a file locker whose process still runs)."""
     return sorted(
         str(p.relative_to(upload_dir))
         for p in upload_dir.rglob("*")
-        if p.is_file() and LEFTOVER_RE.search(p.name)
+        if p.is_file() and LEFTOVER_RE.search(p.name) and not _live_owner_file(p.name)
     )
+
+
+def _live_owner_file(name: str) -> bool:
+    match = OWNER_FILE_RE.match(name)
+    return match is not None and pid_alive(int(match.group(1)))
 
 
 def data_files_without_info(upload_dir: Path) -> list[str]:

@@ -2,7 +2,15 @@
 
 The lock for upload ``<id>`` is the file ``<dir>/<id>.lock`` holding the
 owner's PID; it is created with a hard link so it appears complete or not at
-all.  A lock whose owner is dead is stale and taken over.  A process that wants
+all.  A lock whose owner is dead is stale and taken over.
+
+Every lock file of a process is a hard link to one *owner file* of its own,
+``<dir>/.owner.lock.<pid>.<n>.tmp`` (holding ``<pid>\n``), made at the first lock
+and removed by :meth:`FileLocker.aclose`: taking a lock is one ``link()`` and
+releasing it one ``unlink()``, and no inode is created or freed per lock.  That
+matters on ext4 without a journal, where every new inode walks the recently
+freed ones (benchmarks/PROFILE.md).  The start-up repair of the file store
+removes the owner file of a dead process, as any ``.lock.<pid>...tmp`` file.  A process that wants
 a lock another process holds creates ``<dir>/<id>.stop``; the holder looks for
 that file every ``holder_poll_interval`` and then lets go, as tusd does.
 
@@ -56,6 +64,11 @@ class FileLocker(LockContext):
         self._pid = os.getpid()
         self._pid_line = f"{self._pid}\n".encode("ascii")
         self._modes: dict[str, str] = {}
+        #: The owner file lock files are linked to (made at the first lock).
+        self._owner_path: str | None = None
+        #: Owner files that reached the file system's link limit (removed at close).
+        self._retired_owners: list[str] = []
+        self._owner_count = 0
 
     def statistics(self) -> LockStatistics:
         return self._local.statistics()
@@ -63,30 +76,67 @@ class FileLocker(LockContext):
     def _lock_path(self, upload_id: str) -> str:
         return os.path.join(self.directory, upload_id) + ".lock"
 
+    def _new_owner_file(self, directory: str) -> str:
+        """Create a file holding our PID in ``directory``, to hard-link lock files to."""
+        self._owner_count += 1
+        path = os.path.join(directory, f".owner.lock.{self._pid}.{self._owner_count}.tmp")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except (FileNotFoundError, NotADirectoryError):
+            raise UploadNotFoundError() from None  # the upload's directory is missing
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _NoSpaceForLockError() from exc
+            raise
+        try:
+            os.write(fd, self._pid_line)
+        except OSError as exc:
+            os.close(fd)
+            _unlink_quietly(path)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _NoSpaceForLockError() from exc
+            raise
+        os.close(fd)
+        return path
+
+    def _link_lock_file(self, path: str) -> None:
+        """Create the lock file ``path`` as a link to our owner file (made on first
+        use, and again if something removed it).  FileExistsError when it exists."""
+        for _attempt in range(2):
+            owner = self._owner_path
+            if owner is None:
+                owner = self._owner_path = self._new_owner_file(self.directory)
+            try:
+                os.link(owner, path)
+                return
+            except FileNotFoundError:
+                if os.path.exists(owner):
+                    raise UploadNotFoundError() from None  # the upload's directory is missing
+                self._owner_path = None  # removed under us (a clean-up job): make a new one
+            except OSError as exc:
+                if exc.errno == errno.EMLINK:
+                    # The file system's limit of links per inode: start another owner file.
+                    self._retired_owners.append(owner)
+                    self._owner_path = None
+                elif exc.errno == errno.EXDEV:
+                    # The upload's sub-directory is another file system: a one-off
+                    # owner file next to the lock, removed once linked.
+                    one_off = self._new_owner_file(os.path.dirname(path))
+                    try:
+                        os.link(one_off, path)
+                    finally:
+                        _unlink_quietly(one_off)
+                    return
+                else:
+                    raise
+        raise UploadNotFoundError()
+
     def _try_lock_file(self, upload_id: str) -> bool:
         """Try once to create the lock file.  True when we now own it."""
         path = self._lock_path(upload_id)
-        tmp = f"{path}.{self._pid}.{id(self)}.tmp"
         for _attempt in range(3):
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            except (FileNotFoundError, NotADirectoryError):
-                raise UploadNotFoundError() from None  # the upload's directory is missing
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise _NoSpaceForLockError() from exc
-                raise
-            try:
-                os.write(fd, self._pid_line)
-            except OSError as exc:
-                os.close(fd)
-                _unlink_quietly(tmp)
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise _NoSpaceForLockError() from exc
-                raise
-            os.close(fd)
-            try:
-                os.link(tmp, path)
+                self._link_lock_file(path)
                 return True
             except FileExistsError:
                 owner = self._read_owner(path)
@@ -103,11 +153,6 @@ class FileLocker(LockContext):
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise _NoSpaceForLockError() from exc
                 raise
-            finally:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
         return False
 
     @staticmethod
@@ -218,4 +263,11 @@ class FileLocker(LockContext):
                 callback()
 
     async def aclose(self) -> None:
+        """Remove the owner file(s).  Lock files still held keep their content (a
+        link keeps the inode) and are stale once this process is gone."""
+        owners = [*self._retired_owners, *([self._owner_path] if self._owner_path else [])]
+        self._owner_path = None
+        self._retired_owners = []
+        for path in owners:
+            _unlink_quietly(path)
         await trio.lowlevel.checkpoint()

@@ -75,9 +75,11 @@ class Runtime:
                 log.info("%s", message)
 
     async def aclose(self) -> None:
-        """Let hook calls finish (bounded), then close the store."""
+        """Let hook calls finish (bounded), then close the locker (the file locker
+        removes its owner file, the Redis locker gives its leases back) and the store."""
         await self.supervisor.aclose()
         with trio.CancelScope(shield=True):
+            await self.locker.aclose()
             await self.store.aclose()
 
 

@@ -61,7 +61,8 @@ def repair_leftovers(
                 if old_enough(full) and not lock_owner_alive(base):
                     remove(full, "Removed staging leftover")
             elif name.endswith(".tmp") and (".info." in name or ".lock." in name):
-                # <id>.info.<pid>.tmp and <id>.lock.<pid>.<n>.tmp: the writer's PID
+                # <id>.info.<pid>.tmp, <id>.lock.<pid>.<n>.tmp and the file locker's
+                # .owner.lock.<pid>.<n>.tmp (lockers/file.py): the writer's PID
                 # tells whether anyone can still be using it.
                 marker = ".info." if ".info." in name else ".lock."
                 pid_text = name.rsplit(marker, 1)[1].split(".", 1)[0]
