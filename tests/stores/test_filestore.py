@@ -563,3 +563,41 @@ async def test_check_removes_an_interrupted_creation(tmp_path: pathlib.Path) -> 
     # Bytes were stored under the other one: it is reported, not deleted.
     assert (tmp_path / "up" / keep).exists()
     assert any("unreadable info" in a and keep in a for a in actions)
+
+
+# --- the .info cache ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        new_info("plain", 11, metadata={"filename": "a.txt", "empty": ""}, created=1.5e9),
+        new_info("deferred", 0, size_is_deferred=True, created=time.time()),
+        new_info("part", 5, is_partial=True, created=time.time(), modified=time.time()),
+        new_info("final", 0, is_final=True, partial_uploads=("a", "b"), created=time.time()),
+        new_info("uncreated", 3),  # no CreatedAt: reading back takes the file's mtime
+    ],
+    ids=lambda info: info.id,
+)
+async def test_info_a_store_wrote_is_what_another_process_reads(
+    store: FileStore, directory: Path, info: object
+) -> None:
+    # The store keeps the info it wrote, to spare the next request reading it back:
+    # what it serves must be what a store reading the file (another process) gets.
+    assert isinstance(info, type(new_info("x")))
+    await store.create(info)
+    assert await store.get(info.id) == await FileStore(directory).get(info.id)
+    if info.size_is_deferred:
+        await store.declare_length(await store.get(info.id), 9)
+        mine = await store.get(info.id)
+        assert mine.size == 9
+        assert mine == await FileStore(directory).get(info.id)
+
+
+async def test_info_replaced_by_another_process_is_seen(store: FileStore, directory: Path) -> None:
+    await store.create(new_info("shared", 0, size_is_deferred=True, created=time.time()))
+    assert (await store.get("shared")).size_is_deferred
+    other = FileStore(directory)  # another process sharing the upload directory
+    await other.declare_length(await other.get("shared"), 42)
+    seen = await store.get("shared")
+    assert (seen.size, seen.size_is_deferred) == (42, False)

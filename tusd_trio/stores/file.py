@@ -234,6 +234,7 @@ class FileStore:
                 os.write(fd, info.to_json())
                 if self.fsync:
                     os.fsync(fd)
+                st = os.fstat(fd)
             except OSError:
                 os.close(fd)
                 os.unlink(path)
@@ -241,6 +242,21 @@ class FileStore:
             os.close(fd)
         except OSError as exc:
             raise _store_error(exc, "writing the upload info") from exc
+        self._remember_info(path, st, info)
+
+    def _remember_info(self, path: str, st: os.stat_result, info: UploadInfo) -> None:
+        """Cache the info just written to ``path`` (``st``: its stat after the write),
+        so that the next request (the PATCH after a POST) skips reading and decoding
+        it.  The copy is what reading the file back gives (``modified`` is not stored);
+        the stat key revalidates it as for one read from the file."""
+        created = info.created
+        if not (isinstance(created, float) and 0.0 < created < 1e12):
+            return  # reading back would fill it in from the mtime: let it
+        cache = self._info_cache
+        if len(cache) >= _INFO_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cache[path] = (key, replace(info, modified=0.0) if info.modified else info)
 
     def _write_info(self, info: UploadInfo) -> None:
         path = self.info_path(info.id)
@@ -253,6 +269,7 @@ class FileStore:
                 os.write(fd, payload)
                 if self.fsync:
                     os.fsync(fd)
+                st = os.fstat(fd)  # a rename keeps the inode and the mtime
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -262,6 +279,7 @@ class FileStore:
             except OSError:
                 pass
             raise _store_error(exc, "writing the upload info") from exc
+        self._remember_info(path, st, info)
 
     def _read_info(self, upload_id: str) -> UploadInfo:
         path = self.info_path(upload_id)
