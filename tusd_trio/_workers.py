@@ -50,7 +50,13 @@ from typing import Any
 
 from ._startup import startup_lines
 from .config import Config
-from .server import LISTENING_MESSAGE, remove_stale_socket, retire_snapshot, snapshot_path
+from .server import (
+    LISTENING_MESSAGE,
+    remove_stale_socket,
+    retire_snapshot,
+    snapshot_path,
+    tls_enabled,
+)
 
 log = logging.getLogger("tusd_trio")
 
@@ -138,7 +144,9 @@ def _bind(config: Config) -> tuple[socket.socket, str]:
     shown = str(name[0])
     if ":" in shown:
         shown = f"[{shown}]"
-    return sock, f"http://{shown}:{name[1]}{config.protocol.base_path}"
+    # The workers serve TLS themselves when it is configured: the banner says so.
+    scheme = "https" if tls_enabled(config.tls_certificate, config.tls_key) else "http"
+    return sock, f"{scheme}://{shown}:{name[1]}{config.protocol.base_path}"
 
 
 def _extensions(config: Config) -> str:

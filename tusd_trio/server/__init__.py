@@ -13,7 +13,7 @@ from ._operator import LISTENING_MESSAGE
 from ._runtime import Runtime, build_runtime
 from ._state import ServerState
 from ._streams import ConnectionClosedError
-from ._tls import TLSConfigError
+from ._tls import TLSConfigError, tls_enabled
 
 __all__ = [
     "LISTENING_MESSAGE",
@@ -33,4 +33,5 @@ __all__ = [
     "send_response",
     "serve",
     "snapshot_path",
+    "tls_enabled",
 ]
