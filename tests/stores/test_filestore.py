@@ -601,3 +601,48 @@ async def test_info_replaced_by_another_process_is_seen(store: FileStore, direct
     await other.declare_length(await other.get("shared"), 42)
     seen = await store.get("shared")
     assert (seen.size, seen.size_is_deferred) == (42, False)
+
+
+# --- the creation's descriptor, reused by the first writer ----------------------------
+
+
+async def test_first_write_after_creation_lands_in_the_upload(
+    store: FileStore, directory: Path
+) -> None:
+    info = await store.create(new_info("first", 6, created=time.time()))
+    assert await write_chunk(store, info, b"abc") == 3
+    info = await store.get("first")
+    assert await write_chunk(store, info, b"def") == 3
+    assert (directory / "first").read_bytes() == b"abcdef"
+
+
+async def test_upload_written_by_another_process_after_creation(
+    store: FileStore, directory: Path
+) -> None:
+    # A POST here, its first PATCH served by another process, the next one here: the
+    # creation's descriptor must not be taken for a file that has grown meanwhile.
+    created = await store.create(new_info("shared", 6, created=time.time()))
+    other = FileStore(directory)
+    await write_chunk(other, await other.get("shared"), b"abc")
+    info = await store.get("shared")
+    assert info.offset == 3
+    writer = await store.open_writer(info, staged=False)
+    await writer.write(b"xyz")
+    await writer.discard()  # back to what the other process wrote, not to empty
+    assert (directory / "shared").read_bytes() == b"abc"
+    assert await write_chunk(store, await store.get("shared"), b"def") == 3
+    assert (directory / "shared").read_bytes() == b"abcdef"
+    assert created.offset == 0
+
+
+async def test_upload_removed_and_created_again_by_another_process(
+    store: FileStore, directory: Path
+) -> None:
+    info = await store.create(new_info("again", 3, created=time.time()))
+    other = FileStore(directory)
+    await other.terminate(await other.get("again"))
+    await other.create(new_info("again", 3, created=time.time()))
+    # Same ID, a new file: the write must reach it, not the removed one.
+    assert await write_chunk(store, await store.get("again"), b"abc") == 3
+    assert (directory / "again").read_bytes() == b"abc"
+    assert info.offset == 0

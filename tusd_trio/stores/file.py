@@ -13,6 +13,7 @@ threads.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import time
@@ -76,13 +77,24 @@ class _FileWriter:
     #: Every write() reaches the upload at once (no buffer to drop on lease loss).
     durable_on_write = True
 
-    def __init__(self, store: FileStore, info: UploadInfo, data_path: str, staged: bool) -> None:
+    def __init__(
+        self,
+        store: FileStore,
+        info: UploadInfo,
+        data_path: str,
+        staged: bool,
+        fresh: tuple[int, int] | None = None,
+    ) -> None:
         self._store = store
         self._info = info
         self._data_path = data_path
         self._staged = staged
         self._written = 0
         self._closed = False
+        if fresh is not None:
+            # The descriptor the creation opened (FileStore._fresh), and the size it has.
+            self._fd, self._start = fresh
+            return
         if staged and not os.path.isfile(data_path):
             # The staging file is created on demand: check the upload exists first.
             raise UploadNotFoundError()
@@ -194,6 +206,9 @@ class FileStore:
         self.fsync = fsync
         _makedirs(self.directory, dir_perms)
         self._info_cache: dict[str, tuple[tuple[int, int, int], UploadInfo]] = {}
+        #: The data file the last creation made, still open for appending: the writer
+        #: of a creation-with-upload takes it instead of opening the file again.
+        self._fresh: tuple[str, int] | None = None
 
     # --- paths --------------------------------------------------------------
 
@@ -341,11 +356,13 @@ class FileStore:
         stored = replace(info, offset=0, storage=storage)
         if self.fsync:
             # fsync (of the .info, then of the directory) never runs on the event loop.
-            await trio.to_thread.run_sync(self._create_files, stored, data_path)
+            await trio.to_thread.run_sync(
+                functools.partial(self._create_files, stored, data_path, keep_open=False)
+            )
             await trio.to_thread.run_sync(self._fsync_dir, os.path.dirname(data_path))
         else:
             # Inline: a worker thread per creation measured 30 % slower (see benchmarks/).
-            self._create_files(stored, data_path)
+            self._create_files(stored, data_path, keep_open=True)
             await trio.lowlevel.checkpoint()
         return stored
 
@@ -363,26 +380,27 @@ class FileStore:
         )
         return True
 
-    def _new_data_file(self, stored: UploadInfo, data_path: str) -> None:
+    def _new_data_file(self, stored: UploadInfo, data_path: str) -> int:
         if "/" in stored.id or os.path.dirname(data_path) != self.directory:
             # ID sub-directories, or a directory chosen by a pre-create hook.
             self._ensure_directory()
             _makedirs(os.path.dirname(self._default_data_path(stored.id)), self.dir_perms)
             _makedirs(os.path.dirname(data_path), self.dir_perms)
-        fd = os.open(
-            data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms
+        return os.open(
+            data_path,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+            self.file_perms,
         )
-        os.close(fd)
 
-    def _create_files(self, stored: UploadInfo, data_path: str) -> None:
+    def _create_files(self, stored: UploadInfo, data_path: str, *, keep_open: bool) -> None:
         try:
             try:
-                self._new_data_file(stored, data_path)
+                fd = self._new_data_file(stored, data_path)
             except FileNotFoundError:
                 # Checked only on failure: creation is a hot path.
                 if not self._ensure_directory():
                     raise
-                self._new_data_file(stored, data_path)
+                fd = self._new_data_file(stored, data_path)
         except FileExistsError:
             raise StoreError("an upload with this ID exists already") from None
         except OSError as exc:
@@ -390,11 +408,40 @@ class FileStore:
         try:
             self._write_new_info(stored)
         except StoreError:
+            os.close(fd)
             try:
                 os.unlink(data_path)
             except OSError:
                 pass
             raise
+        if keep_open:
+            self._drop_fresh()
+            self._fresh = (data_path, fd)
+        else:
+            os.close(fd)
+
+    def _drop_fresh(self) -> None:
+        if self._fresh is not None:
+            os.close(self._fresh[1])
+            self._fresh = None
+
+    def _take_fresh(self, data_path: str, offset: int) -> tuple[int, int] | None:
+        """The creation's descriptor of ``data_path`` with its size, if it is still the
+        upload's file at ``offset`` bytes (not removed nor written to meanwhile, for
+        example by another process after the creation's response); else None."""
+        fresh = self._fresh
+        if fresh is None or fresh[0] != data_path:
+            return None
+        self._fresh = None
+        fd = fresh[1]
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            st = None
+        if st is None or st.st_nlink == 0 or st.st_size != offset:
+            os.close(fd)
+            return None
+        return fd, st.st_size
 
     @staticmethod
     def _fsync_dir(path: str) -> None:
@@ -417,7 +464,9 @@ class FileStore:
 
     async def open_writer(self, info: UploadInfo, *, staged: bool) -> _FileWriter:
         await trio.lowlevel.checkpoint()
-        return _FileWriter(self, info, self.data_path(info), staged)
+        data_path = self.data_path(info)
+        fresh = None if staged else self._take_fresh(data_path, info.offset)
+        return _FileWriter(self, info, data_path, staged, fresh)
 
     async def declare_length(self, info: UploadInfo, length: int) -> UploadInfo:
         stored = self._read_info(info.id)
@@ -438,6 +487,8 @@ class FileStore:
     async def terminate(self, info: UploadInfo) -> None:
         self._info_cache.pop(self.info_path(info.id), None)
         data_path = self.data_path(info)
+        if self._fresh is not None and self._fresh[0] == data_path:
+            self._drop_fresh()
         for path in (data_path, data_path + ".part", self.info_path(info.id)):
             try:
                 os.unlink(path)
@@ -563,6 +614,7 @@ class FileStore:
         self._info_cache.pop(info_path, None)
 
     async def aclose(self) -> None:
+        self._drop_fresh()
         await trio.lowlevel.checkpoint()
 
 
