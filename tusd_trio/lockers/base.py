@@ -4,8 +4,9 @@ are ``runtime_checkable``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import trio
@@ -93,11 +94,58 @@ class CheckedLocker(Protocol):
     async def check(self) -> None: ...
 
 
+class _Held:
+    """What ``lock()`` returns: ``acquire`` on entry, ``release`` on exit, whatever
+    happens.  A plain class: every request takes a lock, and a generator-based
+    ``asynccontextmanager`` costs a generator and two extra frames per use."""
+
+    __slots__ = (
+        "_access",
+        "_locker",
+        "_max_wait",
+        "_on_lost",
+        "_on_release_requested",
+        "_upload_id",
+    )
+
+    def __init__(
+        self,
+        locker: AcquireRelease,
+        upload_id: str,
+        max_wait: float,
+        on_release_requested: ReleaseCallback | None,
+        access: str,
+        on_lost: ReleaseCallback | None,
+    ) -> None:
+        self._locker = locker
+        self._upload_id = upload_id
+        self._max_wait = max_wait
+        self._on_release_requested = on_release_requested
+        self._access = access
+        self._on_lost = on_lost
+
+    async def __aenter__(self) -> None:
+        await self._locker.acquire(
+            self._upload_id,
+            max_wait=self._max_wait,
+            on_release_requested=self._on_release_requested,
+            access=self._access,
+            on_lost=self._on_lost,
+        )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._locker.release(self._upload_id)
+
+
 class LockContext:
     """``lock()`` for every locker: ``acquire``, then ``release`` whatever happens."""
 
-    @asynccontextmanager
-    async def lock(
+    def lock(
         self: AcquireRelease,
         upload_id: str,
         *,
@@ -105,15 +153,5 @@ class LockContext:
         on_release_requested: ReleaseCallback | None = None,
         access: str = "write",
         on_lost: ReleaseCallback | None = None,
-    ) -> AsyncIterator[None]:
-        await self.acquire(
-            upload_id,
-            max_wait=max_wait,
-            on_release_requested=on_release_requested,
-            access=access,
-            on_lost=on_lost,
-        )
-        try:
-            yield
-        finally:
-            self.release(upload_id)
+    ) -> AbstractAsyncContextManager[None]:
+        return _Held(self, upload_id, max_wait, on_release_requested, access, on_lost)

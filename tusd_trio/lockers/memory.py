@@ -9,7 +9,7 @@ sleeps, no starvation.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
@@ -17,17 +17,26 @@ from ..protocol.errors import LockTimeoutError
 from .base import LockContext, ReleaseCallback
 
 
-@dataclass(eq=False)
 class _Waiter:
-    event: trio.Event = field(default_factory=trio.Event)
-    on_release_requested: ReleaseCallback | None = None
-    granted: bool = False
+    """A holder of the lock, or a request queued for it (with ``event`` to wake it)."""
+
+    __slots__ = ("event", "granted", "on_release_requested")
+
+    def __init__(
+        self, on_release_requested: ReleaseCallback | None, event: trio.Event | None
+    ) -> None:
+        self.on_release_requested = on_release_requested
+        #: Only a queued request has one: the uncontended path makes no event.
+        self.event = event
+        self.granted = False
 
 
-@dataclass(eq=False)
 class _Entry:
-    holder: _Waiter
-    waiters: deque[_Waiter] = field(default_factory=deque)
+    __slots__ = ("holder", "waiters")
+
+    def __init__(self, holder: _Waiter) -> None:
+        self.holder = holder
+        self.waiters: deque[_Waiter] = deque()
 
 
 @dataclass(frozen=True)
@@ -60,12 +69,13 @@ class MemoryLocker(LockContext):
         access: str = "write",
         on_lost: ReleaseCallback | None = None,
     ) -> None:
-        me = _Waiter(on_release_requested=on_release_requested)
         entry = self._entries.get(upload_id)
         if entry is None:
-            self._entries[upload_id] = _Entry(holder=me)
+            self._entries[upload_id] = _Entry(_Waiter(on_release_requested, None))
             await trio.lowlevel.checkpoint()
             return
+        event = trio.Event()
+        me = _Waiter(on_release_requested, event)
         entry.waiters.append(me)
         holder_callback = entry.holder.on_release_requested
         if holder_callback is not None:
@@ -82,7 +92,7 @@ class MemoryLocker(LockContext):
         started = trio.current_time()
         try:
             with trio.move_on_after(max_wait):
-                await me.event.wait()
+                await event.wait()
         except BaseException:
             # Cancelled from outside while queued: give the lock on if it had
             # just been handed to us, else leave the queue.
@@ -105,6 +115,7 @@ class MemoryLocker(LockContext):
             nxt = entry.waiters.popleft()
             nxt.granted = True
             entry.holder = nxt
+            assert nxt.event is not None  # every queued request has one
             nxt.event.set()
             # The new holder's predecessor queue may still contain waiters that
             # want this lock: ask the new holder to be quick too, if it writes.
