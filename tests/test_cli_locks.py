@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tusd_trio.cli.build import build_config
@@ -36,11 +38,23 @@ def test_redis_locker_flags() -> None:
         (["-workers=2", "-locker=memory"], "-workers"),
         (["-workers=2", "-s3-bucket=b"], "-workers"),
         (["-workers=0"], "-workers"),
+        (["-workers=all"], "-workers"),
+        (["-workers=-1"], "-workers"),
     ],
 )
 def test_invalid_lock_and_worker_flags(argv: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         config_for(argv)
+
+
+def test_workers_auto_is_one_per_usable_core_with_a_shared_locker() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert config_for(["-workers=auto"]).workers == cores  # file store + file locker
+    config = config_for(["-workers=auto", "-s3-bucket=b", "-locker=redis", "-redis-url=redis://h"])
+    assert config.workers == cores
+    # No lock across processes: auto means this one process (no refusal, unlike -workers 2).
+    assert config_for(["-workers=auto", "-locker=memory"]).workers == 1
+    assert config_for(["-workers=auto", "-s3-bucket=b"]).workers == 1
 
 
 def test_workers_with_a_shared_locker_are_accepted() -> None:

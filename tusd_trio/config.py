@@ -251,17 +251,22 @@ class Config:
                     "hot or empty"
                 )
 
+    @property
+    def locks_across_processes(self) -> bool:
+        """Whether the locker works across processes (file locker with the file store,
+        or Redis): what more than one worker needs."""
+        object_store = self.s3 is not None or self.gcs is not None or self.azure is not None
+        return not (self.locker == "memory" or (object_store and self.locker != "redis"))
+
     def _check_workers(self) -> None:
         if self.workers < 1:
             raise ConfigError("invalid value for flag -workers: must be at least 1")
-        if self.workers > 1:
-            object_store = self.s3 is not None or self.gcs is not None or self.azure is not None
-            if self.locker == "memory" or (object_store and self.locker != "redis"):
-                raise ConfigError(
-                    "-workers above 1 needs a lock shared by the worker processes: -locker "
-                    "redis (or -locker file with the file store); the memory locker only works "
-                    "in one process"
-                )
+        if self.workers > 1 and not self.locks_across_processes:
+            raise ConfigError(
+                "-workers above 1 needs a lock shared by the worker processes: -locker "
+                "redis (or -locker file with the file store); the memory locker only works "
+                "in one process"
+            )
 
     # --- checks that read files or import modules ---------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..auth import AuthConfig
@@ -32,10 +33,31 @@ def build_config(values: Mapping[str, Any]) -> Config:
     flag when they cannot work (also for what reading the files they name finds)."""
     try:
         config = _config(values)
+        if values["workers"] == "auto" and config.locks_across_processes:
+            config = replace(config, workers=usable_cores())
         config.check_files()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     return config
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which container
+    runtimes' cpusets set), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
+        return max(1, os.cpu_count() or 1)
+
+
+def _workers(text: str) -> int:
+    """-workers: a number, or auto (1 here; :func:`build_config` then sets one per
+    core if the locker works across processes)."""
+    if text == "auto":
+        return 1
+    if not re.fullmatch(r"[0-9]{1,4}", text):
+        raise UsageError(f"invalid value {text!r} for flag -workers: a number or auto")
+    return int(text)
 
 
 def _config(values: Mapping[str, Any]) -> Config:
@@ -62,7 +84,7 @@ def _config(values: Mapping[str, Any]) -> Config:
         tls_certificate=values["tls-certificate"],
         tls_key=values["tls-key"],
         tls_mode=values["tls-mode"],
-        workers=values["workers"],
+        workers=_workers(values["workers"]),
         protocol=_protocol_settings(values),
         upload_dir=values["upload-dir"],
         dir_perms=values["dir-perms"],

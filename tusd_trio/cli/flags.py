@@ -66,10 +66,11 @@ FLAGS: tuple[Flag, ...] = (
         Flag("unix-sock", "str", "", "Listen on this UNIX socket instead of TCP"),
         Flag(
             "workers",
-            "uint",
-            1,
-            "Worker processes sharing the port (restarted if they crash); more than 1 needs a "
-            "locker that works across processes (file or redis)",
+            "str",
+            "1",
+            "Worker processes sharing the port (restarted if they crash): a number, or auto "
+            "for one per CPU core this process may use; more than 1 needs a locker that works "
+            "across processes (file or redis), auto with any other locker means 1",
         ),
         Flag("base-path", "str", "/files/", "Basepath of the HTTP server"),
         Flag(
