@@ -313,6 +313,8 @@ async def test_server_shutdown_keeps_bytes_of_running_upload(host: Any, tmp_path
     with trio.fail_after(10):
         while not hosted.app.runtime.state.active_uploads:
             await trio.sleep(0.02)
+    # The PATCH holds its lock file, a link to the file locker's owner file.
+    assert owner_files(tmp_path / "data") == [f".owner.lock.{os.getpid()}.1.tmp"]
     hosted.shutdown.set()
     with trio.fail_after(20):
         await hosted.done.wait()
@@ -320,6 +322,12 @@ async def test_server_shutdown_keeps_bytes_of_running_upload(host: Any, tmp_path
     upload_id = location.rsplit("/", 1)[1]
     # The file store's offset is the data file's size (tusd's layout).
     assert (tmp_path / "data" / upload_id).stat().st_size == 50_000
+    # Lifespan shutdown closed the locker, which removed its owner file.
+    assert owner_files(tmp_path / "data") == []
+
+
+def owner_files(directory: Path) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.startswith(".owner.lock."))
 
 
 # --- outside Trio / not started ------------------------------------------------------------------
