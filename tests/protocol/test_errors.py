@@ -17,6 +17,13 @@ CATALOGUE = [
         "missing, invalid or unsupported Tus-Resumable header",
     ),
     (errors.MaxSizeExceededError, 413, "ERR_MAX_SIZE_EXCEEDED", "maximum size exceeded"),
+    (errors.QuotaExceededError, 413, "ERR_QUOTA_EXCEEDED", "quota exceeded"),
+    (
+        errors.UploadsQuotaExceededError,
+        403,
+        "ERR_QUOTA_UPLOADS_EXCEEDED",
+        "too many unfinished uploads",
+    ),
     # tus 1.0.0 says 415 here; tusd answers 400.
     (
         errors.InvalidContentTypeError,

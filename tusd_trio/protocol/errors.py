@@ -37,6 +37,8 @@ of this module)::
         UploadRejectedError               400 ERR_UPLOAD_REJECTED (pre-create hook)
         TerminationRejectedError          400 ERR_UPLOAD_TERMINATION_REJECTED (pre-terminate)
         AccessDeniedError                 403 ERR_ACCESS_DENIED (pre-access hook)
+        QuotaExceededError                413 ERR_QUOTA_EXCEEDED (per-principal bytes or size)
+          UploadsQuotaExceededError       403 ERR_QUOTA_UPLOADS_EXCEEDED (unfinished uploads)
         CompletedUploadError              400 ERR_UPLOAD_COMPLETED (IETF draft)
         InvalidUploadCompleteError        400 ERR_INVALID_UPLOAD_COMPLETE (IETF draft)
         MalformedRequestError             400 ERR_BAD_REQUEST (unparsable HTTP)
@@ -394,6 +396,28 @@ class AccessDeniedError(ProtocolError):
     status = 403
     code = "ERR_ACCESS_DENIED"
     default_message = "access to this upload has been denied by server"
+
+
+class QuotaExceededError(ProtocolError):
+    """A principal's quota (access control) would be crossed: its bytes, or the size
+    of one upload.  ``quota_state`` is the ``Tusd-Trio-Quota`` header value to send
+    (``None``: none known), so the client can show what it holds."""
+
+    status = 413
+    code = "ERR_QUOTA_EXCEEDED"
+    default_message = "quota exceeded"
+
+    def __init__(self, message: str | None = None, *, quota_state: str | None = None) -> None:
+        super().__init__(message)
+        self.quota_state = quota_state
+
+
+class UploadsQuotaExceededError(QuotaExceededError):
+    """A principal already has as many unfinished uploads as it may."""
+
+    status = 403
+    code = "ERR_QUOTA_UPLOADS_EXCEEDED"
+    default_message = "too many unfinished uploads"
 
 
 class StoreError(TusError):
