@@ -600,6 +600,11 @@ class RedisLocker(LockContext):
                     await closing.wait()
                 backoff = min(backoff * 2, 2.0)
 
+    async def run_beside(self, command: Callable[[Client], Awaitable[T]]) -> T:
+        """Run one operation of a component that keeps its state beside the locks (the
+        quota ledger) on the locker's connection; a 503 when Redis is unreachable."""
+        return await self._call(lambda conn: command(conn.client))
+
     async def _call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
         """Run one Redis operation; any failure to reach Redis is a 503."""
         return await run_command(self._conn, command, self._op_timeout)
