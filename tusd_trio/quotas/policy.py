@@ -92,16 +92,23 @@ def charge_of(info: UploadInfo) -> Charge:
     return Charge(bytes=size, uploads=0 if info.is_complete else 1)
 
 
+def exceeds_bytes(limits: QuotaLimits, usage: QuotaUsage, charge: Charge) -> bool:
+    """Whether ``charge`` would take ``usage`` past the byte quota."""
+    return (
+        limits.bytes is not None and charge.bytes > 0 and usage.bytes + charge.bytes > limits.bytes
+    )
+
+
 def refusal(limits: QuotaLimits, usage: QuotaUsage, charge: Charge) -> str | None:
     """Why adding ``charge`` to ``usage`` would go past ``limits``, or ``None`` if it fits."""
-    if limits.bytes is not None and charge.bytes > 0 and usage.bytes + charge.bytes > limits.bytes:
+    if exceeds_bytes(limits, usage, charge):
         return (
             f"the quota of {limits.bytes} bytes would be exceeded "
             f"({usage.bytes} held, {charge.bytes} more asked)"
         )
-    if limits.uploads is not None and charge.uploads > 0:
-        if usage.uploads + charge.uploads > limits.uploads:
-            return f"at most {limits.uploads} unfinished uploads are allowed at once"
+    uploads = usage.uploads + charge.uploads
+    if limits.uploads is not None and charge.uploads > 0 and uploads > limits.uploads:
+        return f"at most {limits.uploads} unfinished uploads are allowed at once"
     return None
 
 
