@@ -27,6 +27,7 @@ from .lockers.config import LockerConfig
 from .lockers.redis_url import parse_redis_url
 from .protocol.config import ProtocolConfig, StoreCapabilities
 from .protocol.headers import CHECKSUM_ALGORITHMS
+from .quotas.policy import QuotaConfig
 from .stores.config import AzureConfig, FileStoreConfig, GCSConfig, S3Config, StoreConfig
 
 #: -tls-mode values (see :mod:`tusd_trio.server._tls`).
@@ -127,6 +128,8 @@ class Config:
     hooks_blocking_timeout: float = 30.0
     # Access control (off unless a credential kind is configured)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # Per-principal quotas (only with access control; see quotas/)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
     # Operator endpoints (/metrics, /health/ready details): see server/_operator.py
     #: ``host:port`` of a listener serving only them, without credentials ("" = none).
     metrics_listen: str = ""
@@ -154,6 +157,7 @@ class Config:
         self._check_operator()
         self._check_object_stores()
         self._check_workers()
+        self._check_quota()
 
     # --- checks of the values (no I/O) -------------------------------------------------
 
@@ -262,6 +266,20 @@ class Config:
                     "redis (or -locker file with the file store); the memory locker only works "
                     "in one process"
                 )
+
+    def _check_quota(self) -> None:
+        if not self.quota.enabled:
+            return
+        if not self.auth.enabled:
+            raise ConfigError(
+                "quotas (-auth-quota*) need access control: configure -auth-jwt-*, "
+                "-auth-api-keys or -auth-signing-secret"
+            )
+        if self.workers > 1 and self.locker != "redis":
+            raise ConfigError(
+                "quotas with -workers above 1 need -locker redis: the in-process ledger "
+                "only counts the uploads of one process"
+            )
 
     # --- checks that read files or import modules ---------------------------------------
 

@@ -23,6 +23,7 @@ from ..protocol.config import (
     CorsConfig,
     ProtocolConfig,
 )
+from ..quotas.policy import QuotaConfig
 from ..stores.config import AzureConfig, GCSConfig, S3Config
 from .flags import UsageError
 
@@ -55,6 +56,7 @@ def _config(values: Mapping[str, Any]) -> Config:
         gcs=gcs,
         azure=azure,
         auth=_auth_settings(values),
+        quota=_quota_settings(values),
         host=values["host"],
         port=int(port_text),
         unix_sock=values["unix-sock"],
@@ -149,6 +151,20 @@ def _protocol_settings(values: Mapping[str, Any]) -> ProtocolConfig:
         show_greeting=values["show-greeting"],
         metrics_path=values["metrics-path"] if values["expose-metrics"] else "",
         max_concat_partials=values["max-concat-partials"],
+    )
+
+
+def _quota_settings(values: Mapping[str, Any]) -> QuotaConfig:
+    limits = (
+        values["auth-quota-bytes"],
+        values["auth-quota-uploads"],
+        values["auth-quota-max-size"],
+    )
+    return QuotaConfig(
+        enabled=bool(values["auth-quotas"]) or any(limit > 0 for limit in limits),
+        bytes=limits[0],
+        uploads=limits[1],
+        max_size=limits[2],
     )
 
 

@@ -4,7 +4,7 @@ once, the size of one upload.  :mod:`.policy` decides (pure), :mod:`.ledger` and
 
 from .ledger import MemoryLedger, QuotaLedger
 from .policy import QUOTA_HEADER, QuotaConfig, QuotaLimits, QuotaUsage
-from .service import BodyGrant, Quotas, build_ledger
+from .service import BodyGrant, Quotas, Reservation, build_ledger
 
 __all__ = [
     "QUOTA_HEADER",
@@ -15,5 +15,6 @@ __all__ = [
     "QuotaLimits",
     "QuotaUsage",
     "Quotas",
+    "Reservation",
     "build_ledger",
 ]

@@ -59,6 +59,16 @@ def build_ledger(locker: Locker) -> QuotaLedger:
 
 
 @dataclass(frozen=True)
+class Reservation:
+    """What a creation reserved: to give back if the upload is not created."""
+
+    owner: str
+    charge: Charge
+    #: The :data:`~.policy.QUOTA_HEADER` field of the creation's answer.
+    header: tuple[str, str]
+
+
+@dataclass(frozen=True)
 class BodyGrant:
     """Bytes reserved for one body of a deferred-length upload."""
 
@@ -100,9 +110,9 @@ class Quotas:
 
     async def reserve_creation(
         self, principal: Principal | None, info: UploadInfo
-    ) -> tuple[str, Charge] | None:
-        """Reserve a new upload for its owner; returns the owner and what was reserved
-        (for :meth:`refund` if the creation fails), ``None`` when nothing is counted.
+    ) -> Reservation | None:
+        """Reserve a new upload for its owner; returns what was reserved (for
+        :meth:`refund` if the creation fails), ``None`` when nothing is counted.
         Raises 413 ``ERR_QUOTA_EXCEEDED`` / 403 ``ERR_QUOTA_UPLOADS_EXCEEDED``."""
         owner = _owner(info)
         if self.ledger is None or principal is None or owner is None:
@@ -117,17 +127,11 @@ class Quotas:
         accepted, usage = await self.ledger.reserve(owner, limits, charge)
         if not accepted:
             raise self._refused(limits, usage, charge)
-        return owner, charge
+        return Reservation(owner, charge, (QUOTA_HEADER, header_value(limits, usage)))
 
-    async def state_header(self, principal: Principal | None, owner: str) -> tuple[str, str]:
-        """The :data:`~.policy.QUOTA_HEADER` of a creation response."""
-        assert self.ledger is not None
-        usage = await self.ledger.usage(owner)
-        return QUOTA_HEADER, header_value(self.limits(principal), usage)
-
-    async def refund(self, owner: str, charge: Charge) -> None:
+    async def refund(self, reservation: Reservation) -> None:
         """Give back a reservation whose upload was not created."""
-        await self._release(owner, charge)
+        await self._release(reservation.owner, reservation.charge)
 
     # --- bodies and declared lengths ----------------------------------------------------
 

@@ -18,6 +18,7 @@ from ..hooks import HookError, HTTPResponse
 from ..protocol import errors, ietf, responses
 from ..protocol.messages import Response
 from ..protocol.routing import Action, Routed
+from ..quotas import QUOTA_HEADER
 from ._create import create
 from ._exchange import Exchange, send_response
 from ._metrics import histograms
@@ -153,6 +154,8 @@ class TusHandler:
             response.headers.append(("Location", exc.location))
         if isinstance(exc, AuthError):
             response.headers += list(exc.headers.items())
+        if isinstance(exc, errors.QuotaExceededError) and exc.quota_state is not None:
+            response.headers.append((QUOTA_HEADER, exc.quota_state))
         if isinstance(exc.hook_response, HTTPResponse):
             response = apply_hook_response(response, exc.hook_response)
         head = ctx.request.method == "HEAD"
