@@ -11,12 +11,15 @@ from typing import Any
 
 import jwt
 import pytest
+import trio
 
 from tests._support.server import Running, ServerFactory
 from tests._support.tus import OCTET, TUS
 from tusd_trio.auth import AuthConfig
 from tusd_trio.config import Config, ConfigError
+from tusd_trio.lockers.redis import RedisLocker
 from tusd_trio.quotas import QuotaConfig
+from tusd_trio.stores import FileStore
 
 SECRET = "q" * 40
 AUTH = AuthConfig(jwt_secret=SECRET)
@@ -198,7 +201,10 @@ async def test_claims_override_the_flags(make_server: ServerFactory) -> None:
 async def test_in_process_ledger_is_rebuilt_at_start_up(
     make_server: ServerFactory, tmp_path: Any
 ) -> None:
-    settings = {"auth": AUTH, "quota": QuotaConfig(enabled=True, bytes=1000, uploads=3)}
+    settings: dict[str, Any] = {
+        "auth": AUTH,
+        "quota": QuotaConfig(enabled=True, bytes=1000, uploads=3),
+    }
     first = await make_server(**settings)
     done = (await create(first, 100, bearer())).headers["location"]
     r = await first.client.patch(
@@ -226,3 +232,24 @@ async def test_quotas_need_access_control(tmp_path: Any) -> None:
         Config(upload_dir=str(tmp_path), quota=QuotaConfig(enabled=True, bytes=10))
     with pytest.raises(ConfigError, match="-locker redis"):
         Config(upload_dir=str(tmp_path), auth=AUTH, quota=QuotaConfig(enabled=True), workers=2)
+
+
+async def test_unreachable_redis_refuses_creations_with_503(
+    make_server: ServerFactory, tmp_path: Any
+) -> None:
+    with trio.socket.socket() as sock:  # a port nobody listens on
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    locker = RedisLocker(f"redis://127.0.0.1:{port}/0", ttl=5, timeout=0.5)
+    srv = await make_server(
+        store=FileStore(str(tmp_path / "up")),
+        locker=locker,
+        auth=AUTH,
+        quota=QuotaConfig(enabled=True, bytes=1000),
+    )
+    r = await create(srv, 5, bearer())
+    # The quota cannot be checked: the upload is not created (fail closed).
+    assert r.status_code == 503
+    assert r.text.startswith("ERR_LOCKER_UNAVAILABLE")
+    assert r.headers["retry-after"].isdigit()
+    assert list((tmp_path / "up").glob("*.info")) == []
