@@ -18,7 +18,7 @@ DEFAULT_CORS_EXPOSE_HEADERS = (
     "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, Tus-Max-Size, "
     "Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, "
     "Upload-Complete, Upload-Draft-Interop-Version, Upload-Expires, Tus-Checksum-Algorithm, "
-    "WWW-Authenticate, Upload-Limit"
+    "WWW-Authenticate, Upload-Limit, Tusd-Trio-Quota"
 )
 
 
