@@ -188,8 +188,17 @@ class Quotas:
         assert self.ledger is not None
         written = max(0, written)
         if written > grant.reserved:
+            # Only where no byte quota applies (nothing was reserved): count them now.
             extra = Charge(bytes=written - grant.reserved)
-            await self.ledger.reserve(grant.owner, QuotaLimits(), extra)
+            try:
+                await self.ledger.reserve(grant.owner, QuotaLimits(), extra)
+            except LockerUnavailableError as exc:
+                log.warning(
+                    "QuotaCountFailed",
+                    extra={
+                        "tus": {"owner": grant.owner, "bytes": extra.bytes, "error": exc.message}
+                    },
+                )
         elif grant.reserved > written:
             await self._release(grant.owner, Charge(bytes=grant.reserved - written))
 
