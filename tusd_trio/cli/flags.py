@@ -441,32 +441,10 @@ FLAGS: tuple[Flag, ...] = (
             86400.0,
             "How long an upload created through a pre-signed URL stays reachable with its Location",
         ),
-        Flag(
-            "auth-quotas",
-            "bool",
-            False,
-            "Count each principal's uploads, so that JWT claims (tus_quota_bytes, "
-            "tus_max_uploads, tus_max_size) can limit them; on by itself when an "
-            "-auth-quota-* default is set",
-        ),
-        Flag(
-            "auth-quota-bytes",
-            "uint",
-            0,
-            "Bytes a principal may hold in its finished and unfinished uploads (0 = no limit)",
-        ),
-        Flag(
-            "auth-quota-uploads",
-            "uint",
-            0,
-            "Unfinished uploads a principal may have at once (0 = no limit)",
-        ),
-        Flag(
-            "auth-quota-max-size",
-            "uint",
-            0,
-            "Largest single upload of a principal, in bytes (0 = no limit)",
-        ),
+        Flag("auth-quotas", "bool", False, "Count uploads per principal (for quota claims)"),
+        Flag("auth-quota-bytes", "uint", 0, "Bytes a principal may hold (0 = no limit)"),
+        Flag("auth-quota-uploads", "uint", 0, "Unfinished uploads per principal (0 = no limit)"),
+        Flag("auth-quota-max-size", "uint", 0, "Largest upload of a principal (0 = no limit)"),
     ),
     *_group(
         "Monitoring",

@@ -224,7 +224,7 @@ class RedisLocker(LockContext):
         """Readiness: raise :class:`LockerUnavailableError` unless Redis answers."""
         if self._state != "running":
             raise LockerUnavailableError("the upload lock service is not running")
-        await self._call(lambda conn: conn.client.ping())
+        await self.call(lambda conn: conn.client.ping())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the Redis connections, renew leases and answer release requests.
@@ -323,7 +323,7 @@ class RedisLocker(LockContext):
                 sent = trio.current_time()
                 try:
                     left = as_int(
-                        await self._call(
+                        await self.call(
                             lambda conn: conn.acquire(keys=[key], args=[token, self._ttl_ms])
                         )
                     )
@@ -344,7 +344,7 @@ class RedisLocker(LockContext):
                 # Held by another instance (or by a lease of ours that is being
                 # given back): ask its holder to let go, then wait for the
                 # "released" message, the key's expiry or the next poll.
-                await self._call(
+                await self.call(
                     lambda conn: conn.client.publish(self._request_channel, f"{waiter} {upload_id}")
                 )
                 remaining = deadline - trio.current_time()
@@ -382,7 +382,7 @@ class RedisLocker(LockContext):
 
     async def _delete(self, upload_id: str, key: str, token: str, done: trio.Event) -> None:
         try:
-            await self._call(
+            await self.call(
                 lambda conn: conn.release(
                     keys=[key], args=[token, self._released_channel, upload_id]
                 )
@@ -473,7 +473,7 @@ class RedisLocker(LockContext):
         sent = trio.current_time()
         try:
             result = as_int(
-                await self._call(
+                await self.call(
                     lambda conn: conn.renew(keys=[lease.key], args=[lease.token, self._ttl_ms])
                 )
             )
@@ -600,11 +600,6 @@ class RedisLocker(LockContext):
                     await closing.wait()
                 backoff = min(backoff * 2, 2.0)
 
-    async def run_beside(self, command: Callable[[Client], Awaitable[T]]) -> T:
-        """Run one operation of a component that keeps its state beside the locks (the
-        quota ledger) on the locker's connection; a 503 when Redis is unreachable."""
-        return await self._call(lambda conn: command(conn.client))
-
-    async def _call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run one Redis operation; any failure to reach Redis is a 503."""
+    async def call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run one Redis operation (also the quota ledger's); unreachable Redis: a 503."""
         return await run_command(self._conn, command, self._op_timeout)

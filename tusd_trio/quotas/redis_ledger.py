@@ -17,7 +17,7 @@ from typing import Any
 from coredis.commands.script import Script
 
 from ..lockers.redis import RedisLocker
-from ..lockers.redis_client import Client, as_int
+from ..lockers.redis_client import Client, Connection, as_int
 from .policy import Charge, QuotaLimits, QuotaUsage
 
 # Counts change with HINCRBY or are written with %d: Lua's own number formatting
@@ -101,11 +101,11 @@ class RedisLedger:
         return self._scripts[1], self._scripts[2], self._scripts[3]
 
     async def _run(self, which: int, owner: str, args: list[int]) -> Any:
-        async def command(client: Client) -> Any:
-            script = self._registered(client)[which]
+        async def command(conn: Connection) -> Any:
+            script = self._registered(conn.client)[which]
             return await script(keys=[self.key(owner)], args=args)
 
-        return await self._locker.run_beside(command)
+        return await self._locker.call(command)
 
     async def reserve(
         self, owner: str, limits: QuotaLimits, charge: Charge
@@ -129,9 +129,9 @@ class RedisLedger:
         return QuotaUsage(used, count)
 
     async def usage(self, owner: str) -> QuotaUsage:
-        async def command(client: Client) -> Any:
-            return await client.hmget(self.key(owner), ["bytes", "uploads"])
+        async def command(conn: Connection) -> Any:
+            return await conn.client.hmget(self.key(owner), ["bytes", "uploads"])
 
-        reply = await self._locker.run_beside(command)
+        reply = await self._locker.call(command)
         used, count = (int(item) if item is not None else 0 for item in reply)
         return QuotaUsage(used, count)
