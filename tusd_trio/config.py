@@ -124,6 +124,12 @@ class Config:
     hooks_grpc_client_tls_key: str = ""
     hooks_grpc_forward_headers: tuple[str, ...] = ()
     hooks_plugin: str = ""
+    #: Name of the Redis stream notification events are added to ("" = none); on -redis-url.
+    hooks_redis_stream: str = ""
+    #: ``MAXLEN ~`` of that stream (0 = unbounded).
+    hooks_redis_stream_maxlen: int = 100_000
+    hooks_redis_stream_retry: int = 3
+    hooks_redis_stream_backoff: float = 1.0
     hooks_blocking_timeout: float = 30.0
     # Access control (off unless a credential kind is configured)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -173,14 +179,18 @@ class Config:
         if self.locker not in LOCKERS:
             raise ConfigError("invalid value for flag -locker: must be file, memory or redis")
         if self.locker == "redis":
-            if not self.redis_url:
-                raise ConfigError("-locker redis needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
-            try:
-                parse_redis_url(self.redis_url)
-            except ValueError as exc:
-                raise ConfigError(f"invalid value for flag -redis-url: {exc}") from None
+            self._check_redis_url("-locker redis")
             if self.redis_lock_ttl < 1:
                 raise ConfigError("invalid value for flag -redis-lock-ttl: must be at least 1s")
+
+    def _check_redis_url(self, user: str) -> None:
+        """``user`` (a flag and its value) needs a usable -redis-url."""
+        if not self.redis_url:
+            raise ConfigError(f"{user} needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
+        try:
+            parse_redis_url(self.redis_url)
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for flag -redis-url: {exc}") from None
 
     def _check_protocol(self) -> None:
         cors = self.protocol.cors
@@ -210,6 +220,12 @@ class Config:
         for attribute, flag in _GRPC_TLS_FILES:
             if getattr(self, attribute) and not self.hooks_grpc_secure:
                 raise ConfigError(f"flag -{flag} needs -hooks-grpc-secure")
+        if self.hooks_redis_stream:
+            self._check_redis_url("-hooks-redis-stream")
+        if self.hooks_redis_stream_maxlen < 0:
+            raise ConfigError(
+                "invalid value for flag -hooks-redis-stream-maxlen: must not be negative"
+            )
 
     def _check_operator(self) -> None:
         if self.metrics_listen:

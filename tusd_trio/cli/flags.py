@@ -211,7 +211,8 @@ FLAGS: tuple[Flag, ...] = (
             "redis-url",
             "str",
             "",
-            "Redis for -locker redis: redis://[user:pw@]host:6379/0, rediss://, unix://, "
+            "Redis for -locker redis and -hooks-redis-stream: redis://[user:pw@]host:6379/0, "
+            "rediss://, unix://, "
             "redis+sentinel://h1,h2/primary/0, redis+cluster://h1,h2",
         ),
         Flag(
@@ -390,6 +391,20 @@ FLAGS: tuple[Flag, ...] = (
             "",
             "Python hook plugin as module:object (an object with one method per hook)",
         ),
+        Flag(
+            "hooks-redis-stream",
+            "str",
+            "",
+            "Redis stream (on -redis-url) that notification events (post-*) are added to",
+        ),
+        Flag(
+            "hooks-redis-stream-maxlen",
+            "uint",
+            100_000,
+            "Approximate length limit of the hook stream (MAXLEN ~); 0 = unbounded",
+        ),
+        Flag("hooks-redis-stream-retry", "uint", 3, "Attempts to add an event to the hook stream"),
+        Flag("hooks-redis-stream-backoff", "duration", 1.0, "Pause between hook stream attempts"),
         Flag(
             "hooks-blocking-timeout",
             "duration",
