@@ -23,7 +23,7 @@ from tests._support.redis_stream import (
     read_group,
     redis_client,
 )
-from tests.lockers.test_redis_locker import RedisServers, free_port
+from tests.lockers.test_redis_locker import RedisServers, free_cluster_port, free_port
 from tusd_trio.hooks import HookDispatcher, HookError, HookResponse, build_request
 from tusd_trio.hooks.redis_stream import RedisStreamHookBackend, entry_fields
 
@@ -208,3 +208,45 @@ def test_invalid_settings_are_refused(options: dict[str, object], message: str) 
     settings: dict[str, object] = {"url": SHARED_REDIS, "stream": "s", **options}
     with pytest.raises(ValueError, match=message):
         RedisStreamHookBackend(**settings)  # type: ignore[arg-type]
+
+
+async def test_stream_through_sentinel_lands_on_the_primary(redis_servers: RedisServers) -> None:
+    primary_port, sentinel_port = free_port(), free_port()
+    await trio.to_thread.run_sync(redis_servers.start, primary_port)
+    await trio.to_thread.run_sync(
+        lambda: redis_servers.start(
+            sentinel_port,
+            "--sentinel",
+            config=f"sentinel monitor tusmaster 127.0.0.1 {primary_port} 1\n",
+        )
+    )
+    url = f"redis+sentinel://127.0.0.1:{sentinel_port}/tusmaster/1"
+    async with running(RedisStreamHookBackend(url, "events")) as backend:
+        await backend.invoke("post-finish", payload("post-finish", "via-sentinel"))
+    async with redis_client(f"redis://127.0.0.1:{primary_port}/1") as primary:
+        [entry] = await all_entries(primary, "events")
+    assert entry.fields["idempotency_key"] == "via-sentinel"
+
+
+async def test_stream_on_a_cluster(redis_servers: RedisServers) -> None:
+    port = free_cluster_port()
+    await trio.to_thread.run_sync(
+        lambda: redis_servers.start(
+            port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"
+        )
+    )
+    cli = ["redis-cli", "-p", str(port)]
+    await trio.run_process([*cli, "cluster", "addslotsrange", "0", "16383"], capture_stdout=True)
+    with trio.fail_after(20):
+        while (
+            "cluster_state:ok"
+            not in (
+                await trio.run_process([*cli, "cluster", "info"], capture_stdout=True)
+            ).stdout.decode()
+        ):
+            await trio.sleep(0.05)
+    async with running(RedisStreamHookBackend(f"redis+cluster://127.0.0.1:{port}", "events")) as b:
+        await b.invoke("post-create", payload("post-create", "on-cluster"))
+    async with redis_client(f"redis://127.0.0.1:{port}/0") as node:
+        [entry] = await all_entries(node, "events")
+    assert entry.fields["idempotency_key"] == "on-cluster"
