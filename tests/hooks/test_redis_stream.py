@@ -250,3 +250,32 @@ async def test_stream_on_a_cluster(redis_servers: RedisServers) -> None:
     async with redis_client(f"redis://127.0.0.1:{port}/0") as node:
         [entry] = await all_entries(node, "events")
     assert entry.fields["idempotency_key"] == "on-cluster"
+
+
+async def test_sentinels_down_at_start_then_up(
+    redis_servers: RedisServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tusd_trio.hooks")
+    primary_port, sentinel_port = free_port(), free_port()
+    url = f"redis+sentinel://127.0.0.1:{sentinel_port}/tusmaster/0"
+    async with running(RedisStreamHookBackend(url, "events", retry=1, timeout=0.5)) as backend:
+        with pytest.raises(HookError):
+            await backend.invoke("post-create", payload("post-create", "too-early"))
+        await trio.to_thread.run_sync(redis_servers.start, primary_port)
+        await trio.to_thread.run_sync(
+            lambda: redis_servers.start(
+                sentinel_port,
+                "--sentinel",
+                config=f"sentinel monitor tusmaster 127.0.0.1 {primary_port} 1\n",
+            )
+        )
+        with trio.fail_after(20):
+            while True:
+                try:
+                    await backend.invoke("post-finish", payload("post-finish", "in-time"))
+                    break
+                except HookError:
+                    await trio.sleep(0.1)
+    async with redis_client(f"redis://127.0.0.1:{primary_port}/0") as primary:
+        keys = [entry.fields["idempotency_key"] for entry in await all_entries(primary, "events")]
+    assert keys == ["in-time"]
