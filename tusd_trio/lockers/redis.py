@@ -22,11 +22,9 @@ a dead holder costs time, never the lock.
 Every access (``write``, ``read``, ``new``) is exclusive: a HEAD never reads an
 offset in the middle of another instance's write.
 
-If a lease cannot be renewed before it could expire, or the key turns out to
-have vanished or to belong to someone else, the holder's ``on_lost`` callback
-is called so that it stops writing.  This is a lease, not a fence: a holder
-that is frozen for longer than ``ttl`` (and so misses ``on_lost``) can overlap
-with the next holder; choose ``ttl`` well above any expected pause.
+A lease not renewed in time, vanished or owned by someone else calls the
+holder's ``on_lost`` so that it stops writing.  A lease is not a fence: a holder
+frozen for longer than ``ttl`` can overlap the next one; keep ``ttl`` large.
 
 Unreachable Redis: :meth:`RedisLocker.acquire` raises
 :class:`LockerUnavailableError` (503) within a few ``timeout`` seconds, whatever
