@@ -225,3 +225,23 @@ def test_stream_flags_reach_the_config() -> None:
     assert config.locker == "file"  # the stream does not choose the locker
     defaults = build_config(parse_args(["-redis-url=redis://h", "-hooks-redis-stream=s"]))
     assert (defaults.hooks_redis_stream_maxlen, defaults.hooks_redis_stream_retry) == (100_000, 3)
+
+
+async def test_readiness_reports_the_stream_redis(
+    make_server: ServerFactory, redis_servers: RedisServers
+) -> None:
+    port = free_port()
+    proc = await trio.to_thread.run_sync(redis_servers.start, port)
+    srv = await make_server(redis_url=f"redis://127.0.0.1:{port}/0", hooks_redis_stream="events")
+    ready = f"http://127.0.0.1:{srv.port}/health/ready"
+    r = await srv.client.get(ready)
+    assert r.status_code == 200
+    assert r.json()["checks"]["hooks"] == "redis-stream"
+    assert r.json()["checks"]["hooks_redis_stream"] == "ok"
+    await trio.to_thread.run_sync(redis_servers.stop, proc)
+    r = await srv.client.get(ready)
+    assert r.status_code == 503
+    assert r.json()["checks"]["hooks_redis_stream"].startswith(
+        f"failing: cannot reach Redis at redis://127.0.0.1:{port}/0"
+    )
+    assert r.json()["checks"]["store"] == "ok"  # uploads themselves still work

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .dispatcher import BackgroundHookBackend, HookBackend, HookDispatcher
+from .dispatcher import BackgroundHookBackend, CheckedHookBackend, HookBackend, HookDispatcher
 from .file import FileHookBackend
 from .model import (
     BLOCKING,
@@ -43,6 +43,7 @@ __all__ = [
     "HOOK_TYPES",
     "TUSD_HOOK_TYPES",
     "BackgroundHookBackend",
+    "CheckedHookBackend",
     "FileHookBackend",
     "FileInfoChanges",
     "HTTPHookBackend",

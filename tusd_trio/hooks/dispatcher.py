@@ -18,7 +18,7 @@ from .model import (
     merge_responses,
 )
 
-__all__ = ["BackgroundHookBackend", "HookBackend", "HookDispatcher"]
+__all__ = ["BackgroundHookBackend", "CheckedHookBackend", "HookBackend", "HookDispatcher"]
 
 
 class HookBackend(Protocol):
@@ -46,6 +46,14 @@ class BackgroundHookBackend(Protocol):
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None: ...
+
+
+@runtime_checkable
+class CheckedHookBackend(Protocol):
+    """A backend that can tell whether it could deliver now (readiness, ``/health/ready``):
+    ``check`` returns when it can and raises :class:`HookError` saying why not."""
+
+    async def check(self) -> None: ...
 
 
 class HookDispatcher:

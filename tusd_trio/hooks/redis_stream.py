@@ -190,6 +190,20 @@ class RedisStreamHookBackend:
             f"{self.target.describe()} after {self.attempts} attempt(s): {problem}"
         )
 
+    async def check(self) -> None:
+        """Readiness: return when Redis answers a ``PING``, else raise :class:`HookError`."""
+        client = self._client
+        if client is None:
+            await trio.lowlevel.checkpoint()
+            raise HookError(f"no connection to Redis at {self.target.describe()}")
+        try:
+            with trio.fail_after(self._op_timeout):
+                await client.ping()
+        except (RedisError, *_UNREACHABLE) as exc:
+            raise HookError(
+                f"cannot reach Redis at {self.target.describe()}: {str(exc) or type(exc).__name__}"
+            ) from None
+
     async def _add(self, fields: dict[str, str]) -> None:
         client = self._client
         if client is None:

@@ -28,7 +28,7 @@ import trio
 
 from ..auth import Authenticator, AuthError, forbidden, load_metrics_token
 from ..config import Config
-from ..hooks import HookDispatcher
+from ..hooks import CheckedHookBackend, HookDispatcher, HookError
 from ..lockers.base import CheckedLocker, Locker
 from ..protocol import errors
 from ..protocol.messages import Request, Response
@@ -152,6 +152,17 @@ class OperatorEndpoints:
                 problem = await _probe_endpoint(target)
                 checks[name] = "ok" if problem is None else f"failing: {problem}"
                 if problem is not None:
+                    status = 503
+            for backend in self._hooks.backends if self._hooks else ():
+                if not isinstance(backend, CheckedHookBackend):
+                    continue
+                name = "hooks_" + backend.name.replace("-", "_")  # hooks_redis_stream
+                try:
+                    with trio.fail_after(5):
+                        await backend.check()
+                    checks[name] = "ok"
+                except (HookError, trio.TooSlowError) as exc:
+                    checks[name] = f"failing: {exc}"
                     status = 503
         locker = self._locker
         if ready and isinstance(locker, CheckedLocker):
