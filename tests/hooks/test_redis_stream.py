@@ -196,7 +196,7 @@ async def test_events_flow_again_after_a_redis_restart(redis_servers: RedisServe
 
 async def test_without_run_events_fail_clearly() -> None:
     backend = RedisStreamHookBackend(SHARED_REDIS, "never", retry=1)
-    with pytest.raises(HookError, match="is the hook dispatcher running"):
+    with pytest.raises(HookError, match=r"not running: start RedisStreamHookBackend\.run"):
         await backend.invoke("post-create", payload("post-create"))
 
 

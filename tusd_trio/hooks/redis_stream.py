@@ -131,6 +131,7 @@ class RedisStreamHookBackend:
                     try:
                         async with open_client(self.target, self.timeout) as client:
                             self._client = client
+                            wait = 0.1
                             if not started:
                                 task_status.started()
                                 started = True
@@ -195,7 +196,7 @@ class RedisStreamHookBackend:
         client = self._client
         if client is None:
             await trio.lowlevel.checkpoint()
-            raise HookError(f"no connection to Redis at {self.target.describe()}")
+            raise HookError(self._no_client())
         try:
             with trio.fail_after(self._op_timeout):
                 await client.ping()
@@ -208,7 +209,7 @@ class RedisStreamHookBackend:
         client = self._client
         if client is None:
             await trio.lowlevel.checkpoint()
-            raise ConnectionError("no connection to Redis (is the hook dispatcher running?)")
+            raise ConnectionError(self._no_client())
         with trio.fail_after(self._op_timeout):
             if self.maxlen > 0:
                 await client.xadd(
@@ -220,6 +221,12 @@ class RedisStreamHookBackend:
                 )
             else:
                 await client.xadd(self.stream, fields)
+
+    def _no_client(self) -> str:
+        if self._stopped is None:
+            # An embedding that builds the backend itself must run it (the server does).
+            return "not running: start RedisStreamHookBackend.run (HookDispatcher.run does)"
+        return f"no connection to Redis at {self.target.describe()} yet"
 
     async def aclose(self) -> None:
         """Close the client (stops :meth:`run`)."""
