@@ -110,6 +110,8 @@ def _config(values: Mapping[str, Any]) -> Config:
         metrics_listen=values["metrics-listen"],
         metrics_token_file=values["metrics-token-file"],
         operator_endpoints_public=values["operator-endpoints-public"],
+        pprof_block_profile_rate=values["pprof-block-profile-rate"],
+        pprof_mutex_profile_rate=values["pprof-mutex-profile-rate"],
         log_format=values["log-format"],
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],
@@ -148,6 +150,7 @@ def _protocol_settings(values: Mapping[str, Any]) -> ProtocolConfig:
         checksum_algorithms=_names(values["checksum-algorithms"]),
         show_greeting=values["show-greeting"],
         metrics_path=values["metrics-path"] if values["expose-metrics"] else "",
+        pprof_path=values["pprof-path"] if values["expose-pprof"] else "",
         max_concat_partials=values["max-concat-partials"],
     )
 
