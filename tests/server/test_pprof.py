@@ -4,7 +4,6 @@ py-spy attached to a real daemon process.  The access rule is the one of /metric
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -43,7 +42,8 @@ def test_a_tusd_command_line_with_the_profiling_flags_starts(
         "--pprof-mutex-profile-rate",
         "-1",
     )
-    assert daemon.wait_line("as the profiling path") == "Using /debug/pprof/ as the profiling path."
+    line = daemon.wait_line("as the profiling path")
+    assert line.endswith(" Using /debug/pprof/ as the profiling path.")
     assert "Ignoring -pprof-block-profile-rate and -pprof-mutex-profile-rate" in daemon.output()
     index = _get(daemon, PPROF)
     assert index.status_code == 200
@@ -58,7 +58,9 @@ def test_a_tusd_command_line_with_the_profiling_flags_starts(
 
 
 def test_a_custom_pprof_path_moves_the_endpoints(daemon_factory: DaemonFactory) -> None:
-    daemon = daemon_factory.start("-expose-pprof", "-pprof-path", "/ops/prof", "-show-greeting=false")
+    daemon = daemon_factory.start(
+        "-expose-pprof", "-pprof-path", "/ops/prof", "-show-greeting=false"
+    )
     assert _get(daemon, "/ops/prof/tasks").status_code == 200
     assert _get(daemon, "/debug/pprof/tasks").status_code == 404
 
@@ -109,7 +111,7 @@ def test_the_task_dump_shows_a_patch_waiting_for_its_body(daemon_factory: Daemon
     finally:
         sock.close()
     text = r.text
-    assert text.startswith(f"tusd-trio ") and f"process {daemon.pid}:" in text.splitlines()[0]
+    assert text.startswith("tusd-trio ") and f"process {daemon.pid}:" in text.splitlines()[0]
     # The request asking is in the tree too, marked, and so is the loop's thread.
     assert "(this request)" in text
     assert "(runs the Trio loop" in text

@@ -590,9 +590,13 @@ def usage() -> str:
         if flag.group != group:
             group = flag.group
             lines += ["", f"{group} options:"]
-        kind = {"bool": "", "uint": " int", "int": " int", "duration": " duration", "octal": " octal"}.get(
-            flag.kind, " string"
-        )
+        kind = {
+            "bool": "",
+            "uint": " int",
+            "int": " int",
+            "duration": " duration",
+            "octal": " octal",
+        }.get(flag.kind, " string")
         lines.append(f"  -{flag.name}{kind}")
         lines.append(f"        {flag.help} (default {flag.default_text()})")
     return "\n".join(lines) + "\n"

@@ -341,7 +341,6 @@ class ServerNotStartedError(TusError):
     default_message = "the server has not been started"
 
 
-
 # --- The profiling endpoints (-expose-pprof, tusd_trio/server/_pprof.py). ---
 
 
@@ -376,6 +375,7 @@ class ProfilerFailedError(TusError):
     status = 500
     code = "ERR_PROFILER_FAILED"
     default_message = "the CPU profiler could not sample this process"
+
 
 # --- Errors that end a body read early.  The bytes read so far are kept. ---
 
