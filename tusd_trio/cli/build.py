@@ -49,6 +49,15 @@ def _config(values: Mapping[str, Any]) -> Config:
         enabled = parse_enabled_events(values["hooks-enabled-events"])
     except ValueError as exc:
         raise UsageError(f"invalid value for flag -hooks-enabled-events: {exc}") from None
+    if values["expose-pprof"] and os.environ.get("TUSD_PPROF_AUTH"):
+        # tusd puts basic auth on pprof from this variable.  Here the metrics' access
+        # rule protects the profiling endpoints; starting without the protection the
+        # operator asked for would open them silently.
+        raise UsageError(
+            "TUSD_PPROF_AUTH is not supported: the profiling endpoints of -expose-pprof are "
+            "protected like /metrics (access control with an admin credential, "
+            "-metrics-token-file, or -metrics-listen); unset it and use one of those"
+        )
     s3, gcs, azure = _object_store_settings(values)
     return Config(
         s3=s3,
