@@ -313,3 +313,48 @@ def test_task_dump_over_http2(daemon_factory: DaemonFactory) -> None:
         r = client.get(f"http://127.0.0.1:{daemon.port}{PPROF}tasks")
     assert r.http_version == "HTTP/2"
     assert r.status_code == 200 and "(this request)" in r.text
+
+
+NOT_DUMPABLE_PLUGIN = """
+import ctypes
+
+# PR_SET_DUMPABLE 0: only a reader with CAP_SYS_PTRACE may read this process's memory.
+ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+
+
+class plugin:
+    pass
+"""
+
+
+def test_a_profiler_that_cannot_read_the_daemon_gets_a_clear_500(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    # A real refusal by the kernel: the daemon made itself not dumpable (as a hardened
+    # service may) and runs without CAP_SYS_PTRACE, so py-spy (its child, same user) may
+    # not read its memory.
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "not_dumpable.py").write_text(NOT_DUMPABLE_PLUGIN)
+    env = daemon_env()
+    env["PYTHONPATH"] += os.pathsep + str(plugin_dir)
+    command = ["setpriv", "--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace"]
+    daemon = Daemon(
+        tmp_path / "data",
+        ["-expose-pprof", "-hooks-plugin", "not_dumpable:plugin"],
+        command=[*command, sys.executable, "-m", "tusd_trio"],
+        env=env,
+    )
+    daemon_factory.daemons.append(daemon)
+    daemon.start()
+    r = _get(daemon, PPROF + "profile?seconds=1")
+    assert r.status_code == 500
+    first_line, *rest = r.text.splitlines()
+    assert not rest  # one line: py-spy's explanation, no traceback
+    assert first_line.startswith("ERR_PROFILER_FAILED: py-spy could not profile this process: "), (
+        first_line
+    )
+    assert "Permission denied" in first_line
+    # The slot is free again, and the daemon serves on.
+    assert _get(daemon, PPROF + "profile?seconds=1").status_code == 500
+    assert _get(daemon, PPROF + "tasks").status_code == 200
