@@ -358,3 +358,20 @@ def test_a_profiler_that_cannot_read_the_daemon_gets_a_clear_500(
     # The slot is free again, and the daemon serves on.
     assert _get(daemon, PPROF + "profile?seconds=1").status_code == 500
     assert _get(daemon, PPROF + "tasks").status_code == 200
+
+
+def test_with_workers_the_worker_that_received_the_request_answers(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory.start("-expose-pprof", "-workers", "2")
+    workers = daemon.children()
+    assert len(workers) == 2
+    for _ in range(4):  # a new connection each time: any worker may take it
+        first_line = _get(daemon, PPROF + "tasks").text.splitlines()[0]
+        match = re.search(r"process (\d+):", first_line)
+        assert match is not None, first_line
+        assert int(match.group(1)) in workers
+    profile = _get(daemon, PPROF + "profile?seconds=1&format=collapsed")
+    assert profile.status_code == 200
+    filename = re.search(r"tusd-trio-(\d+)\.", profile.headers["content-disposition"])
+    assert filename is not None and int(filename.group(1)) in workers
