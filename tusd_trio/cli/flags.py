@@ -536,6 +536,8 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 _BY_NAME = {flag.name: flag for flag in FLAGS}
+#: How -help names a flag's value type.
+_HELP_TYPES = {"bool": "", "uint": " int", "str": " string"}
 
 
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
@@ -590,13 +592,7 @@ def usage() -> str:
         if flag.group != group:
             group = flag.group
             lines += ["", f"{group} options:"]
-        kind = {
-            "bool": "",
-            "uint": " int",
-            "int": " int",
-            "duration": " duration",
-            "octal": " octal",
-        }.get(flag.kind, " string")
+        kind = _HELP_TYPES.get(flag.kind, f" {flag.kind}")
         lines.append(f"  -{flag.name}{kind}")
         lines.append(f"        {flag.help} (default {flag.default_text()})")
     return "\n".join(lines) + "\n"
