@@ -27,6 +27,13 @@ def startup_lines(config: Config, *, extensions: str) -> list[str]:
     lines.append(f"Using {config.protocol.base_path} as the base path.")
     if config.protocol.metrics_path:
         lines.append(f"Using {config.protocol.metrics_path} as the metrics path.")
+    if config.protocol.pprof_path:
+        lines.append(f"Using {config.protocol.pprof_path} as the profiling path.")
+    if config.pprof_block_profile_rate or config.pprof_mutex_profile_rate:
+        lines.append(
+            "Ignoring -pprof-block-profile-rate and -pprof-mutex-profile-rate: they tune "
+            "Go's runtime, which tusd-trio does not have."
+        )
     return lines
 
 

@@ -140,6 +140,10 @@ class Config:
     metrics_token_file: str = ""
     #: Serve them to anyone, also while access control is on.
     operator_endpoints_public: bool = False
+    # Profiling (-expose-pprof: protocol.pprof_path).  tusd's two Go runtime rates are
+    # kept for its command lines and have no effect here (no Go runtime to tune).
+    pprof_block_profile_rate: int = 0
+    pprof_mutex_profile_rate: int = 0
     # Live events (GET /events, WebSocket)
     expose_events: bool = False
     events_path: str = "/events"
@@ -233,6 +237,14 @@ class Config:
                 parse_listen_address(self.metrics_listen)
             except ValueError as exc:
                 raise ConfigError(f"invalid value for flag -metrics-listen: {exc}") from None
+        pprof = self.protocol.pprof_path
+        if pprof:
+            base = self.protocol.base_path
+            if pprof == "/" or pprof.startswith(base) or base.startswith(pprof):
+                raise ConfigError(
+                    f"invalid value for flag -pprof-path: {pprof!r} must not be / and must "
+                    f"not overlap -base-path {base!r}"
+                )
 
     def _check_object_stores(self) -> None:
         s3, gcs, azure = self.s3, self.gcs, self.azure
@@ -341,8 +353,9 @@ class Config:
     def served_protocol(self, capabilities: StoreCapabilities) -> ProtocolConfig:
         """The protocol settings the upload handler serves with: what the store can do
         decides what is advertised (Tus-Extension) and allowed; CORS preflights allow
-        the API key header when API keys are on; with -metrics-listen the metrics are
-        served only on that listener, not on the upload port."""
+        the API key header when API keys are on; with -metrics-listen the metrics and
+        the profiling endpoints are served only on that listener, not on the upload
+        port."""
         protocol = replace(self.protocol, capabilities=capabilities)
         cors = protocol.cors
         header = self.auth.api_key_header
@@ -355,7 +368,7 @@ class Config:
             cors = replace(cors, allow_headers=f"{cors.allow_headers}, {header}")
             protocol = replace(protocol, cors=cors)
         if self.metrics_listen:
-            protocol = replace(protocol, metrics_path="")
+            protocol = replace(protocol, metrics_path="", pprof_path="")
         return protocol
 
     def for_worker(self, listen_fd: int, metrics_dir: str) -> Config:

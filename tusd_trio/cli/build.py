@@ -49,6 +49,15 @@ def _config(values: Mapping[str, Any]) -> Config:
         enabled = parse_enabled_events(values["hooks-enabled-events"])
     except ValueError as exc:
         raise UsageError(f"invalid value for flag -hooks-enabled-events: {exc}") from None
+    if values["expose-pprof"] and os.environ.get("TUSD_PPROF_AUTH"):
+        # tusd puts basic auth on pprof from this variable.  Here the metrics' access
+        # rule protects the profiling endpoints; starting without the protection the
+        # operator asked for would open them silently.
+        raise UsageError(
+            "TUSD_PPROF_AUTH is not supported: the profiling endpoints of -expose-pprof are "
+            "protected like /metrics (access control with an admin credential, "
+            "-metrics-token-file, or -metrics-listen); unset it and use one of those"
+        )
     s3, gcs, azure = _object_store_settings(values)
     return Config(
         s3=s3,
@@ -114,6 +123,8 @@ def _config(values: Mapping[str, Any]) -> Config:
         metrics_listen=values["metrics-listen"],
         metrics_token_file=values["metrics-token-file"],
         operator_endpoints_public=values["operator-endpoints-public"],
+        pprof_block_profile_rate=values["pprof-block-profile-rate"],
+        pprof_mutex_profile_rate=values["pprof-mutex-profile-rate"],
         log_format=values["log-format"],
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],
@@ -152,6 +163,7 @@ def _protocol_settings(values: Mapping[str, Any]) -> ProtocolConfig:
         checksum_algorithms=_names(values["checksum-algorithms"]),
         show_greeting=values["show-greeting"],
         metrics_path=values["metrics-path"] if values["expose-metrics"] else "",
+        pprof_path=values["pprof-path"] if values["expose-pprof"] else "",
         max_concat_partials=values["max-concat-partials"],
     )
 
