@@ -117,6 +117,11 @@ CATALOGUE = [
         "the server has too many open connections",
     ),
     (errors.ServerNotStartedError, 503, "ERR_SERVER_NOT_STARTED", None),
+    # The profiling endpoints (-expose-pprof).
+    (errors.InvalidProfileRequestError, 400, "ERR_INVALID_PROFILE_REQUEST", None),
+    (errors.ProfileInProgressError, 409, "ERR_PROFILE_IN_PROGRESS", None),
+    (errors.ProfilerUnavailableError, 501, "ERR_PROFILER_UNAVAILABLE", None),
+    (errors.ProfilerFailedError, 500, "ERR_PROFILER_FAILED", None),
     (errors.TusError, 500, "ERR_INTERNAL_SERVER_ERROR", None),
 ]
 
