@@ -18,6 +18,7 @@ from tests._support.tus import OCTET, TUS
 from tusd_trio.auth import AuthConfig
 from tusd_trio.config import Config, ConfigError
 from tusd_trio.lockers.redis import RedisLocker
+from tusd_trio.protocol.interop import VERSIONS
 from tusd_trio.quotas import QuotaConfig
 from tusd_trio.stores import FileStore
 
@@ -253,3 +254,25 @@ async def test_unreachable_redis_refuses_creations_with_503(
     assert r.text.startswith("ERR_LOCKER_UNAVAILABLE")
     assert r.headers["retry-after"].isdigit()
     assert list((tmp_path / "up").glob("*.info")) == []
+
+
+async def test_ietf_draft_creations_are_counted_too(make_server: ServerFactory) -> None:
+    srv = await make_server(
+        auth=AUTH, quota=QuotaConfig(enabled=True, bytes=1000), enable_experimental_protocol=True
+    )
+    version = VERSIONS[max(VERSIONS)]
+    name, value = version.complete_header(True)
+    draft = {**bearer(), "Upload-Draft-Interop-Version": str(version.number)}
+    del draft["Tus-Resumable"]
+    r = await srv.client.post(srv.url, headers={**draft, name: value}, content=b"d" * 100)
+    assert r.status_code == 201
+    assert header_fields(r.headers["tusd-trio-quota"])["bytes"] == 100
+    # Complete, so its length is known: refused before any byte is read.
+    r = await srv.client.post(srv.url, headers={**draft, name: value}, content=b"d" * 901)
+    assert r.status_code == 413
+    # Incomplete (a deferred length): the bytes within the quota are kept.
+    name, value = version.complete_header(False)
+    r = await srv.client.post(srv.url, headers={**draft, name: value}, content=b"e" * 1000)
+    assert r.status_code == 413
+    head = await srv.client.head(r.headers["location"], headers=draft)
+    assert head.headers["upload-offset"] == "900"
