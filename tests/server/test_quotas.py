@@ -17,6 +17,7 @@ from tests._support.server import Running, ServerFactory
 from tests._support.tus import OCTET, TUS
 from tusd_trio.auth import AuthConfig
 from tusd_trio.config import Config, ConfigError
+from tusd_trio.hooks import HookDispatcher, PluginHookBackend
 from tusd_trio.lockers.redis import RedisLocker
 from tusd_trio.protocol.interop import VERSIONS
 from tusd_trio.quotas import QuotaConfig
@@ -276,3 +277,38 @@ async def test_ietf_draft_creations_are_counted_too(make_server: ServerFactory) 
     assert r.status_code == 413
     head = await srv.client.head(r.headers["location"], headers=draft)
     assert head.headers["upload-offset"] == "900"
+
+
+class StopEveryUpload:
+    """A hook plugin whose post-receive answer stops the upload (it is then terminated)."""
+
+    async def post_receive(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"StopUpload": True}
+
+
+async def test_an_upload_stopped_by_a_hook_frees_its_space(make_server: ServerFactory) -> None:
+    hooks = HookDispatcher(
+        [PluginHookBackend(plugin=StopEveryUpload())], frozenset({"post-receive"})
+    )
+    srv = await make_server(
+        auth=AUTH,
+        quota=QuotaConfig(enabled=True, bytes=100_000),
+        hooks=hooks,
+        progress_hooks_interval=0.05,
+    )
+    loc = (await create(srv, 100_000, bearer())).headers["location"]
+    assert (await create(srv, 1, bearer())).status_code == 413
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for _ in range(200):  # until the hook's answer ends the request
+            yield b"x" * 100
+            await trio.sleep(0.02)
+
+    r = await srv.client.patch(
+        loc, headers={**bearer(), **OCTET, "Upload-Offset": "0"}, content=trickle()
+    )
+    assert r.status_code == 400
+    assert r.text.startswith("ERR_UPLOAD_STOPPED")
+    assert (await srv.client.head(loc, headers=bearer())).status_code == 404
+    r = await create(srv, 100_000, bearer())
+    assert r.status_code == 201
