@@ -312,3 +312,24 @@ async def test_an_upload_stopped_by_a_hook_frees_its_space(make_server: ServerFa
     assert (await srv.client.head(loc, headers=bearer())).status_code == 404
     r = await create(srv, 100_000, bearer())
     assert r.status_code == 201
+
+
+async def test_an_admin_writing_to_an_upload_counts_for_its_owner(
+    make_server: ServerFactory,
+) -> None:
+    srv = await make_server(
+        auth=AuthConfig(jwt_secret=SECRET, jwt_admin_claim="admin"),
+        quota=QuotaConfig(enabled=True, bytes=1000),
+    )
+    r = await create(srv, None, bearer(), **{"Upload-Defer-Length": "1"})
+    loc = r.headers["location"]
+    # The admin's own claim limits its own uploads, not alice's: hers has the defaults.
+    admin = bearer("root", admin=True, tus_quota_bytes=10)
+    r = await srv.client.patch(
+        loc, headers={**admin, **OCTET, "Upload-Offset": "0"}, content=b"a" * 500
+    )
+    assert r.status_code == 204
+    r = await create(srv, 100, bearer())
+    assert header_fields(r.headers["tusd-trio-quota"])["bytes"] == 600
+    assert (await create(srv, 5, admin)).status_code == 201
+    assert (await create(srv, 6, admin)).status_code == 413

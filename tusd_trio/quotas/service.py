@@ -96,8 +96,12 @@ class Quotas:
     def enabled(self) -> bool:
         return self.ledger is not None
 
-    def limits(self, principal: Principal | None) -> QuotaLimits:
-        return limits_for(self.config, principal.quota if principal is not None else {})
+    def limits(self, principal: Principal | None, owner: str | None = None) -> QuotaLimits:
+        """``principal``'s limits; for an upload of another ``owner`` (an admin writing
+        to it), the defaults: that owner's claims are not known here."""
+        if principal is None or (owner is not None and principal.owner_id != owner):
+            return limits_for(self.config, {})
+        return limits_for(self.config, principal.quota)
 
     def _refused(self, limits: QuotaLimits, usage: QuotaUsage, charge: Charge) -> TusError:
         reason = refusal(limits, usage, charge) or "quota exceeded"
@@ -143,7 +147,7 @@ class Quotas:
         owner = _owner(info)
         if self.ledger is None or owner is None or not info.size_is_deferred:
             return
-        limits = self.limits(principal)
+        limits = self.limits(principal, owner)
         too_big = size_refusal(limits, length)
         if too_big is not None:
             raise QuotaExceededError(
@@ -163,7 +167,7 @@ class Quotas:
         owner = _owner(info)
         if self.ledger is None or owner is None or not info.size_is_deferred:
             return None
-        limits = self.limits(principal)
+        limits = self.limits(principal, owner)
         ask = want
         size_room: int | None = None
         if limits.max_size is not None:
