@@ -12,7 +12,6 @@ threads.
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
@@ -23,169 +22,16 @@ from dataclasses import replace
 import trio
 
 from ..protocol.config import StoreCapabilities
-from ..protocol.errors import InsufficientStorageError, StoreError, UploadNotFoundError
+from ..protocol.errors import StoreError, UploadNotFoundError
 from ..protocol.info import SIDE_FILE_SUFFIXES, UploadInfo
 from ._file_repair import repair_leftovers
+from ._file_writer import FileWriter, copy_range, makedirs, store_error
 
 log = logging.getLogger("tusd_trio.filestore")
 
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _READ_CHUNK = 1024 * 1024
 #: Parsed info documents kept in memory (validated by a stat before each use).
 _INFO_CACHE_SIZE = 4096
-
-
-def _store_error(exc: OSError, what: str) -> StoreError:
-    if exc.errno in _NO_SPACE:
-        return InsufficientStorageError(f"{what}: no space left on the storage device")
-    return StoreError(f"{what}: {exc.strerror or exc}")
-
-
-def _copy_range(src_fd: int, dst_fd: int, count: int) -> int:
-    """Copy ``count`` bytes from ``src_fd`` (at its position) to ``dst_fd``."""
-    copied = 0
-    while copied < count:
-        try:
-            n = os.copy_file_range(src_fd, dst_fd, count - copied)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-            n = os.sendfile(dst_fd, src_fd, None, count - copied)
-        if n == 0:
-            break
-        copied += n
-    return copied
-
-
-def _makedirs(path: str, mode: int) -> None:
-    """Like Go's ``MkdirAll``: every directory created gets ``mode``, not just the last."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    if parent != path:
-        _makedirs(parent, mode)
-    try:
-        os.mkdir(path, mode)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-
-
-class _FileWriter:
-    """Appends to the data file, or to ``<data>.part`` when staged."""
-
-    #: Every write() reaches the upload at once (no buffer to drop on lease loss).
-    durable_on_write = True
-
-    def __init__(
-        self,
-        store: FileStore,
-        info: UploadInfo,
-        data_path: str,
-        staged: bool,
-        fresh: tuple[int, int] | None = None,
-    ) -> None:
-        self._store = store
-        self._info = info
-        self._data_path = data_path
-        self._staged = staged
-        self._written = 0
-        self._closed = False
-        if fresh is not None:
-            # The descriptor the creation opened (FileStore._fresh), and the size it has.
-            self._fd, self._start = fresh
-            return
-        if staged and not os.path.isfile(data_path):
-            # The staging file is created on demand: check the upload exists first.
-            raise UploadNotFoundError()
-        target = data_path + ".part" if staged else data_path
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
-        if staged:
-            flags |= os.O_CREAT | os.O_TRUNC
-        try:
-            self._fd = os.open(target, flags, store.file_perms)
-        except FileNotFoundError:
-            raise UploadNotFoundError() from None
-        except OSError as exc:
-            raise _store_error(exc, "opening the upload") from exc
-        self._start = os.fstat(self._fd).st_size if not staged else 0
-
-    @property
-    def written(self) -> int:
-        return self._written
-
-    def write_nowait(self, data: bytes | bytearray | memoryview) -> None:
-        """Append inline (to the page cache): the upload hot path."""
-        try:
-            n = os.write(self._fd, data)
-            self._written += n
-            if n < len(data):
-                with memoryview(data) as view:
-                    while n < len(data):
-                        step = os.write(self._fd, view[n:])
-                        n += step
-                        self._written += step
-        except OSError as exc:
-            raise _store_error(exc, "writing the upload") from exc
-
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.write_nowait(data)
-        await trio.lowlevel.checkpoint_if_cancelled()
-
-    async def commit(self) -> None:
-        if self._staged:
-            await trio.to_thread.run_sync(self._commit_staged)
-        elif self._store.fsync and self._written:
-            await trio.to_thread.run_sync(os.fsync, self._fd)
-        await self.aclose()
-
-    def _commit_staged(self) -> None:
-        part_path = self._data_path + ".part"
-        try:
-            # copy_file_range refuses O_APPEND descriptors: seek to the end instead.
-            with open(part_path, "rb") as src, open(self._data_path, "r+b") as dst:
-                start = dst.seek(0, os.SEEK_END)
-                try:
-                    _copy_range(src.fileno(), dst.fileno(), self._written)
-                    if self._store.fsync:
-                        os.fsync(dst.fileno())
-                except OSError:
-                    # All or nothing: a staged chunk is never left half-committed.
-                    dst.truncate(start)
-                    raise
-        except FileNotFoundError:
-            self._written = 0
-            raise UploadNotFoundError() from None
-        except OSError as exc:
-            self._written = 0
-            raise _store_error(exc, "committing the chunk") from exc
-        finally:
-            try:
-                os.unlink(part_path)
-            except FileNotFoundError:
-                pass
-
-    async def discard(self) -> None:
-        if self._staged:
-            try:
-                os.unlink(self._data_path + ".part")
-            except FileNotFoundError:
-                pass
-        else:
-            os.ftruncate(self._fd, self._start)
-        self._written = 0
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            os.close(self._fd)
-            if self._staged:
-                try:
-                    os.unlink(self._data_path + ".part")
-                except FileNotFoundError:
-                    pass
-        await trio.lowlevel.checkpoint()
 
 
 class FileStore:
@@ -204,7 +50,7 @@ class FileStore:
         self.dir_perms = dir_perms
         self.file_perms = file_perms
         self.fsync = fsync
-        _makedirs(self.directory, dir_perms)
+        makedirs(self.directory, dir_perms)
         self._info_cache: dict[str, tuple[tuple[int, int, int], UploadInfo]] = {}
         #: The data file the last creation made, still open for appending: the writer
         #: of a creation-with-upload takes it instead of opening the file again.
@@ -256,7 +102,7 @@ class FileStore:
                 raise
             os.close(fd)
         except OSError as exc:
-            raise _store_error(exc, "writing the upload info") from exc
+            raise store_error(exc, "writing the upload info") from exc
         self._remember_info(path, st, info)
 
     def _remember_info(self, path: str, st: os.stat_result, info: UploadInfo) -> None:
@@ -293,7 +139,7 @@ class FileStore:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise _store_error(exc, "writing the upload info") from exc
+            raise store_error(exc, "writing the upload info") from exc
         self._remember_info(path, st, info)
 
     def _read_info(self, upload_id: str) -> UploadInfo:
@@ -305,7 +151,7 @@ class FileStore:
             cache.pop(path, None)
             raise UploadNotFoundError() from None
         except OSError as exc:
-            raise _store_error(exc, "reading the upload info") from exc
+            raise store_error(exc, "reading the upload info") from exc
         # Info files change only by being replaced (a new inode) or created: an
         # unchanged (inode, size, mtime) means the parsed copy is still right,
         # even when another process shares the directory.
@@ -328,7 +174,7 @@ class FileStore:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise UploadNotFoundError() from None
         except OSError as exc:
-            raise _store_error(exc, "reading the upload info") from exc
+            raise store_error(exc, "reading the upload info") from exc
         try:
             info = UploadInfo.from_json(raw)
         except ValueError as exc:
@@ -372,7 +218,7 @@ class FileStore:
         it had to be recreated."""
         if os.path.isdir(self.directory):
             return False
-        _makedirs(self.directory, self.dir_perms)
+        makedirs(self.directory, self.dir_perms)
         log.warning(
             "The upload directory %s was missing and has been recreated (permissions 0%o)",
             self.directory,
@@ -384,8 +230,8 @@ class FileStore:
         if "/" in stored.id or os.path.dirname(data_path) != self.directory:
             # ID sub-directories, or a directory chosen by a pre-create hook.
             self._ensure_directory()
-            _makedirs(os.path.dirname(self._default_data_path(stored.id)), self.dir_perms)
-            _makedirs(os.path.dirname(data_path), self.dir_perms)
+            makedirs(os.path.dirname(self._default_data_path(stored.id)), self.dir_perms)
+            makedirs(os.path.dirname(data_path), self.dir_perms)
         return os.open(
             data_path,
             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
@@ -404,7 +250,7 @@ class FileStore:
         except FileExistsError:
             raise StoreError("an upload with this ID exists already") from None
         except OSError as exc:
-            raise _store_error(exc, "creating the upload") from exc
+            raise store_error(exc, "creating the upload") from exc
         try:
             self._write_new_info(stored)
         except StoreError:
@@ -458,15 +304,17 @@ class FileStore:
         except (FileNotFoundError, NotADirectoryError):
             raise UploadNotFoundError() from None
         except OSError as exc:
-            raise _store_error(exc, "reading the upload") from exc
+            raise store_error(exc, "reading the upload") from exc
         await trio.lowlevel.checkpoint()
         return replace(info, offset=st.st_size, modified=st.st_mtime)
 
-    async def open_writer(self, info: UploadInfo, *, staged: bool) -> _FileWriter:
+    async def open_writer(self, info: UploadInfo, *, staged: bool) -> FileWriter:
         await trio.lowlevel.checkpoint()
         data_path = self.data_path(info)
         fresh = None if staged else self._take_fresh(data_path, info.offset)
-        return _FileWriter(self, info, data_path, staged, fresh)
+        return FileWriter(
+            info, data_path, staged, file_perms=self.file_perms, fsync=self.fsync, fresh=fresh
+        )
 
     async def declare_length(self, info: UploadInfo, length: int) -> UploadInfo:
         stored = self._read_info(info.id)
@@ -495,7 +343,7 @@ class FileStore:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                raise _store_error(exc, "removing the upload") from exc
+                raise store_error(exc, "removing the upload") from exc
         await trio.lowlevel.checkpoint()
 
     async def concat(self, info: UploadInfo, partials: list[UploadInfo]) -> UploadInfo:
@@ -509,7 +357,7 @@ class FileStore:
                 for path, size in sources:
                     with open(path, "rb") as src:
                         dst.seek(total)
-                        copied = _copy_range(src.fileno(), dst.fileno(), size)
+                        copied = copy_range(src.fileno(), dst.fileno(), size)
                         if copied != size:
                             raise StoreError(f"partial upload {path} is shorter than its size")
                         total += copied
@@ -522,7 +370,7 @@ class FileStore:
         except FileNotFoundError:
             raise UploadNotFoundError() from None
         except OSError as exc:
-            raise _store_error(exc, "concatenating the uploads") from exc
+            raise store_error(exc, "concatenating the uploads") from exc
         if info.size_is_deferred or info.size != total:
             stored = self._read_info(info.id)
             await self._store_info(replace(stored, size=total, size_is_deferred=False))
@@ -571,7 +419,7 @@ class FileStore:
         try:
             await trio.to_thread.run_sync(work)
         except OSError as exc:
-            raise _store_error(exc, "store is not writable") from exc
+            raise store_error(exc, "store is not writable") from exc
 
     async def cleanup_leftovers(self, older_than: float = 0.0) -> list[str]:
         """Remove staging files left by a crash; return what was removed."""
