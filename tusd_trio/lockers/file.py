@@ -10,9 +10,11 @@ and removed by :meth:`FileLocker.aclose`: taking a lock is one ``link()`` and
 releasing it one ``unlink()``, and no inode is created or freed per lock.  That
 matters on ext4 without a journal, where every new inode walks the recently
 freed ones (benchmarks/PROFILE.md).  The start-up repair of the file store
-removes the owner file of a dead process, as any ``.lock.<pid>...tmp`` file.  A process that wants
-a lock another process holds creates ``<dir>/<id>.stop``; the holder looks for
-that file every ``holder_poll_interval`` and then lets go, as tusd does.
+removes the owner file of a dead process, as any ``.lock.<pid>...tmp`` file.
+
+A process that wants a lock another process holds creates ``<dir>/<id>.stop``;
+the holder looks for that file every ``holder_poll_interval`` and then lets go,
+as tusd does.
 
 Within one process the lock is first taken from a :class:`MemoryLocker`, so
 requests in the same process queue fairly and hand over at once; the lock file
