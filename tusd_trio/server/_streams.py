@@ -3,7 +3,12 @@ ahead, and the error every transport raises when the peer is gone."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Protocol
+
 import trio
+
+from ._tls_stream import BatchingTLSStream
 
 #: The size of one read from a connection.
 RECEIVE_SIZE = 64 * 1024
@@ -82,10 +87,22 @@ class ReplayStream(trio.abc.HalfCloseableStream):
         await self.transport_stream.aclose()
 
 
-def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket under a plain (or replaying) socket stream, for direct reads;
-    None under TLS.  Direct reads start after the request head, i.e. after any
-    replayed bytes."""
+class DirectReader(Protocol):
+    """What the HTTP/1.1 body pump reads a large body from, past h11: a plain
+    connection's socket, or a TLS connection's :class:`~._tls_stream.BatchingTLSStream`."""
+
+    def recv_into(self, buffer: memoryview, nbytes: int, /) -> Awaitable[int]: ...
+
+
+def direct_reader(stream: trio.abc.Stream) -> DirectReader | None:
+    """What to read request bodies from directly: the socket under a plain (or
+    replaying) socket stream, the batching TLS stream itself, else None.  Direct
+    reads start after the request head, i.e. after any replayed bytes."""
     if isinstance(stream, ReplayStream):
         stream = stream.transport_stream
-    return stream.socket if isinstance(stream, trio.SocketStream) else None
+    if isinstance(stream, BatchingTLSStream):
+        return stream
+    if isinstance(stream, trio.SocketStream):
+        sock: DirectReader = stream.socket
+        return sock
+    return None

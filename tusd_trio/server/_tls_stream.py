@@ -31,8 +31,10 @@ from typing import Any
 
 import trio
 
-#: Ciphertext read from the kernel per non-blocking read while batching.
-_RAW_READ = 256 * 1024
+#: Where ciphertext waiting in the kernel is read to while batching; one for the
+#: process (the event loop's thread): it is filled and emptied without an await.
+_RAW_BUFFER = bytearray(256 * 1024)
+_RAW_VIEW = memoryview(_RAW_BUFFER)
 
 
 class BatchingTLSStream(trio.abc.Stream):
@@ -53,41 +55,19 @@ class BatchingTLSStream(trio.abc.Stream):
         self._error: OSError | None = None
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._error is not None:
-            error, self._error = self._error, None
-            await trio.lowlevel.checkpoint()
-            raise trio.BrokenResourceError from error
+        self._raise_pending_error()
         first = await self.tls.receive_some(max_bytes)
         if not first or max_bytes is None or self._object is None:
             return bytes(first)
-        return self._more(bytes(first), max_bytes)
-
-    def _more(self, first: bytes, max_bytes: int) -> bytes:
-        """``first`` plus every complete record already here, up to ``max_bytes``."""
-        obj = self._object
-        incoming = self._incoming
-        assert obj is not None and incoming is not None
-        parts = [first]
+        parts = [bytes(first)]
         total = len(first)
-        fd = self._fd
         while total < max_bytes:
             try:
-                data = obj.read(max_bytes - total)
+                data = self._object.read(max_bytes - total)
             except ssl.SSLWantReadError:
-                if fd < 0:
-                    break
-                try:
-                    raw = os.read(fd, _RAW_READ)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    self._error = exc
-                    break
-                if not raw:
-                    # EOF: trio's next read sees it too (the kernel repeats it).
-                    break
-                incoming.write(raw)
-                continue
+                if self._pull():
+                    continue
+                break
             except ssl.SSLError:
                 break
             if not data:
@@ -95,6 +75,55 @@ class BatchingTLSStream(trio.abc.Stream):
             parts.append(data)
             total += len(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def recv_into(self, view: memoryview, nbytes: int, /) -> int:
+        """Like a socket's ``recv_into``: decrypted bytes into ``view[:nbytes]``, as
+        many as are here once at least one record is (0 at the end of the stream).
+        The HTTP/1.1 body pump reads a large body this way, past h11."""
+        self._raise_pending_error()
+        first = await self.tls.receive_some(nbytes)
+        got = len(first)
+        view[:got] = first
+        # SSLObject.read(len, buffer) decrypts into any writable buffer and
+        # returns a count (typeshed knows only bytearray and bytes).
+        obj: Any = self._object
+        if not got or obj is None:
+            return got
+        while got < nbytes:
+            try:
+                n: int = obj.read(nbytes - got, view[got:nbytes])
+            except ssl.SSLWantReadError:
+                if self._pull():
+                    continue
+                break
+            except ssl.SSLError:
+                break
+            if not n:
+                break
+            got += n
+        return got
+
+    def _pull(self) -> bool:
+        """Move ciphertext waiting in the kernel into the TLS object; False if none."""
+        if self._fd < 0 or self._incoming is None:
+            return False
+        try:
+            n = os.readv(self._fd, [_RAW_BUFFER])
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self._error = exc
+            return False
+        if not n:
+            # EOF: trio's next read sees it too (the kernel repeats it).
+            return False
+        self._incoming.write(_RAW_VIEW[:n])
+        return True
+
+    def _raise_pending_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise trio.BrokenResourceError from error
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.tls.send_all(data)
