@@ -28,10 +28,13 @@ import trio
 from ..protocol.messages import Headers, Request
 from ._exchange import Handler, TransportSettings
 from ._h2_exchange import H2Exchange
+from ._h2_frames import install as install_cheap_frame_repr
 from ._state import ServerState
 from ._streams import ConnectionClosedError, close_gracefully
 
 log = logging.getLogger("tusd_trio.http")
+
+install_cheap_frame_repr()
 
 #: The client connection preface of HTTP/2 (RFC 9113 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
