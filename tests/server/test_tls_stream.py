@@ -117,7 +117,7 @@ async def test_recv_into_fills_the_buffer_and_reports_eof(cert: tuple[str, str])
                     got += view[:n]
         assert bytes(got) == data
         assert max(reads) > RECORD
-        assert direct_reader(server) is server
+        assert direct_reader(server, 10) is server
 
 
 async def test_small_max_bytes_is_respected(cert: tuple[str, str]) -> None:

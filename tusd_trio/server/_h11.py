@@ -251,7 +251,7 @@ class HTTPConnection:
         self.remote_addr = remote_addr
         self.takeover = takeover
         #: What direct body reads read from (the socket; the TLS stream under TLS).
-        self.socket = direct_reader(stream)
+        self.socket = direct_reader(stream, settings.network_timeout)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_size)
         self._body_buffer: bytearray | None = None
         #: Close gracefully (half-close, then drain) because the peer may still be

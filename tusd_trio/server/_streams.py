@@ -8,6 +8,7 @@ from typing import Protocol
 
 import trio
 
+from ._lowat import LowWaterSocket
 from ._tls_stream import BatchingTLSStream
 
 #: The size of one read from a connection.
@@ -94,15 +95,16 @@ class DirectReader(Protocol):
     def recv_into(self, buffer: memoryview, nbytes: int, /) -> Awaitable[int]: ...
 
 
-def direct_reader(stream: trio.abc.Stream) -> DirectReader | None:
+def direct_reader(stream: trio.abc.Stream, read_timeout: float) -> DirectReader | None:
     """What to read request bodies from directly: the socket under a plain (or
-    replaying) socket stream, the batching TLS stream itself, else None.  Direct
-    reads start after the request head, i.e. after any replayed bytes."""
+    replaying) socket stream (with ``SO_RCVLOWAT``), the batching TLS stream itself,
+    else None.  Direct reads start after the request head, i.e. after any replayed
+    bytes.  A short read waits at most a quarter of ``read_timeout`` (up to 0.5 s)
+    for a full buffer."""
     if isinstance(stream, ReplayStream):
         stream = stream.transport_stream
     if isinstance(stream, BatchingTLSStream):
         return stream
     if isinstance(stream, trio.SocketStream):
-        sock: DirectReader = stream.socket
-        return sock
+        return LowWaterSocket(stream.socket, patience=min(0.5, read_timeout / 4))
     return None
