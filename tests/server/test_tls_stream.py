@@ -3,8 +3,11 @@ and the HTTP/1.1 body pump reads a large body over TLS past h11 without losing a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,7 +53,8 @@ async def pair(
     try:
         yield BatchingTLSStream(server), client
     finally:
-        await client.aclose()
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await client.aclose()  # a test may have reset it
         await server.aclose()
         for listener in listeners:
             await listener.aclose()
@@ -215,3 +219,18 @@ async def test_tls_patch_cut_mid_body_keeps_what_arrived(
                 await trio.sleep(0.05)
     upload_id = path.rsplit("/", 1)[1]
     assert (tmp_path / "up" / upload_id).read_bytes() == sent
+
+
+async def test_reset_connection_is_a_broken_stream(cert: tuple[str, str]) -> None:
+    """A peer that resets the connection mid-stream: reads end in BrokenResourceError
+    (as trio reports it), never in a clean end of stream."""
+    async with pair(cert) as (server, client):
+        await _send_records(client, os.urandom(8 * RECORD))
+        sock = client.transport_stream.socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await client.transport_stream.aclose()  # with SO_LINGER 0: a reset
+        await trio.sleep(0.2)
+        with trio.fail_after(10), pytest.raises(trio.BrokenResourceError):
+            while True:
+                chunk = await server.receive_some(64 * RECORD)
+                assert chunk, "a reset read as a clean end of stream"

@@ -55,7 +55,8 @@ class BatchingTLSStream(trio.abc.Stream):
         self._error: OSError | None = None
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        self._raise_pending_error()
+        if self._error is not None:
+            await self._raise_pending_error()
         first = await self.tls.receive_some(max_bytes)
         if not first or max_bytes is None or self._object is None:
             return bytes(first)
@@ -80,7 +81,8 @@ class BatchingTLSStream(trio.abc.Stream):
         """Like a socket's ``recv_into``: decrypted bytes into ``view[:nbytes]``, as
         many as are here once at least one record is (0 at the end of the stream).
         The HTTP/1.1 body pump reads a large body this way, past h11."""
-        self._raise_pending_error()
+        if self._error is not None:
+            await self._raise_pending_error()
         first = await self.tls.receive_some(nbytes)
         got = len(first)
         view[:got] = first
@@ -120,10 +122,10 @@ class BatchingTLSStream(trio.abc.Stream):
         self._incoming.write(_RAW_VIEW[:n])
         return True
 
-    def _raise_pending_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise trio.BrokenResourceError from error
+    async def _raise_pending_error(self) -> None:
+        error, self._error = self._error, None
+        await trio.lowlevel.checkpoint()
+        raise trio.BrokenResourceError from error
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.tls.send_all(data)
