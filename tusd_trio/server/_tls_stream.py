@@ -27,14 +27,23 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 from typing import Any
 
 import trio
 
-#: Where ciphertext waiting in the kernel is read to while batching; one for the
-#: process (the event loop's thread): it is filled and emptied without an await.
-_RAW_BUFFER = bytearray(256 * 1024)
-_RAW_VIEW = memoryview(_RAW_BUFFER)
+#: Where ciphertext waiting in the kernel is read to while batching: one per thread
+#: (per event loop; it is filled and emptied without an await), made on first use so
+#: that a server without TLS does not hold it.
+_RAW_SIZE = 256 * 1024
+_per_thread = threading.local()
+
+
+def _raw_view() -> memoryview:
+    view: memoryview | None = getattr(_per_thread, "view", None)
+    if view is None:
+        view = _per_thread.view = memoryview(bytearray(_RAW_SIZE))
+    return view
 
 
 class BatchingTLSStream(trio.abc.Stream):
@@ -110,7 +119,8 @@ class BatchingTLSStream(trio.abc.Stream):
         if self._fd < 0 or self._incoming is None:
             return False
         try:
-            n = os.readv(self._fd, [_RAW_BUFFER])
+            raw = _raw_view()
+            n = os.readv(self._fd, [raw])
         except BlockingIOError:
             return False
         except OSError as exc:
@@ -119,7 +129,7 @@ class BatchingTLSStream(trio.abc.Stream):
         if not n:
             # EOF: trio's next read sees it too (the kernel repeats it).
             return False
-        self._incoming.write(_RAW_VIEW[:n])
+        self._incoming.write(raw[:n])
         return True
 
     async def _raise_pending_error(self) -> None:
