@@ -397,6 +397,38 @@ FLAGS: tuple[Flag, ...] = (
             "Time limit of a blocking hook (pre-*); then the request fails with 500",
         ),
         Flag(
+            "hooks-outbox",
+            "bool",
+            True,
+            "Store post-create/finish/terminate events durably before answering and "
+            "deliver them in the background until a hook takes them",
+        ),
+        Flag(
+            "hooks-outbox-max-age",
+            "duration",
+            24 * 3600.0,
+            "How long an outbox event is retried before it is moved aside as dead",
+        ),
+        Flag(
+            "hooks-outbox-max-backoff",
+            "duration",
+            60.0,
+            "Longest pause between two delivery attempts of an outbox event",
+        ),
+        Flag(
+            "hooks-outbox-dir",
+            "str",
+            "",
+            "Directory of the outbox (default: <upload-dir>/.hooks-outbox, or Redis "
+            "with -locker redis)",
+        ),
+        Flag(
+            "hooks-outbox-ready-max-age",
+            "duration",
+            0.0,
+            "/health/ready fails while an outbox event is pending longer than this (0: never)",
+        ),
+        Flag(
             "expose-events",
             "bool",
             False,

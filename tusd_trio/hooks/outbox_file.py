@@ -116,9 +116,7 @@ class FileOutboxStore:
         """A file that cannot be read as an event goes to dead/ (it is never lost)."""
         error_event("HookOutboxUnreadableEvent", file=name, error=repr(exc))
         try:
-            os.replace(
-                os.path.join(self.directory, name), os.path.join(self.dead_directory, name)
-            )
+            os.replace(os.path.join(self.directory, name), os.path.join(self.dead_directory, name))
         except OSError:
             pass
 

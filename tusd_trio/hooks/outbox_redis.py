@@ -148,9 +148,7 @@ class RedisOutboxStore:
                     finally:
                         self._client = None
             except Exception as exc:
-                error_event(
-                    "HookOutboxRedisError", redis=self.target.describe(), error=repr(exc)
-                )
+                error_event("HookOutboxRedisError", redis=self.target.describe(), error=repr(exc))
             if not started:
                 task_status.started()
                 started = True
@@ -161,9 +159,7 @@ class RedisOutboxStore:
         while True:
             await trio.sleep(self.lease_ttl_ms / 3000)
             for upload_id, token in list(self._held.items()):
-                await self._script(
-                    "renew", [self.lease_key(upload_id)], [token, self.lease_ttl_ms]
-                )
+                await self._script("renew", [self.lease_key(upload_id)], [token, self.lease_ttl_ms])
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         client = self._client
@@ -191,11 +187,8 @@ class RedisOutboxStore:
             if not ids:
                 return []
             values = await client.hmget(self.events_key, list(ids))
-        entries: list[OutboxEntry] = []
-        for value in values:
-            if value is not None:  # delivered between the two reads
-                entries.append(OutboxEntry.from_json(value))
-        return entries
+        # None: delivered between the two reads.
+        return [OutboxEntry.from_json(value) for value in values if value is not None]
 
     async def claim(self, entry: OutboxEntry) -> bool:
         token = f"{self._instance}-{uuid.uuid4().hex[:8]}"

@@ -67,5 +67,5 @@ async def delete(
             await parts.store.terminate(info)
     parts.metrics.uploads_terminated += 1
     ctx.log.info("UploadTerminated")
-    parts.supervisor.notify(parts.event("post-terminate", info, ctx))
+    await parts.supervisor.notify(parts.event("post-terminate", info, ctx))
     return responses.delete_response(routed.common)
