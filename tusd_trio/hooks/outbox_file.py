@@ -43,12 +43,10 @@ class FileOutboxStore:
         self._cache: dict[str, OutboxEntry] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await trio.to_thread.run_sync(self._make_directories)
+        # The directories are made with the first event: an upload directory that
+        # never saw one stays as it was.
         task_status.started()
         await trio.sleep_forever()
-
-    def _make_directories(self) -> None:
-        os.makedirs(self.dead_directory, exist_ok=True)
 
     def new_id(self) -> str:
         now = max(time.time_ns(), self._last_ns + 1)
@@ -65,7 +63,11 @@ class FileOutboxStore:
     def _write(self, entry: OutboxEntry) -> None:
         path = self._path(entry)
         temporary = path + ".tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except FileNotFoundError:
+            os.makedirs(self.dead_directory, exist_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, entry.to_json())
             if self.fsync:
@@ -97,8 +99,11 @@ class FileOutboxStore:
         self, known: dict[str, OutboxEntry], limit: int
     ) -> tuple[list[str], dict[str, OutboxEntry]]:
         """The oldest ``limit`` event files, and those of them not in ``known`` read."""
-        names = sorted(name for name in os.listdir(self.directory) if name.endswith(_SUFFIX))
-        names = names[:limit]
+        try:
+            listed = os.listdir(self.directory)
+        except FileNotFoundError:
+            return [], {}
+        names = sorted(name for name in listed if name.endswith(_SUFFIX))[:limit]
         read: dict[str, OutboxEntry] = {}
         for name in names:
             if name in known:
@@ -124,7 +129,8 @@ class FileOutboxStore:
         return self.reports_gauges() or self._take_sender_lock()
 
     def _take_sender_lock(self) -> bool:
-        # LOCK_NB: flock answers at once, so this may run on the event loop.
+        # LOCK_NB: flock answers at once, so this may run on the event loop.  Only
+        # called for an event that was listed, so the directory exists.
         fd = os.open(os.path.join(self.directory, "sender.flock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -169,7 +175,11 @@ class FileOutboxStore:
 
     async def dead_count(self) -> int:
         def count() -> int:
-            return sum(1 for name in os.listdir(self.dead_directory) if name.endswith(_SUFFIX))
+            try:
+                listed = os.listdir(self.dead_directory)
+            except FileNotFoundError:
+                return 0
+            return sum(1 for name in listed if name.endswith(_SUFFIX))
 
         return await trio.to_thread.run_sync(count)
 
