@@ -538,5 +538,6 @@ async def test_slow_notification_holds_back_the_uploads_later_ones(
     with trio.fail_after(5):
         loc = await srv.create(2)
         assert (await srv.patch(loc, 0, b"ab")).status_code == 204  # not delayed
-    assert arrived == ["post-create"]  # post-finish waits for post-create's answer
+    # post-finish waits for post-create's answer (the outbox may not have sent either yet)
+    assert arrived in ([], ["post-create"])
     await wait_for(lambda: arrived == ["post-create", "post-finish"])

@@ -166,7 +166,7 @@ class OperatorEndpoints:
                 checks["locker"] = f"failing: {exc}"
                 status = 503
         outbox = self._outbox
-        if ready and outbox is not None:
+        if ready and outbox is not None and self._config.hooks_outbox_ready_max_age > 0:
             checks["hooks_outbox"] = await self._outbox_check(outbox)
             if checks["hooks_outbox"] != "ok":
                 status = 503
@@ -195,9 +195,6 @@ class OperatorEndpoints:
         """``failing`` while the oldest pending event is older than
         -hooks-outbox-ready-max-age (read from the store: any process can tell)."""
         threshold = self._config.hooks_outbox_ready_max_age
-        if threshold <= 0:
-            await trio.lowlevel.checkpoint()
-            return "ok"
         try:
             with trio.fail_after(5):
                 age = await outbox.oldest_pending_age()
