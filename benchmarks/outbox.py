@@ -76,8 +76,6 @@ def one_run(receiver: Receiver, extra: list[str], uploads: int, clients: int) ->
             receiver.url,
             "-hooks-enabled-events",
             "post-create,post-finish",
-            "-log-format",
-            "json",
             *extra,
         ]
         daemon = Daemon(Path(tmp) / "uploads", args, log_dir=Path(tmp))
@@ -95,7 +93,7 @@ def one_run(receiver: Receiver, extra: list[str], uploads: int, clients: int) ->
                 with httpx.Client(timeout=30) as http:
                     for _ in range(count):
                         r = http.post(daemon.base_url, content=BODY, headers=headers)
-                        assert r.status_code == 201, r.text
+                        assert r.status_code == 201, (r.request.url, r.text)
 
             per_client = [uploads // clients] * clients
             started = time.perf_counter()
