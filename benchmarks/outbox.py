@@ -29,7 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests._support.daemon import Daemon  # noqa: E402
+from tests._support.daemon import Daemon
 
 BODY = os.urandom(4096)
 SETUPS = {
@@ -72,7 +72,9 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def one_run(receiver: Receiver, extra: list[str], uploads: int, clients: int) -> tuple[float, float]:
+def one_run(
+    receiver: Receiver, extra: list[str], uploads: int, clients: int
+) -> tuple[float, float]:
     """(uploads/s until the last response, uploads/s until the last post-finish arrived)."""
     with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp:
         args = [
@@ -124,7 +126,9 @@ def main() -> int:
     for _ in range(opts.rounds):
         for name, extra in SETUPS.items():
             results[name].append(one_run(receiver, extra, opts.uploads, opts.clients))
-    print(f"{opts.uploads} uploads of 4 KiB, {opts.clients} clients, median of {opts.rounds} rounds")
+    print(
+        f"{opts.uploads} uploads of 4 KiB, {opts.clients} clients, median of {opts.rounds} rounds"
+    )
     print(f"{'set-up':<22} {'answered/s':>11} {'delivered/s':>12}")
     for name, runs in results.items():
         answered = statistics.median(r[0] for r in runs)
