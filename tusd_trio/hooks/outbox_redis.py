@@ -90,6 +90,16 @@ return 1
 """
 
 
+_SCRIPTS = (
+    ("put", _PUT),
+    ("claim", _CLAIM),
+    ("renew", _RENEW),
+    ("release", _RELEASE),
+    ("complete", _COMPLETE),
+    ("bury", _BURY),
+)
+
+
 class RedisOutboxStore:
     name = "redis"
 
@@ -116,44 +126,50 @@ class RedisOutboxStore:
         #: Leases held now: upload id -> token.
         self._held: dict[str, str] = {}
         self._instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._closing = trio.Event()
 
     def lease_key(self, upload_id: str) -> str:
         return self._lease_base + upload_id
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep a client open (reconnecting after a failure) and renew the held leases."""
+        """Keep a client open (reconnecting after a failure) and renew the held leases,
+        until :meth:`stop`: shielded, so the deliveries can still give their leases
+        back while the outbox shuts down."""
         started = False
         backoff = 0.1
-        while True:
-            try:
-                async with open_client(self.target, self.timeout) as client:
-                    self._scripts = {
-                        name: client.register_script(text)
-                        for name, text in (
-                            ("put", _PUT),
-                            ("claim", _CLAIM),
-                            ("renew", _RENEW),
-                            ("release", _RELEASE),
-                            ("complete", _COMPLETE),
-                            ("bury", _BURY),
-                        )
-                    }
-                    self._client = client
-                    if not started:
-                        task_status.started()
-                        started = True
-                    backoff = 0.1
-                    try:
-                        await self._renew_leases()
-                    finally:
-                        self._client = None
-            except Exception as exc:
-                error_event("HookOutboxRedisError", redis=self.target.describe(), error=repr(exc))
-            if not started:
-                task_status.started()
-                started = True
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+        closing = self._closing
+        with trio.CancelScope(shield=True):
+            while not closing.is_set():
+                try:
+                    async with open_client(self.target, self.timeout) as client:
+                        self._scripts = {
+                            name: client.register_script(text) for name, text in _SCRIPTS
+                        }
+                        self._client = client
+                        if not started:
+                            task_status.started()
+                            started = True
+                        backoff = 0.1
+                        try:
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(self._renew_leases)
+                                await closing.wait()
+                                nursery.cancel_scope.cancel()
+                        finally:
+                            self._client = None
+                except Exception as exc:
+                    error_event(
+                        "HookOutboxRedisError", redis=self.target.describe(), error=repr(exc)
+                    )
+                if not started:
+                    task_status.started()
+                    started = True
+                with trio.move_on_after(backoff):
+                    await closing.wait()
+                backoff = min(backoff * 2, 2.0)
+
+    def stop(self) -> None:
+        self._closing.set()
 
     async def _renew_leases(self) -> None:
         while True:
