@@ -74,8 +74,9 @@ class Receiver:
 
 def one_run(
     receiver: Receiver, extra: list[str], uploads: int, clients: int
-) -> tuple[float, float]:
-    """(uploads/s until the last response, uploads/s until the last post-finish arrived)."""
+) -> tuple[float, float, float]:
+    """(uploads/s until the last response, uploads/s until the last post-finish arrived,
+    median milliseconds of one creation)."""
     with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp:
         args = [
             "-hooks-http",
@@ -95,10 +96,14 @@ def one_run(
                 "Content-Type": "application/offset+octet-stream",
             }
 
+            latencies: list[float] = []
+
             def work(count: int) -> None:
                 with httpx.Client(timeout=30) as http:
                     for _ in range(count):
+                        sent = time.perf_counter()
                         r = http.post(daemon.base_url, content=BODY, headers=headers)
+                        latencies.append(time.perf_counter() - sent)
                         assert r.status_code == 201, (r.request.url, r.text)
 
             per_client = [uploads // clients] * clients
@@ -110,7 +115,7 @@ def one_run(
             while receiver.finished < total:
                 time.sleep(0.005)
             delivered = time.perf_counter() - started
-            return total / answered, total / delivered
+            return total / answered, total / delivered, statistics.median(latencies) * 1000
         finally:
             daemon.kill()
 
@@ -122,18 +127,19 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     opts = parser.parse_args()
     receiver = Receiver()
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in SETUPS}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in SETUPS}
     for _ in range(opts.rounds):
         for name, extra in SETUPS.items():
             results[name].append(one_run(receiver, extra, opts.uploads, opts.clients))
     print(
         f"{opts.uploads} uploads of 4 KiB, {opts.clients} clients, median of {opts.rounds} rounds"
     )
-    print(f"{'set-up':<22} {'answered/s':>11} {'delivered/s':>12}")
+    print(f"{'set-up':<22} {'answered/s':>11} {'delivered/s':>12} {'POST p50 ms':>12}")
     for name, runs in results.items():
         answered = statistics.median(r[0] for r in runs)
         delivered = statistics.median(r[1] for r in runs)
-        print(f"{name:<22} {answered:>11.0f} {delivered:>12.0f}")
+        latency = statistics.median(r[2] for r in runs)
+        print(f"{name:<22} {answered:>11.0f} {delivered:>12.0f} {latency:>12.1f}")
     return 0
 
 
