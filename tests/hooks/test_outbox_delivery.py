@@ -295,3 +295,23 @@ def test_redis_outbox_survivor_delivers_a_killed_instances_events(
         first.kill()
         second.kill()
         _redis_cleanup(prefix)
+
+
+def test_file_outbox_with_workers_one_sender_delivers_every_workers_events(
+    daemon_factory: DaemonFactory, receiver: Receiver
+) -> None:
+    daemon = daemon_factory.new(
+        "workers", ["-hooks-http", receiver.url, *HOOK_ARGS, "-workers", "2"]
+    ).start()
+    with http_client() as http:
+        ids = _finish_uploads(http, daemon.base_url, 2 * UPLOADS)
+    outbox_dir = daemon.upload_dir / ".hooks-outbox"
+    stored = _stored_file_events(outbox_dir)
+    receiver.start()
+    wait_for(
+        lambda: {r["upload"] for r in receiver.of_type("post-finish")} >= set(ids),
+        timeout=30,
+        what="every post-finish delivered",
+    )
+    _check_delivery(receiver, ids, stored)
+    wait_for(lambda: not list(outbox_dir.glob("*.json")), timeout=10, what="an empty outbox")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import math
 import os
 import time
 
@@ -39,6 +40,7 @@ class FileOutboxStore:
         self._last_ns = 0
         self._counter = itertools.count()
         self._lock_fd: int | None = None
+        self._last_lock_try = -math.inf
         #: Parsed pending events by file name (a file never changes once written).
         self._cache: dict[str, OutboxEntry] = {}
 
@@ -129,7 +131,15 @@ class FileOutboxStore:
             pass
 
     async def claim(self, entry: OutboxEntry) -> bool:
-        return self.reports_gauges() or self._take_sender_lock()
+        await trio.lowlevel.checkpoint()
+        if self._lock_fd is not None:
+            return True
+        # Another process sends: ask again at most once a second, not once per event.
+        now = time.monotonic()
+        if now - self._last_lock_try < 1.0:
+            return False
+        self._last_lock_try = now
+        return self._take_sender_lock()
 
     def _take_sender_lock(self) -> bool:
         # LOCK_NB: flock answers at once, so this may run on the event loop.  Only
