@@ -281,6 +281,22 @@ def test_redis_outbox_survivor_delivers_a_killed_instances_events(
             ids = _finish_uploads(http, first.base_url, UPLOADS)
         stored = _redis_keys_of(prefix)
         assert {(i, t) for i in ids for t in ("post-create", "post-finish")} <= set(stored)
+
+        def reporting() -> list[str]:
+            # The outbox's gauges come from one process of all that share it.
+            with http_client() as http:
+                texts = [
+                    http.get(d.base_url.rsplit("/files", 1)[0] + "/metrics").text
+                    for d in (first, second)
+                ]
+            return [t for t in texts if "tusd_trio_hook_outbox_pending " in t]
+
+        pending = f"tusd_trio_hook_outbox_pending {2 * UPLOADS}\n"
+        wait_for(
+            lambda: [pending in text for text in reporting()] == [True],
+            timeout=10,
+            what="one process reporting every pending event",
+        )
         first.kill()
         time.sleep(0.5)
         receiver.start()

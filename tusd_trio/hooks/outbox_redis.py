@@ -8,7 +8,8 @@ one cluster slot, so the scripts may touch several):
 * ``<prefix>{outbox}:queue``: sorted set of pending event ids, scored by that place;
 * ``<prefix>{outbox}:events``: hash, event id -> the stored event (JSON);
 * ``<prefix>{outbox}:lease:<upload id>``: who delivers that upload's events now;
-* ``<prefix>{outbox}:dead``, ``<prefix>{outbox}:dead-reason``: hashes of dead events.
+* ``<prefix>{outbox}:dead``, ``<prefix>{outbox}:dead-reason``: hashes of dead events;
+* ``<prefix>{outbox}:reporter``: the process reporting the outbox's gauges.
 
 An instance sends an upload's oldest event only while it holds the upload's lease
 (``SET NX PX``, renewed while the delivery runs, given back after it), and the claim
@@ -48,6 +49,14 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
 end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+return 0
+"""
+
+# KEYS lease; ARGV token, ttl ms.  1 when taken.
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
 end
 return 0
@@ -93,6 +102,7 @@ return 1
 _SCRIPTS = (
     ("put", _PUT),
     ("claim", _CLAIM),
+    ("take", _TAKE),
     ("renew", _RENEW),
     ("release", _RELEASE),
     ("complete", _COMPLETE),
@@ -127,6 +137,8 @@ class RedisOutboxStore:
         self._held: dict[str, str] = {}
         self._instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._closing = trio.Event()
+        self.reporter_key = base + "reporter"
+        self._reporting = False
 
     def lease_key(self, upload_id: str) -> str:
         return self._lease_base + upload_id
@@ -173,9 +185,21 @@ class RedisOutboxStore:
 
     async def _renew_leases(self) -> None:
         while True:
+            await self._keep_reporter()
             await trio.sleep(self.lease_ttl_ms / 3000)
             for upload_id, token in list(self._held.items()):
                 await self._script("renew", [self.lease_key(upload_id)], [token, self.lease_ttl_ms])
+
+    async def _keep_reporter(self) -> None:
+        """Hold (or try to take) the reporter lease: the one process, of all instances
+        and workers, that reports the outbox's gauges, so their sum stays true."""
+        key = self.reporter_key
+        if self._reporting:
+            renewed = await self._script("renew", [key], [self._instance, self.lease_ttl_ms])
+            self._reporting = renewed == 1
+        if not self._reporting:
+            taken = await self._script("take", [key], [self._instance, self.lease_ttl_ms])
+            self._reporting = taken == 1
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         client = self._client
@@ -242,7 +266,7 @@ class RedisOutboxStore:
             return int(await client.hlen(self.dead_key))
 
     def reports_gauges(self) -> bool:
-        return True
+        return self._reporting
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
