@@ -219,7 +219,7 @@ class RedisLocker(LockContext):
         """Readiness: raise :class:`LockerUnavailableError` unless Redis answers."""
         if self._state != "running":
             raise LockerUnavailableError("the upload lock service is not running")
-        await self._call(lambda conn: conn.client.ping())
+        await self.call(lambda conn: conn.client.ping())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the Redis connections, renew leases and answer release requests.
@@ -318,7 +318,7 @@ class RedisLocker(LockContext):
                 sent = trio.current_time()
                 try:
                     left = as_int(
-                        await self._call(
+                        await self.call(
                             lambda conn: conn.acquire(keys=[key], args=[token, self._ttl_ms])
                         )
                     )
@@ -339,7 +339,7 @@ class RedisLocker(LockContext):
                 # Held by another instance (or by a lease of ours that is being
                 # given back): ask its holder to let go, then wait for the
                 # "released" message, the key's expiry or the next poll.
-                await self._call(
+                await self.call(
                     lambda conn: conn.client.publish(self._request_channel, f"{waiter} {upload_id}")
                 )
                 remaining = deadline - trio.current_time()
@@ -377,7 +377,7 @@ class RedisLocker(LockContext):
 
     async def _delete(self, upload_id: str, key: str, token: str, done: trio.Event) -> None:
         try:
-            await self._call(
+            await self.call(
                 lambda conn: conn.release(
                     keys=[key], args=[token, self._released_channel, upload_id]
                 )
@@ -468,7 +468,7 @@ class RedisLocker(LockContext):
         sent = trio.current_time()
         try:
             result = as_int(
-                await self._call(
+                await self.call(
                     lambda conn: conn.renew(keys=[lease.key], args=[lease.token, self._ttl_ms])
                 )
             )
@@ -595,6 +595,6 @@ class RedisLocker(LockContext):
                     await closing.wait()
                 backoff = min(backoff * 2, 2.0)
 
-    async def _call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run one Redis operation; any failure to reach Redis is a 503."""
+    async def call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run one Redis operation (also the quota ledger's); unreachable Redis: a 503."""
         return await run_command(self._conn, command, self._op_timeout)

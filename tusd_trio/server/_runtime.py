@@ -22,6 +22,7 @@ from ..lockers.base import Locker
 from ..lockers.factory import build_locker
 from ..protocol.config import ProtocolConfig
 from ..protocol.cors import cors_origin_warning
+from ..quotas import Quotas, build_ledger
 from ..stores.base import ConsistencyCheckingStore, Store
 from ..stores.factory import build_store
 from ..stores.file import FileStore
@@ -55,6 +56,8 @@ class Runtime:
     #: The durable outbox of notification hooks, when on.
     outbox: HookOutbox | None
     auth: Authenticator
+    #: Per-principal quotas (inert unless configured).
+    quotas: Quotas
     state: ServerState
     metrics: Metrics
     events: EventStream
@@ -78,6 +81,10 @@ class Runtime:
         if isinstance(self.store, ConsistencyCheckingStore):
             for message in await self.store.check_consistency(self.config.orphan_age):
                 log.info("%s", message)
+        if self.quotas.enabled:
+            counted = await self.quotas.rebuild(self.store)
+            if self.quotas.ledger is not None and self.quotas.ledger.kind == "memory":
+                log.info("QuotaLedgerRebuilt", extra={"tus": {"uploads": counted}})
 
     async def aclose(self) -> None:
         """Let hook calls finish (bounded), then close the store."""
@@ -110,6 +117,10 @@ def build_runtime(
             log.warning("%s", warning)
     timed_locker = TimedLocker(locker)
     auth = Authenticator(replace(config.auth, base_path=protocol.base_path))
+    # The quota counts live with the locks: in Redis with the Redis locker.
+    quotas = Quotas(
+        config.quota, build_ledger(locker) if config.quota.enabled and auth.enabled else None
+    )
     state = ServerState(request_completion_timeout=config.request_completion_timeout)
     metrics = Metrics()
     events = EventStream(
@@ -137,6 +148,7 @@ def build_runtime(
         metrics=metrics,
         notify=supervisor.notify,
         interval=config.janitor_interval,
+        quotas=quotas,
     )
     operator = OperatorEndpoints(
         config,
@@ -154,6 +166,7 @@ def build_runtime(
             locker=timed_locker,
             supervisor=supervisor,
             auth=auth,
+            quotas=quotas,
             state=state,
             metrics=metrics,
             operator=operator,
@@ -170,6 +183,7 @@ def build_runtime(
         hooks=hooks,
         outbox=outbox,
         auth=auth,
+        quotas=quotas,
         state=state,
         metrics=metrics,
         events=events,
