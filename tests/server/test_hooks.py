@@ -481,9 +481,8 @@ async def test_last_post_receive_comes_after_post_finish(
 ) -> None:
     # tusd sends a request's last post-receive when the request ends: after its
     # post-finish (6 of 6 observed sequences).  Notifications of one upload reach the
-    # endpoint one after the other, so receivers see that order every time.  With the
-    # outbox (tests/hooks/test_outbox_*.py) post-finish is delivered from there and
-    # post-receive from memory: only the outbox's events keep their order then.
+    # endpoint one after the other, so receivers see that order every time (post-finish
+    # comes from the outbox, post-receive from memory: they still wait for each other).
     from tests._support.hookserver import HookServer
 
     hook_server = HookServer()
@@ -491,7 +490,6 @@ async def test_last_post_receive_comes_after_post_finish(
     srv: Running = await make_server(
         hooks_http=hook_server.url,
         hooks_enabled_events=parse_enabled_events(""),
-        hooks_outbox=False,
     )
 
     def sequence(upload_id: str) -> list[str]:

@@ -122,5 +122,7 @@ def build_outbox(
         hooks.backends,
         max_age=config.hooks_outbox_max_age,
         max_backoff=config.hooks_outbox_max_backoff,
+        # As long as a notification of the upload is waited for without the outbox.
+        gate_timeout=config.hooks_blocking_timeout,
         on_attempt=on_attempt,
     )

@@ -133,8 +133,13 @@ class Supervisor:
         if outbox is not None and event.type in DURABLE_TYPES:
             self.events.publish(event)
             entry = outbox.entry_for(event)
+            # In the upload's line like every notification: sent after the previous one
+            # (from memory) was answered, and the next one waits until this is delivered.
+            turn = self._queue(event)
             try:
-                await outbox.enqueue(entry)
+                await outbox.enqueue(
+                    entry, after=turn.previous, on_settled=lambda: self._end_turn(turn)
+                )
                 return
             except Exception as exc:
                 outbox.write_errors += 1
@@ -145,7 +150,6 @@ class Supervisor:
                     store=outbox.store.name,
                     error=repr(exc),
                 )
-            turn = self._queue(event)
             self._nursery.start_soon(self._run_notification, event, turn, False)
             return
         # Queued here, not in the task: tasks started together run in any order.
@@ -192,9 +196,12 @@ class Supervisor:
                     await turn.previous.wait()
             return await self.run_blocking_hook(event, publish=publish)
         finally:
-            turn.done.set()
-            if self._last_notification.get(turn.upload_id) is turn.done:
-                del self._last_notification[turn.upload_id]
+            self._end_turn(turn)
+
+    def _end_turn(self, turn: _Turn) -> None:
+        turn.done.set()
+        if self._last_notification.get(turn.upload_id) is turn.done:
+            del self._last_notification[turn.upload_id]
 
     async def aclose(self) -> None:
         if self.outbox is not None:
