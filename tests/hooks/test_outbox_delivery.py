@@ -179,7 +179,7 @@ def test_dead_event_after_max_age_metrics_and_readiness(
         receiver.url,
         *HOOK_ARGS,
         "-hooks-outbox-max-age",
-        "3s",
+        "8s",
         "-hooks-outbox-max-backoff",
         "500ms",
         "-hooks-outbox-ready-max-age",
@@ -200,12 +200,13 @@ def test_dead_event_after_max_age_metrics_and_readiness(
         )
         assert http.get(ready_url).status_code == 503
         metrics_url = daemon.base_url.rsplit("/files", 1)[0] + "/metrics"
+        # Both events pending (they die only after 8 s), attempts failing.
         text = http.get(metrics_url).text
-        assert "tusd_trio_hook_outbox_pending 2" in text
+        assert "tusd_trio_hook_outbox_pending 2\n" in text
         assert 'tusd_trio_hook_outbox_failures_total{backend="http"}' in text
 
         dead_dir = daemon.upload_dir / ".hooks-outbox" / "dead"
-        wait_for(lambda: len(list(dead_dir.glob("*.json"))) == 2, timeout=20, what="2 dead")
+        wait_for(lambda: len(list(dead_dir.glob("*.json"))) == 2, timeout=30, what="2 dead")
         assert not list((daemon.upload_dir / ".hooks-outbox").glob("*.json"))
         reasons = [p.read_text() for p in dead_dir.glob("*.reason")]
         assert len(reasons) == 2 and all(r.startswith("http: ") for r in reasons)
