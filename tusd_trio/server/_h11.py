@@ -35,7 +35,7 @@ from ._streams import (
     RECEIVE_SIZE,
     ConnectionClosedError,
     close_gracefully,
-    raw_socket,
+    direct_reader,
 )
 
 log = logging.getLogger("tusd_trio.http")
@@ -250,8 +250,8 @@ class HTTPConnection:
         self.state = state
         self.remote_addr = remote_addr
         self.takeover = takeover
-        #: The socket for direct body reads (None under TLS).
-        self.socket = raw_socket(stream)
+        #: What direct body reads read from (the socket; the TLS stream under TLS).
+        self.socket = direct_reader(stream, settings.network_timeout)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_size)
         self._body_buffer: bytearray | None = None
         #: Close gracefully (half-close, then drain) because the peer may still be
