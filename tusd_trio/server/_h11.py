@@ -35,6 +35,7 @@ from ._streams import (
     RECEIVE_SIZE,
     ConnectionClosedError,
     close_gracefully,
+    plain_socket,
     raw_socket,
 )
 
@@ -102,7 +103,6 @@ class H11Exchange:
             return False
         connection = self._connection
         conn = connection.conn
-        receive_some = connection.stream.receive_some
         timeout = connection.settings.network_timeout
         data_type = h11.Data
         need_data = h11.NEED_DATA
@@ -158,14 +158,19 @@ class H11Exchange:
                             await connection.send_event(
                                 h11.InformationalResponse(status_code=100, headers=[])
                             )
+                        # The deadline also bounds an async sink until the next read.
                         deadline_scope.deadline = trio.current_time() + timeout
                         try:
-                            chunk = await receive_some(RECEIVE_SIZE)
-                        except (trio.BrokenResourceError, OSError):
+                            chunk = connection.try_receive()
+                            if chunk is None:
+                                chunk = await connection.receive_waiting()
+                            else:
+                                await trio.lowlevel.checkpoint()
+                        except ConnectionClosedError:
                             raise errors.ConnectionResetError_() from None
                         if not chunk:
                             raise errors.UnexpectedEOFError()
-                        conn.receive_data(chunk)  # type: ignore[arg-type]
+                        conn.receive_data(chunk)
                         continue
                     self._end(event)
                     return False
@@ -252,6 +257,8 @@ class HTTPConnection:
         self.takeover = takeover
         #: The socket for direct body reads (None under TLS).
         self.socket = raw_socket(stream)
+        #: The same socket for calls tried before trio waits (None: use ``stream``).
+        self._plain = plain_socket(stream)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_size)
         self._body_buffer: bytearray | None = None
         #: Close gracefully (half-close, then drain) because the peer may still be
@@ -269,14 +276,50 @@ class HTTPConnection:
             self._body_buffer = bytearray(RECEIVE_SIZE)
         return self._body_buffer
 
-    async def _receive(self, limit: float) -> bytes:
-        with trio.move_on_after(limit) as scope:
+    def try_receive(self) -> bytes | None:
+        """What the kernel has for us right now (b"" at EOF), without trio; None
+        when it has nothing yet, or under TLS (then :meth:`receive_waiting`)."""
+        sock = self._plain
+        if sock is None:
+            return None
+        try:
+            return sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise ConnectionClosedError(reset=True) from exc
+
+    async def receive_waiting(self) -> bytes:
+        """Wait for the next bytes (the caller bounds the wait with a scope)."""
+        sock = self._plain
+        if sock is None:
             try:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
-                return data if type(data) is bytes else bytes(data)
-            except (trio.BrokenResourceError, OSError) as exc:
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectionClosedError(reset=True) from exc
-        assert scope.cancelled_caught
+            return data if type(data) is bytes else bytes(data)
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(sock)
+                return sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
+            except (trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionClosedError(reset=True) from exc
+
+    async def _receive(self, limit: float) -> bytes:
+        """The next bytes, within ``limit`` seconds (else TimeoutError).
+
+        The read is tried first: a deadline scope is opened only when the kernel
+        has nothing yet.  Bytes that were there at once still pass one checkpoint,
+        so a client that keeps sending cannot starve the other connections.
+        """
+        data = self.try_receive()
+        if data is not None:
+            await trio.lowlevel.checkpoint()
+            return data
+        with trio.move_on_after(limit):
+            return await self.receive_waiting()
         raise TimeoutError
 
     async def send_event(self, event: h11.Event) -> None:
@@ -285,13 +328,38 @@ class HTTPConnection:
             await self.send_all(data)
 
     async def send_all(self, data: bytes) -> None:
-        with trio.move_on_after(self.settings.write_timeout) as scope:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionClosedError(reset=True) from exc
-        if scope.cancelled_caught:
-            raise ConnectionClosedError(reset=True)
+        """Send ``data`` within the write timeout.  The kernel usually takes a small
+        response at once: only what it does not take waits, in a deadline scope."""
+        sock = self._plain
+        if sock is None:
+            with trio.move_on_after(self.settings.write_timeout) as scope:
+                try:
+                    await self.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    raise ConnectionClosedError(reset=True) from exc
+            if scope.cancelled_caught:
+                raise ConnectionClosedError(reset=True)
+            return
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ConnectionClosedError(reset=True) from exc
+        if sent == len(data):
+            return
+        rest = memoryview(data)[sent:]
+        with trio.move_on_after(self.settings.write_timeout):
+            while rest:
+                try:
+                    await trio.lowlevel.wait_writable(sock)
+                    rest = rest[sock.send(rest) :]
+                except BlockingIOError:
+                    continue
+                except (trio.ClosedResourceError, OSError) as exc:
+                    raise ConnectionClosedError(reset=True) from exc
+            return
+        raise ConnectionClosedError(reset=True)
 
     async def next_body_event(self) -> h11.Event:
         timeout = self.settings.network_timeout

@@ -3,6 +3,8 @@ ahead, and the error every transport raises when the peer is gone."""
 
 from __future__ import annotations
 
+import socket
+
 import trio
 
 #: The size of one read from a connection.
@@ -89,3 +91,14 @@ def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     if isinstance(stream, ReplayStream):
         stream = stream.transport_stream
     return stream.socket if isinstance(stream, trio.SocketStream) else None
+
+
+def plain_socket(stream: trio.abc.Stream) -> socket.socket | None:
+    """The standard-library socket under a plain socket stream (None under TLS and
+    for a replaying stream), for calls tried before trio is asked to wait: trio
+    opens a checkpoint around every call, even one the kernel answers at once.
+    The socket is non-blocking (trio made it so)."""
+    if type(stream) is not trio.SocketStream:
+        return None
+    sock = getattr(stream.socket, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
