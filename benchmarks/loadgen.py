@@ -294,6 +294,12 @@ def run_bulk(p: dict) -> dict:
 # -- request rates --------------------------------------------------------------------------
 
 
+def extra_headers(p: dict) -> bytes:
+    """Header lines every request of the scenario carries (``"headers": {name: value}``),
+    e.g. an ``Authorization`` bearer token."""
+    return b"".join(f"{k}: {v}\r\n".encode() for k, v in p.get("headers", {}).items())
+
+
 def build_requests(p: dict, host: str, port: int, base: str) -> tuple[list[bytes], bool]:
     hosthdr = f"Host: {host}:{port}\r\n".encode()
     kind = p["kind"]
@@ -305,6 +311,7 @@ def build_requests(p: dict, host: str, port: int, base: str) -> tuple[list[bytes
             + hosthdr
             + TUS
             + OCTET
+            + extra_headers(p)
             + b"Upload-Length: %d\r\nContent-Length: %d\r\n\r\n" % (n, n)
             + body
         )

@@ -59,6 +59,7 @@ GROUP_PAGES: dict[str, list[tuple[str, str]]] = {
     ],
     "Monitoring": [
         ("Monitoring", "../configuration/monitoring.md"),
+        ("Monitoring: profiling", "../configuration/monitoring.md#profiling"),
         ("Security: operator endpoints", "../security.md#operator-endpoints"),
     ],
     "Timeouts": [("General settings: timeouts", "../configuration/index.md#timeouts")],

@@ -386,3 +386,47 @@ def test_listen_failure_is_one_line_and_exit_1(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("tusd-trio: cannot listen on -host 999.1.1.1")
+
+
+# --- profiling (-expose-pprof) ------------------------------------------------------
+
+
+def test_profiling_is_off_by_default_and_the_go_rates_are_zero() -> None:
+    config = config_for()
+    assert config.protocol.pprof_path == ""
+    assert (config.pprof_block_profile_rate, config.pprof_mutex_profile_rate) == (0, 0)
+
+
+def test_profiling_flags_map_to_fields() -> None:
+    config = config_for(
+        "-expose-pprof",
+        "-pprof-path=ops/profiling",
+        "-pprof-block-profile-rate",
+        "-1",
+        "-pprof-mutex-profile-rate=+5",
+    )
+    # The path is normalised to "/.../", as the routes need it.
+    assert config.protocol.pprof_path == "/ops/profiling/"
+    assert (config.pprof_block_profile_rate, config.pprof_mutex_profile_rate) == (-1, 5)
+    # -pprof-path alone does not turn the endpoints on.
+    assert config_for("-pprof-path=/x/").protocol.pprof_path == ""
+
+
+@pytest.mark.parametrize("text", ["", "1.5", "ten", "--1"])
+def test_the_go_rate_flags_take_signed_integers_only(text: str) -> None:
+    with pytest.raises(UsageError, match="-pprof-block-profile-rate"):
+        parse_args([f"-pprof-block-profile-rate={text}"])
+
+
+@pytest.mark.parametrize("path", ["/", "/files/", "/files/prof/"])
+def test_a_pprof_path_overlapping_the_uploads_is_refused(path: str) -> None:
+    with pytest.raises(UsageError, match="-pprof-path"):
+        config_for("-expose-pprof", f"-pprof-path={path}")
+
+
+def test_tusd_pprof_basic_auth_refuses_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUSD_PPROF_AUTH", "user:pass")
+    with pytest.raises(UsageError, match="TUSD_PPROF_AUTH is not supported"):
+        config_for("-expose-pprof")
+    # Without -expose-pprof the variable protects nothing and changes nothing.
+    assert config_for().protocol.pprof_path == ""

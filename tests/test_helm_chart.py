@@ -179,6 +179,8 @@ GCS_TLS_VALUES: dict[str, Any] = {
         "enabledEvents": "pre-create,post-finish",
         "blockingTimeout": "20s",
         "grpc": {"address": "hooks.test.svc:50051"},
+        # Redis for the hook stream only (no Redis locks).
+        "redisStream": {"name": "tus-events", "maxlen": 5000},
         "http": {
             "url": "https://hooks.example.com/tus",
             "backoff": "2s",
@@ -186,6 +188,7 @@ GCS_TLS_VALUES: dict[str, Any] = {
             "retry": 2,
         },
     },
+    "redis": {"url": "redis://redis.test.svc:6380/1"},
     "metrics": {"enabled": False},
     "tusd": {"extraFlags": {"network-timeout": "2m", "fsync": True}},
     "extraArgs": ["-verbose=false"],
@@ -521,6 +524,10 @@ def test_other_backends_and_tls() -> None:
         "/etc/tusd-trio/tls/tls.key",
     )
     assert flags["tls-mode"] == "tls13"
+    assert flags["hooks-redis-stream"] == "tus-events"
+    assert flags["hooks-redis-stream-maxlen"] == "5000"
+    assert flags["redis-url"] == "redis://redis.test.svc:6380/1"
+    assert "locker" not in flags and "redis-lock-ttl" not in flags
     assert flags["expose-metrics"] == "false"
     assert "metrics-path" not in flags
     assert gcs.args()[-1] == "-verbose=false"
@@ -543,7 +550,7 @@ def test_other_backends_and_tls() -> None:
     egress_ports = [
         {p["port"] for p in rule["ports"]} for rule in gcs.one("NetworkPolicy")["spec"]["egress"]
     ]
-    assert egress_ports == [{53}, {9023}, {443, 50051}]
+    assert egress_ports == [{53}, {9023}, {6380}, {443, 50051}]
 
     azure = render(AZURE_VALUES)
     assert azure.one("Deployment")["spec"]["replicas"] == 3
@@ -616,6 +623,10 @@ def test_file_store_on_a_shared_volume_with_redis_scales() -> None:
         ({"storage": {"type": "s3"}}, r"needs storage.s3.bucket"),
         ({"storage": {"type": "nfs"}}, r"storage.type=\"nfs\""),
         ({"locker": {"type": "redis"}}, r"needs redis.url or redis.existingSecret"),
+        (
+            {"hooks": {"redisStream": {"name": "events"}}},
+            r"hooks.redisStream.name needs redis.url or redis.existingSecret",
+        ),
         ({"terminationGracePeriodSeconds": 15}, r"must be above tusd.shutdownTimeout"),
         ({"tusd": {"shutdownTimeout": "1m"}}, r"terminationGracePeriodSeconds=30 must be above"),
         ({"tusd": {"shutdownTimeout": "ten seconds"}}, r"is not a Go duration"),

@@ -33,18 +33,23 @@ def test_every_hook_backend_and_all_events() -> None:
         hooks_http="https://user:s3cret@hooks.internal/tus",
         hooks_grpc="grpc.internal:50051",
         hooks_plugin="mypkg.hooks:Handler",
+        redis_url="redis://:r3dispw@redis.internal:6379/2",
+        hooks_redis_stream="uploads",
         hooks_enabled_events=parse_enabled_events(""),
     )
     lines = startup_lines(config, extensions="")
-    assert lines[:5] == [
+    assert lines[:6] == [
         f"Using '{os.path.abspath('hooks')}' for hooks",
         "Using 'https://user:[redacted]@hooks.internal/tus' as the endpoint for hooks",
         "Using 'grpc.internal:50051' as the endpoint for gRPC hooks",
         "Using 'mypkg.hooks:Handler' to load plugin for hooks",
+        "Adding notification hook events to the Redis stream 'uploads' at "
+        "redis://redis.internal:6379/2",
         "Enabled hook events: pre-create, post-create, post-receive, pre-terminate,"
         " post-terminate, post-finish, pre-finish",
     ]
     assert "s3cret" not in "\n".join(lines)
+    assert "r3dispw" not in "\n".join(lines)
 
 
 def test_unix_socket_and_no_hooks_no_metrics() -> None:

@@ -11,6 +11,7 @@ import os
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import Config
+from .lockers.redis_url import parse_redis_url
 
 
 def startup_lines(config: Config, *, extensions: str) -> list[str]:
@@ -26,6 +27,13 @@ def startup_lines(config: Config, *, extensions: str) -> list[str]:
     lines.append(f"Using {config.protocol.base_path} as the base path.")
     if config.protocol.metrics_path:
         lines.append(f"Using {config.protocol.metrics_path} as the metrics path.")
+    if config.protocol.pprof_path:
+        lines.append(f"Using {config.protocol.pprof_path} as the profiling path.")
+    if config.pprof_block_profile_rate or config.pprof_mutex_profile_rate:
+        lines.append(
+            "Ignoring -pprof-block-profile-rate and -pprof-mutex-profile-rate: they tune "
+            "Go's runtime, which tusd-trio does not have."
+        )
     return lines
 
 
@@ -40,6 +48,12 @@ def hook_lines(config: Config) -> list[str]:
         lines.append(f"Using '{config.hooks_grpc}' as the endpoint for gRPC hooks")
     if config.hooks_plugin:
         lines.append(f"Using '{config.hooks_plugin}' to load plugin for hooks")
+    if config.hooks_redis_stream:
+        where = parse_redis_url(config.redis_url).describe()
+        lines.append(
+            f"Adding notification hook events to the Redis stream "
+            f"'{config.hooks_redis_stream}' at {where}"
+        )
     if lines:
         lines.append(f"Enabled hook events: {', '.join(config.hooks_enabled_events)}")
     return lines

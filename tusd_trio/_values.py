@@ -65,6 +65,13 @@ def parse_uint(text: str) -> int:
     return int(text)
 
 
+def parse_int(text: str) -> int:
+    """A decimal integer, signed as Go's ``flag.Int`` takes it."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+        raise ValueError(f"invalid integer {text!r}")
+    return int(text)
+
+
 def parse_octal(text: str) -> int:
     stripped = text.strip()
     if not re.fullmatch(r"0?[0-7]{1,4}", stripped):

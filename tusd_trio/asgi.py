@@ -20,8 +20,8 @@ Run it directly with hypercorn's Trio worker, configured by tusd-trio flags in
     TUSD_TRIO_ARGS="-upload-dir ./data -base-path /files/" \\
         hypercorn --worker-class trio --workers 0 tusd_trio.asgi:app
 
-Mounted under a prefix (ASGI ``root_path``), URLs (``Location``, the health and
-metrics paths) include the prefix.
+Mounted under a prefix (ASGI ``root_path``), URLs (``Location``, the health,
+metrics and profiling paths) include the prefix.
 
 **Trio only.**  The stores and lockers are written for Trio, so the app refuses
 to run under asyncio servers (uvicorn, hypercorn's asyncio worker, daphne): the

@@ -27,6 +27,7 @@ from .lockers.config import LockerConfig
 from .lockers.redis_url import parse_redis_url
 from .protocol.config import ProtocolConfig, StoreCapabilities
 from .protocol.headers import CHECKSUM_ALGORITHMS
+from .quotas.policy import QuotaConfig
 from .stores.config import AzureConfig, FileStoreConfig, GCSConfig, S3Config, StoreConfig
 
 #: -tls-mode values (see :mod:`tusd_trio.server._tls`).
@@ -124,9 +125,17 @@ class Config:
     hooks_grpc_client_tls_key: str = ""
     hooks_grpc_forward_headers: tuple[str, ...] = ()
     hooks_plugin: str = ""
+    #: Name of the Redis stream notification events are added to ("" = none); on -redis-url.
+    hooks_redis_stream: str = ""
+    #: ``MAXLEN ~`` of that stream (0 = unbounded).
+    hooks_redis_stream_maxlen: int = 100_000
+    hooks_redis_stream_retry: int = 3
+    hooks_redis_stream_backoff: float = 1.0
     hooks_blocking_timeout: float = 30.0
     # Access control (off unless a credential kind is configured)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # Per-principal quotas (only with access control; see quotas/)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
     # Operator endpoints (/metrics, /health/ready details): see server/_operator.py
     #: ``host:port`` of a listener serving only them, without credentials ("" = none).
     metrics_listen: str = ""
@@ -134,6 +143,10 @@ class Config:
     metrics_token_file: str = ""
     #: Serve them to anyone, also while access control is on.
     operator_endpoints_public: bool = False
+    # Profiling (-expose-pprof: protocol.pprof_path).  tusd's two Go runtime rates are
+    # kept for its command lines and have no effect here (no Go runtime to tune).
+    pprof_block_profile_rate: int = 0
+    pprof_mutex_profile_rate: int = 0
     # Live events (GET /events, WebSocket)
     expose_events: bool = False
     events_path: str = "/events"
@@ -154,6 +167,7 @@ class Config:
         self._check_operator()
         self._check_object_stores()
         self._check_workers()
+        self._check_quota()
 
     # --- checks of the values (no I/O) -------------------------------------------------
 
@@ -173,14 +187,18 @@ class Config:
         if self.locker not in LOCKERS:
             raise ConfigError("invalid value for flag -locker: must be file, memory or redis")
         if self.locker == "redis":
-            if not self.redis_url:
-                raise ConfigError("-locker redis needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
-            try:
-                parse_redis_url(self.redis_url)
-            except ValueError as exc:
-                raise ConfigError(f"invalid value for flag -redis-url: {exc}") from None
+            self._check_redis_url("-locker redis")
             if self.redis_lock_ttl < 1:
                 raise ConfigError("invalid value for flag -redis-lock-ttl: must be at least 1s")
+
+    def _check_redis_url(self, user: str) -> None:
+        """``user`` (a flag and its value) needs a usable -redis-url."""
+        if not self.redis_url:
+            raise ConfigError(f"{user} needs -redis-url (e.g. redis://127.0.0.1:6379/0)")
+        try:
+            parse_redis_url(self.redis_url)
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for flag -redis-url: {exc}") from None
 
     def _check_protocol(self) -> None:
         cors = self.protocol.cors
@@ -210,6 +228,12 @@ class Config:
         for attribute, flag in _GRPC_TLS_FILES:
             if getattr(self, attribute) and not self.hooks_grpc_secure:
                 raise ConfigError(f"flag -{flag} needs -hooks-grpc-secure")
+        if self.hooks_redis_stream:
+            self._check_redis_url("-hooks-redis-stream")
+        if self.hooks_redis_stream_maxlen < 0:
+            raise ConfigError(
+                "invalid value for flag -hooks-redis-stream-maxlen: must not be negative"
+            )
 
     def _check_operator(self) -> None:
         if self.metrics_listen:
@@ -217,6 +241,14 @@ class Config:
                 parse_listen_address(self.metrics_listen)
             except ValueError as exc:
                 raise ConfigError(f"invalid value for flag -metrics-listen: {exc}") from None
+        pprof = self.protocol.pprof_path
+        if pprof:
+            base = self.protocol.base_path
+            if pprof == "/" or pprof.startswith(base) or base.startswith(pprof):
+                raise ConfigError(
+                    f"invalid value for flag -pprof-path: {pprof!r} must not be / and must "
+                    f"not overlap -base-path {base!r}"
+                )
 
     def _check_object_stores(self) -> None:
         s3, gcs, azure = self.s3, self.gcs, self.azure
@@ -262,6 +294,20 @@ class Config:
                     "redis (or -locker file with the file store); the memory locker only works "
                     "in one process"
                 )
+
+    def _check_quota(self) -> None:
+        if not self.quota.enabled:
+            return
+        if not self.auth.enabled:
+            raise ConfigError(
+                "quotas (-auth-quota*) need access control: configure -auth-jwt-*, "
+                "-auth-api-keys or -auth-signing-secret"
+            )
+        if self.workers > 1 and self.locker != "redis":
+            raise ConfigError(
+                "quotas with -workers above 1 need -locker redis: the in-process ledger "
+                "only counts the uploads of one process"
+            )
 
     # --- checks that read files or import modules ---------------------------------------
 
@@ -325,8 +371,9 @@ class Config:
     def served_protocol(self, capabilities: StoreCapabilities) -> ProtocolConfig:
         """The protocol settings the upload handler serves with: what the store can do
         decides what is advertised (Tus-Extension) and allowed; CORS preflights allow
-        the API key header when API keys are on; with -metrics-listen the metrics are
-        served only on that listener, not on the upload port."""
+        the API key header when API keys are on; with -metrics-listen the metrics and
+        the profiling endpoints are served only on that listener, not on the upload
+        port."""
         protocol = replace(self.protocol, capabilities=capabilities)
         cors = protocol.cors
         header = self.auth.api_key_header
@@ -339,7 +386,7 @@ class Config:
             cors = replace(cors, allow_headers=f"{cors.allow_headers}, {header}")
             protocol = replace(protocol, cors=cors)
         if self.metrics_listen:
-            protocol = replace(protocol, metrics_path="")
+            protocol = replace(protocol, metrics_path="", pprof_path="")
         return protocol
 
     def for_worker(self, listen_fd: int, metrics_dir: str) -> Config:

@@ -17,6 +17,13 @@ CATALOGUE = [
         "missing, invalid or unsupported Tus-Resumable header",
     ),
     (errors.MaxSizeExceededError, 413, "ERR_MAX_SIZE_EXCEEDED", "maximum size exceeded"),
+    (errors.QuotaExceededError, 413, "ERR_QUOTA_EXCEEDED", "quota exceeded"),
+    (
+        errors.UploadsQuotaExceededError,
+        403,
+        "ERR_QUOTA_UPLOADS_EXCEEDED",
+        "too many unfinished uploads",
+    ),
     # tus 1.0.0 says 415 here; tusd answers 400.
     (
         errors.InvalidContentTypeError,
@@ -110,6 +117,11 @@ CATALOGUE = [
         "the server has too many open connections",
     ),
     (errors.ServerNotStartedError, 503, "ERR_SERVER_NOT_STARTED", None),
+    # The profiling endpoints (-expose-pprof).
+    (errors.InvalidProfileRequestError, 400, "ERR_INVALID_PROFILE_REQUEST", None),
+    (errors.ProfileInProgressError, 409, "ERR_PROFILE_IN_PROGRESS", None),
+    (errors.ProfilerUnavailableError, 501, "ERR_PROFILER_UNAVAILABLE", None),
+    (errors.ProfilerFailedError, 500, "ERR_PROFILER_FAILED", None),
     (errors.TusError, 500, "ERR_INTERNAL_SERVER_ERROR", None),
 ]
 

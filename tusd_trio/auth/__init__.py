@@ -14,6 +14,7 @@ Wiring (for the request handler)::
 
 from ._model import (
     OWNER_METADATA_KEY,
+    QUOTA_CLAIMS,
     AuthConfig,
     AuthConfigError,
     AuthError,
@@ -29,6 +30,7 @@ from .presign import redact_url, sign_upload_url
 
 __all__ = [
     "OWNER_METADATA_KEY",
+    "QUOTA_CLAIMS",
     "AuthConfig",
     "AuthConfigError",
     "AuthError",

@@ -10,6 +10,14 @@ from ..protocol.errors import TusError
 #: Metadata key that records who created an upload (value: :attr:`Principal.owner_id`).
 OWNER_METADATA_KEY = "tusd-trio-owner"
 
+#: JWT claims that override a principal's quota defaults, and the limit each sets
+#: (the names of :mod:`tusd_trio.quotas.policy`).
+QUOTA_CLAIMS = {
+    "tus_quota_bytes": "bytes",
+    "tus_max_uploads": "uploads",
+    "tus_max_size": "max_size",
+}
+
 #: Realm named in ``WWW-Authenticate`` challenges.
 REALM = "tusd-trio"
 
@@ -86,12 +94,15 @@ class Principal:
     ``via`` is ``"jwt"``, ``"api-key"`` or ``"presigned"``.  ``limits`` is empty
     except for pre-signed creations: ``max_size`` (int or None), ``metadata``
     (dict of values forced onto the upload) and ``expires`` (unix time).
+    ``quota`` holds the quota limits a JWT's claims set (see :data:`QUOTA_CLAIMS`),
+    by limit name (``bytes``, ``uploads``, ``max_size``); 0 is no limit.
     """
 
     subject: str
     admin: bool
     via: str
     limits: dict[str, Any] = field(default_factory=dict)
+    quota: dict[str, int] = field(default_factory=dict)
 
     @property
     def owner_id(self) -> str:

@@ -20,7 +20,14 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from ._model import AuthConfig, AuthConfigError, Principal, read_secret_file, unauthorized
+from ._model import (
+    QUOTA_CLAIMS,
+    AuthConfig,
+    AuthConfigError,
+    Principal,
+    read_secret_file,
+    unauthorized,
+)
 
 log = logging.getLogger("tusd_trio")
 
@@ -241,7 +248,7 @@ class JwtVerifier:
         if not isinstance(subject, str) or not subject:
             raise unauthorized("token subject must be a non-empty string", invalid_token=True)
         admin = self._admin is not None and self._admin.matches(claims)
-        return Principal(subject=subject, admin=admin, via="jwt")
+        return Principal(subject=subject, admin=admin, via="jwt", quota=_quota_claims(claims))
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
         expires = _numeric_date(claims.get("exp"), "exp")
@@ -251,6 +258,21 @@ class JwtVerifier:
             not_before = _numeric_date(claims["nbf"], "nbf")
             if now + self._leeway < not_before:
                 raise unauthorized("token not valid yet", invalid_token=True)
+
+
+def _quota_claims(claims: Mapping[str, Any]) -> dict[str, int]:
+    """The quota limits a token sets: non-negative integers (0 = no limit)."""
+    quota: dict[str, int] = {}
+    for claim, limit in QUOTA_CLAIMS.items():
+        if claim not in claims:
+            continue
+        value = claims[claim]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise unauthorized(
+                f"token {claim} claim must be a non-negative integer", invalid_token=True
+            )
+        quota[limit] = value
+    return quota
 
 
 def _numeric_date(value: object, name: str) -> float:

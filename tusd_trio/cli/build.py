@@ -23,6 +23,7 @@ from ..protocol.config import (
     CorsConfig,
     ProtocolConfig,
 )
+from ..quotas.policy import QuotaConfig
 from ..stores.config import AzureConfig, GCSConfig, S3Config
 from .flags import UsageError
 
@@ -49,12 +50,22 @@ def _config(values: Mapping[str, Any]) -> Config:
         enabled = parse_enabled_events(values["hooks-enabled-events"])
     except ValueError as exc:
         raise UsageError(f"invalid value for flag -hooks-enabled-events: {exc}") from None
+    if values["expose-pprof"] and os.environ.get("TUSD_PPROF_AUTH"):
+        # tusd puts basic auth on pprof from this variable.  Here the metrics' access
+        # rule protects the profiling endpoints; starting without the protection the
+        # operator asked for would open them silently.
+        raise UsageError(
+            "TUSD_PPROF_AUTH is not supported: the profiling endpoints of -expose-pprof are "
+            "protected like /metrics (access control with an admin credential, "
+            "-metrics-token-file, or -metrics-listen); unset it and use one of those"
+        )
     s3, gcs, azure = _object_store_settings(values)
     return Config(
         s3=s3,
         gcs=gcs,
         azure=azure,
         auth=_auth_settings(values),
+        quota=_quota_settings(values),
         host=values["host"],
         port=int(port_text),
         unix_sock=values["unix-sock"],
@@ -104,12 +115,18 @@ def _config(values: Mapping[str, Any]) -> Config:
         hooks_grpc_client_tls_key=values["hooks-grpc-client-tls-key"],
         hooks_grpc_forward_headers=_names(values["hooks-grpc-forward-headers"]),
         hooks_plugin=values["hooks-plugin"],
+        hooks_redis_stream=values["hooks-redis-stream"],
+        hooks_redis_stream_maxlen=values["hooks-redis-stream-maxlen"],
+        hooks_redis_stream_retry=max(1, values["hooks-redis-stream-retry"]),
+        hooks_redis_stream_backoff=values["hooks-redis-stream-backoff"],
         hooks_blocking_timeout=values["hooks-blocking-timeout"],
         expose_events=values["expose-events"],
         events_path=values["events-path"],
         metrics_listen=values["metrics-listen"],
         metrics_token_file=values["metrics-token-file"],
         operator_endpoints_public=values["operator-endpoints-public"],
+        pprof_block_profile_rate=values["pprof-block-profile-rate"],
+        pprof_mutex_profile_rate=values["pprof-mutex-profile-rate"],
         log_format=values["log-format"],
         verbose=values["verbose"],
         show_startup_logs=values["show-startup-logs"],
@@ -148,7 +165,22 @@ def _protocol_settings(values: Mapping[str, Any]) -> ProtocolConfig:
         checksum_algorithms=_names(values["checksum-algorithms"]),
         show_greeting=values["show-greeting"],
         metrics_path=values["metrics-path"] if values["expose-metrics"] else "",
+        pprof_path=values["pprof-path"] if values["expose-pprof"] else "",
         max_concat_partials=values["max-concat-partials"],
+    )
+
+
+def _quota_settings(values: Mapping[str, Any]) -> QuotaConfig:
+    limits = (
+        values["auth-quota-bytes"],
+        values["auth-quota-uploads"],
+        values["auth-quota-max-size"],
+    )
+    return QuotaConfig(
+        enabled=bool(values["auth-quotas"]) or any(limit > 0 for limit in limits),
+        bytes=limits[0],
+        uploads=limits[1],
+        max_size=limits[2],
     )
 
 

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._values import format_duration, parse_bool, parse_duration, parse_octal, parse_uint
+from .._values import (
+    format_duration,
+    parse_bool,
+    parse_duration,
+    parse_int,
+    parse_octal,
+    parse_uint,
+)
 from ..protocol.headers import CHECKSUM_ALGORITHMS
 from ..stores.config import MiB
 
@@ -27,7 +34,7 @@ class HelpRequestedError(Exception):
 @dataclass(frozen=True, slots=True)
 class Flag:
     name: str
-    kind: str  # str, bool, uint, duration, octal
+    kind: str  # str, bool, uint, int, duration, octal
     default: Any
     help: str
     #: The section of ``-help`` listing the flag.
@@ -38,6 +45,8 @@ class Flag:
             return parse_bool(text)
         if self.kind == "uint":
             return parse_uint(text)
+        if self.kind == "int":
+            return parse_int(text)
         if self.kind == "duration":
             return parse_duration(text)
         if self.kind == "octal":
@@ -211,7 +220,8 @@ FLAGS: tuple[Flag, ...] = (
             "redis-url",
             "str",
             "",
-            "Redis for -locker redis: redis://[user:pw@]host:6379/0, rediss://, unix://, "
+            "Redis for -locker redis and -hooks-redis-stream: redis://[user:pw@]host:6379/0, "
+            "rediss://, unix://, "
             "redis+sentinel://h1,h2/primary/0, redis+cluster://h1,h2",
         ),
         Flag(
@@ -391,6 +401,20 @@ FLAGS: tuple[Flag, ...] = (
             "Python hook plugin as module:object (an object with one method per hook)",
         ),
         Flag(
+            "hooks-redis-stream",
+            "str",
+            "",
+            "Redis stream (on -redis-url) that notification events (post-*) are added to",
+        ),
+        Flag(
+            "hooks-redis-stream-maxlen",
+            "uint",
+            100_000,
+            "Approximate length limit of the hook stream (MAXLEN ~); 0 = unbounded",
+        ),
+        Flag("hooks-redis-stream-retry", "uint", 3, "Attempts to add an event to the hook stream"),
+        Flag("hooks-redis-stream-backoff", "duration", 1.0, "Pause between hook stream attempts"),
+        Flag(
             "hooks-blocking-timeout",
             "duration",
             30.0,
@@ -441,6 +465,10 @@ FLAGS: tuple[Flag, ...] = (
             86400.0,
             "How long an upload created through a pre-signed URL stays reachable with its Location",
         ),
+        Flag("auth-quotas", "bool", False, "Count uploads per principal (for quota claims)"),
+        Flag("auth-quota-bytes", "uint", 0, "Bytes a principal may hold (0 = no limit)"),
+        Flag("auth-quota-uploads", "uint", 0, "Unfinished uploads per principal (0 = no limit)"),
+        Flag("auth-quota-max-size", "uint", 0, "Largest upload of a principal (0 = no limit)"),
     ),
     *_group(
         "Monitoring",
@@ -465,6 +493,28 @@ FLAGS: tuple[Flag, ...] = (
             "bool",
             False,
             "Serve the metrics and readiness details to anyone, also with access control on",
+        ),
+        Flag(
+            "expose-pprof",
+            "bool",
+            False,
+            "Serve the profiling endpoints at -pprof-path (Trio task stacks; CPU profiles "
+            "taken by py-spy), where the metrics are and to whom they are shown",
+        ),
+        Flag("pprof-path", "str", "/debug/pprof/", "Path under which the profiling is served"),
+        Flag(
+            "pprof-block-profile-rate",
+            "int",
+            0,
+            "Accepted for tusd command lines; no effect: it tunes the Go runtime's blocking "
+            "profile (the task stacks at -pprof-path show what waits)",
+        ),
+        Flag(
+            "pprof-mutex-profile-rate",
+            "int",
+            0,
+            "Accepted for tusd command lines; no effect: it tunes the Go runtime's mutex "
+            "profile (the task stacks at -pprof-path show what waits)",
         ),
     ),
     *_group(
@@ -505,6 +555,8 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 _BY_NAME = {flag.name: flag for flag in FLAGS}
+#: How -help names a flag's value type.
+_HELP_TYPES = {"bool": "", "uint": " int", "str": " string"}
 
 
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
@@ -559,9 +611,7 @@ def usage() -> str:
         if flag.group != group:
             group = flag.group
             lines += ["", f"{group} options:"]
-        kind = {"bool": "", "uint": " int", "duration": " duration", "octal": " octal"}.get(
-            flag.kind, " string"
-        )
+        kind = _HELP_TYPES.get(flag.kind, f" {flag.kind}")
         lines.append(f"  -{flag.name}{kind}")
         lines.append(f"        {flag.help} (default {flag.default_text()})")
     return "\n".join(lines) + "\n"

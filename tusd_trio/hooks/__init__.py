@@ -1,15 +1,17 @@
 """Hooks: tell other programs about uploads and let them decide (tusd's hook system).
 
 Transports: :class:`FileHookBackend` (``-hooks-dir``), :class:`HTTPHookBackend`
-(``-hooks-http``, needs ``httpx``) and :class:`PluginHookBackend` (a Python
-object).  :class:`HookDispatcher` sends events to one or more of them.
+(``-hooks-http``, needs ``httpx``), ``GRPCHookBackend`` (``-hooks-grpc``, needs
+``grpcio``), :class:`PluginHookBackend` (a Python object) and
+``RedisStreamHookBackend`` (``-hooks-redis-stream``, notifications only, needs
+``coredis``).  :class:`HookDispatcher` sends events to one or more of them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .dispatcher import HookBackend, HookDispatcher
+from .dispatcher import BackgroundHookBackend, CheckedHookBackend, HookBackend, HookDispatcher
 from .file import FileHookBackend
 from .model import (
     BLOCKING,
@@ -40,6 +42,8 @@ __all__ = [
     "DEFAULT_ENABLED",
     "HOOK_TYPES",
     "TUSD_HOOK_TYPES",
+    "BackgroundHookBackend",
+    "CheckedHookBackend",
     "FileHookBackend",
     "FileInfoChanges",
     "HTTPHookBackend",
@@ -73,4 +77,9 @@ def __getattr__(name: str) -> Any:
         from .grpc import GRPCHookBackend
 
         return GRPCHookBackend
+    if name == "RedisStreamHookBackend":
+        # coredis is an optional extra: pip install 'tusd-trio[redis]'
+        from .redis_stream import RedisStreamHookBackend
+
+        return RedisStreamHookBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Collection, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
@@ -18,11 +18,11 @@ from .model import (
     merge_responses,
 )
 
-__all__ = ["HookBackend", "HookDispatcher"]
+__all__ = ["BackgroundHookBackend", "CheckedHookBackend", "HookBackend", "HookDispatcher"]
 
 
 class HookBackend(Protocol):
-    """A hook transport: file, HTTP or plugin."""
+    """A hook transport: file, HTTP, gRPC, plugin or Redis stream."""
 
     name: str
 
@@ -35,6 +35,25 @@ class HookBackend(Protocol):
     ) -> HookResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BackgroundHookBackend(Protocol):
+    """A backend with a task of its own (the Redis stream holds its connection pool
+    there).  :meth:`HookDispatcher.run` starts ``run``, which calls
+    ``task_status.started()`` once events can be sent and returns when cancelled."""
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None: ...
+
+
+@runtime_checkable
+class CheckedHookBackend(Protocol):
+    """A backend that can tell whether it could deliver now (readiness, ``/health/ready``):
+    ``check`` returns when it can and raises :class:`HookError` saying why not."""
+
+    async def check(self) -> None: ...
 
 
 class HookDispatcher:
@@ -113,6 +132,16 @@ class HookDispatcher:
             answer = await backend.invoke(hook_type, payload, forward_headers=forward_headers)
             merged = merge_responses(merged, answer)
         return merged
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the backends' own tasks (:class:`BackgroundHookBackend`) until cancelled;
+        started once each of them is."""
+        async with trio.open_nursery() as nursery:
+            for backend in self.backends:
+                if isinstance(backend, BackgroundHookBackend):
+                    await nursery.start(backend.run)
+            task_status.started()
+            await trio.sleep_forever()
 
     async def aclose(self) -> None:
         """Close every backend (the HTTP client, a plugin's ``close``)."""

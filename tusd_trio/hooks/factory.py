@@ -51,6 +51,24 @@ def build_hooks(config: Config) -> HookDispatcher | None:
         )
     if config.hooks_plugin:
         backends.append(PluginHookBackend(config.hooks_plugin))
+    if config.hooks_redis_stream:
+        # Last: it answers nothing, and an unreachable Redis (which fails the event
+        # for the backends after it) does not keep the others from being called.
+        try:
+            from .redis_stream import RedisStreamHookBackend
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise RuntimeError(
+                "-hooks-redis-stream needs coredis: pip install 'tusd-trio[redis]'"
+            ) from exc
+        backends.append(
+            RedisStreamHookBackend(
+                config.redis_url,
+                config.hooks_redis_stream,
+                maxlen=config.hooks_redis_stream_maxlen,
+                retry=config.hooks_redis_stream_retry,
+                backoff=config.hooks_redis_stream_backoff,
+            )
+        )
     if not backends:
         return None
     return HookDispatcher(

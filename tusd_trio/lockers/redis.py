@@ -12,28 +12,23 @@ and another local request waits, the lease itself passes to it without a
 round trip to Redis (unless a request of another instance asked first: then
 the lease is given back to Redis so that both can compete for it).
 
-Across instances, tusd's release handshake runs over pub/sub: a request that
-finds the key held publishes ``"<waiter> <upload id>"`` on
-``<prefix>release-request``; the instance that holds the lease calls its
-holder's ``on_release_requested`` (once per waiter).  Releasing publishes the
-upload id on ``<prefix>released`` from inside the compare-and-delete script,
-which wakes the waiters at once.  Waiters also poll with a short, growing
-back-off (capped by the key's remaining TTL), so a lost message or a dead
-holder only costs time, never the lock.
+Across instances, tusd's release handshake runs over pub/sub: a waiter
+publishes ``"<waiter> <upload id>"`` on ``<prefix>release-request`` and the
+holder's ``on_release_requested`` is called (once per waiter); the
+compare-and-delete script publishes the id on ``<prefix>released``.  Waiters
+also poll with a growing back-off (capped by the key's TTL): a lost message or
+a dead holder costs time, never the lock.
 
 Every access (``write``, ``read``, ``new``) is exclusive: a HEAD never reads an
 offset in the middle of another instance's write.
 
-If a lease cannot be renewed before it could expire, or the key turns out to
-have vanished or to belong to someone else, the holder's ``on_lost`` callback
-is called so that it stops writing.  This is a lease, not a fence: a holder
-that is frozen for longer than ``ttl`` (and so misses ``on_lost``) can overlap
-with the next holder; choose ``ttl`` well above any expected pause.
+A lease not renewed in time, vanished or owned by someone else calls the
+holder's ``on_lost`` so that it stops writing.  A lease is not a fence: a holder
+frozen for longer than ``ttl`` can overlap the next one; keep ``ttl`` large.
 
-When Redis cannot be reached, :meth:`RedisLocker.acquire` raises
-:class:`LockerUnavailableError` (503) after at most a few ``timeout`` seconds,
-whatever ``max_wait`` is; connections are re-established by themselves when
-Redis is back.
+Unreachable Redis: :meth:`RedisLocker.acquire` raises
+:class:`LockerUnavailableError` (503) within a few ``timeout`` seconds, whatever
+``max_wait`` is; connections come back by themselves.
 
 Its URL is read by :mod:`.redis_url`, its connection opened by :mod:`.redis_client`.
 """
@@ -224,7 +219,7 @@ class RedisLocker(LockContext):
         """Readiness: raise :class:`LockerUnavailableError` unless Redis answers."""
         if self._state != "running":
             raise LockerUnavailableError("the upload lock service is not running")
-        await self._call(lambda conn: conn.client.ping())
+        await self.call(lambda conn: conn.client.ping())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the Redis connections, renew leases and answer release requests.
@@ -323,7 +318,7 @@ class RedisLocker(LockContext):
                 sent = trio.current_time()
                 try:
                     left = as_int(
-                        await self._call(
+                        await self.call(
                             lambda conn: conn.acquire(keys=[key], args=[token, self._ttl_ms])
                         )
                     )
@@ -344,7 +339,7 @@ class RedisLocker(LockContext):
                 # Held by another instance (or by a lease of ours that is being
                 # given back): ask its holder to let go, then wait for the
                 # "released" message, the key's expiry or the next poll.
-                await self._call(
+                await self.call(
                     lambda conn: conn.client.publish(self._request_channel, f"{waiter} {upload_id}")
                 )
                 remaining = deadline - trio.current_time()
@@ -382,7 +377,7 @@ class RedisLocker(LockContext):
 
     async def _delete(self, upload_id: str, key: str, token: str, done: trio.Event) -> None:
         try:
-            await self._call(
+            await self.call(
                 lambda conn: conn.release(
                     keys=[key], args=[token, self._released_channel, upload_id]
                 )
@@ -473,7 +468,7 @@ class RedisLocker(LockContext):
         sent = trio.current_time()
         try:
             result = as_int(
-                await self._call(
+                await self.call(
                     lambda conn: conn.renew(keys=[lease.key], args=[lease.token, self._ttl_ms])
                 )
             )
@@ -600,6 +595,6 @@ class RedisLocker(LockContext):
                     await closing.wait()
                 backoff = min(backoff * 2, 2.0)
 
-    async def _call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run one Redis operation; any failure to reach Redis is a 503."""
+    async def call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run one Redis operation (also the quota ledger's); unreachable Redis: a 503."""
         return await run_command(self._conn, command, self._op_timeout)

@@ -1,5 +1,6 @@
 """The Redis locker's connection: opening a client for a :class:`~.redis_url.RedisTarget`
-and the Lua scripts the locker runs on it."""
+(also the Redis stream hook backend's, so both read ``-redis-url`` alike) and the Lua
+scripts the locker runs on it."""
 
 from __future__ import annotations
 

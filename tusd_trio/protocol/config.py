@@ -18,7 +18,7 @@ DEFAULT_CORS_EXPOSE_HEADERS = (
     "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, Tus-Max-Size, "
     "Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, "
     "Upload-Complete, Upload-Draft-Interop-Version, Upload-Expires, Tus-Checksum-Algorithm, "
-    "WWW-Authenticate, Upload-Limit"
+    "WWW-Authenticate, Upload-Limit, Tusd-Trio-Quota"
 )
 
 
@@ -66,6 +66,9 @@ class ProtocolConfig:
     request_trailers: bool = True
     #: Path of the Prometheus metrics; empty = not served.
     metrics_path: str = ""
+    #: Path under which the profiling endpoints are served (-expose-pprof); always
+    #: ends with "/"; empty = not served.
+    pprof_path: str = ""
     #: Most partial uploads one final upload may name (0 = no limit, as tusd).
     max_concat_partials: int = 1000
 
@@ -76,6 +79,10 @@ class ProtocolConfig:
         if not base.endswith("/"):
             base += "/"
         object.__setattr__(self, "base_path", base)
+        pprof = self.pprof_path
+        if pprof:
+            pprof = "/" + pprof.strip("/") + "/" if pprof.strip("/") else "/"
+            object.__setattr__(self, "pprof_path", pprof)
 
     @property
     def termination_enabled(self) -> bool:

@@ -37,17 +37,23 @@ of this module)::
         UploadRejectedError               400 ERR_UPLOAD_REJECTED (pre-create hook)
         TerminationRejectedError          400 ERR_UPLOAD_TERMINATION_REJECTED (pre-terminate)
         AccessDeniedError                 403 ERR_ACCESS_DENIED (pre-access hook)
+        QuotaExceededError                413 ERR_QUOTA_EXCEEDED (per-principal bytes or size)
+          UploadsQuotaExceededError       403 ERR_QUOTA_UPLOADS_EXCEEDED (unfinished uploads)
         CompletedUploadError              400 ERR_UPLOAD_COMPLETED (IETF draft)
         InvalidUploadCompleteError        400 ERR_INVALID_UPLOAD_COMPLETE (IETF draft)
         MalformedRequestError             400 ERR_BAD_REQUEST (unparsable HTTP)
         RequestTimeoutError               408 ERR_REQUEST_TIMEOUT (request head too slow)
         HeaderFieldsTooLargeError         431 ERR_REQUEST_HEADER_FIELDS_TOO_LARGE
+        InvalidProfileRequestError        400 ERR_INVALID_PROFILE_REQUEST (-expose-pprof)
       UploadNotFoundError                 404 ERR_UPLOAD_NOT_FOUND
       UploadGoneError                     410 ERR_UPLOAD_GONE (expired)
       UploadLockedError                   423 ERR_UPLOAD_LOCKED
       LockTimeoutError                    500 ERR_LOCK_TIMEOUT
       NotImplementedFeatureError          501 ERR_NOT_IMPLEMENTED
       ServerNotStartedError               503 ERR_SERVER_NOT_STARTED (ASGI app before lifespan)
+      ProfileInProgressError              409 ERR_PROFILE_IN_PROGRESS (one CPU profile at a time)
+      ProfilerUnavailableError            501 ERR_PROFILER_UNAVAILABLE (py-spy not installed)
+      ProfilerFailedError                 500 ERR_PROFILER_FAILED (py-spy could not sample)
       BodyInterruptedError                (the body ended early; the bytes read are kept)
         UnexpectedEOFError                400 ERR_UNEXPECTED_EOF
         ReadTimeoutError                  500 ERR_READ_TIMEOUT
@@ -337,6 +343,42 @@ class ServerNotStartedError(TusError):
     default_message = "the server has not been started"
 
 
+# --- The profiling endpoints (-expose-pprof, tusd_trio/server/_pprof.py). ---
+
+
+class InvalidProfileRequestError(ProtocolError):
+    """A CPU profile asked for with a duration, rate or format outside what is offered."""
+
+    code = "ERR_INVALID_PROFILE_REQUEST"
+    default_message = "invalid profile parameters"
+
+
+class ProfileInProgressError(TusError):
+    """A CPU profile was asked for while another one of this process is still running:
+    two samplers on one process would distort each other and double its cost."""
+
+    status = 409
+    code = "ERR_PROFILE_IN_PROGRESS"
+    default_message = "a CPU profile of this process is already running; try again when it ends"
+
+
+class ProfilerUnavailableError(TusError):
+    """The sampling profiler (py-spy, the ``pprof`` extra) is not installed."""
+
+    status = 501
+    code = "ERR_PROFILER_UNAVAILABLE"
+    default_message = "the CPU profiler py-spy is not installed (pip install 'tusd-trio[pprof]')"
+
+
+class ProfilerFailedError(TusError):
+    """py-spy is installed but could not sample this process (e.g. ptrace is not
+    permitted); the message carries its explanation."""
+
+    status = 500
+    code = "ERR_PROFILER_FAILED"
+    default_message = "the CPU profiler could not sample this process"
+
+
 # --- Errors that end a body read early.  The bytes read so far are kept. ---
 
 
@@ -394,6 +436,28 @@ class AccessDeniedError(ProtocolError):
     status = 403
     code = "ERR_ACCESS_DENIED"
     default_message = "access to this upload has been denied by server"
+
+
+class QuotaExceededError(ProtocolError):
+    """A principal's quota (access control) would be crossed: its bytes, or the size
+    of one upload.  ``quota_state`` is the ``Tusd-Trio-Quota`` header value to send
+    (``None``: none known), so the client can show what it holds."""
+
+    status = 413
+    code = "ERR_QUOTA_EXCEEDED"
+    default_message = "quota exceeded"
+
+    def __init__(self, message: str | None = None, *, quota_state: str | None = None) -> None:
+        super().__init__(message)
+        self.quota_state = quota_state
+
+
+class UploadsQuotaExceededError(QuotaExceededError):
+    """A principal already has as many unfinished uploads as it may."""
+
+    status = 403
+    code = "ERR_QUOTA_UPLOADS_EXCEEDED"
+    default_message = "too many unfinished uploads"
 
 
 class StoreError(TusError):

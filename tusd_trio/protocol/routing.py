@@ -26,6 +26,7 @@ class Action(Enum):
     HEALTH = "health"
     READY = "ready"
     METRICS = "metrics"
+    PPROF = "pprof"
 
 
 @dataclass(slots=True)
@@ -61,6 +62,15 @@ def request_path(target: str) -> str:
         # decoding; IDs with "/" must be written with real slashes.
         raise ValueError("encoded path separator")
     return unquote(path, errors="strict")
+
+
+def in_pprof_path(path: str, pprof_path: str) -> bool:
+    """Whether ``path`` is one of the profiling endpoints under ``pprof_path`` (which
+    ends with "/"; empty = not served).  The path without its trailing slash is the
+    index too."""
+    if not pprof_path:
+        return False
+    return path.startswith(pprof_path) or path == pprof_path.rstrip("/")
 
 
 def route(
@@ -104,6 +114,9 @@ def route(
             return routed
         if config.metrics_path and path == config.metrics_path:
             routed.action = Action.METRICS
+            return routed
+        if in_pprof_path(path, config.pprof_path):
+            routed.action = Action.PPROF
             return routed
     if not in_base:
         if config.show_greeting and method in ("GET", "HEAD"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import trio
+
 from ..auth import redact_url
 from ..hooks import HookError
 from ..protocol import creation, errors, ietf, interop, urls, writes
@@ -74,8 +76,16 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
             if changes.storage is not None:
                 info = replace(info, storage=dict(changes.storage))
     info = replace(info, id=new_id)
-    with parts.timed("create"):
-        info = await parts.store.create(info)
+    # Before any byte moves: the quota (if any) must hold the new upload.
+    reservation = await parts.quotas.reserve_creation(ctx.principal, info)
+    try:
+        with parts.timed("create"):
+            info = await parts.store.create(info)
+    except BaseException:
+        if reservation is not None:
+            with trio.CancelScope(shield=True):
+                await parts.quotas.refund(reservation)
+        raise
     ctx.upload_created = True
     parts.metrics.uploads_created += 1
     location = urls.upload_url(request, parts.protocol, info.id)
@@ -86,9 +96,12 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
     if grant:
         location += "?" + grant
     if interop is not None:
-        return await _create_draft(
+        response = await _create_draft(
             parts, ctx, routed, interop, info, location, complete=draft_complete
         )
+        if reservation is not None:
+            response.headers.append(reservation.header)
+        return response
 
     wrote_body = False
     if info.is_final:
@@ -114,6 +127,8 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
     )
     if grant:
         response.headers = [(k, location if k == "Location" else v) for k, v in response.headers]
+    if reservation is not None:
+        response.headers.append(reservation.header)
     return response
 
 

@@ -17,6 +17,7 @@ from ..hooks import HookError, HTTPResponse
 from ..protocol import errors, ietf, responses
 from ..protocol.messages import Response
 from ..protocol.routing import Action, Routed
+from ..quotas import QUOTA_HEADER
 from ._create import create
 from ._exchange import Exchange, send_response
 from ._metrics import histograms
@@ -35,7 +36,7 @@ class TusHandler:
 
     def for_prefix(self, prefix: str) -> TusHandler:
         """The same handler for an app mounted under ``prefix`` (ASGI ``root_path``):
-        the base, health and metrics paths, and so ``Location`` and the paths
+        the base, health, metrics and profiling paths, and so ``Location`` and the paths
         presigned URLs cover, carry the prefix."""
         parts = self.parts
         protocol = parts.protocol
@@ -44,6 +45,7 @@ class TusHandler:
             base_path=prefix + protocol.base_path,
             health_path=prefix + protocol.health_path,
             metrics_path=prefix + protocol.metrics_path if protocol.metrics_path else "",
+            pprof_path=prefix + protocol.pprof_path if protocol.pprof_path else "",
         )
         auth = parts.auth
         if auth.enabled:
@@ -152,6 +154,8 @@ class TusHandler:
             response.headers.append(("Location", exc.location))
         if isinstance(exc, AuthError):
             response.headers += list(exc.headers.items())
+        if isinstance(exc, errors.QuotaExceededError) and exc.quota_state is not None:
+            response.headers.append((QUOTA_HEADER, exc.quota_state))
         if isinstance(exc.hook_response, HTTPResponse):
             response = apply_hook_response(response, exc.hook_response)
         head = ctx.request.method == "HEAD"
@@ -178,6 +182,9 @@ class TusHandler:
         if action is Action.METRICS:
             parts.operator.access.check(ctx.request)
             return parts.operator.metrics_response()
+        if action is Action.PPROF:
+            parts.operator.access.check(ctx.request)
+            return await parts.operator.pprof.respond(ctx.request.target, parts.protocol.pprof_path)
         if parts.state.shutting_down and action in (Action.CREATE, Action.PATCH):
             raise errors.ServerShuttingDownError()
         auth = parts.auth

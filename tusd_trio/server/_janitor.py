@@ -11,6 +11,7 @@ import trio
 from ..hooks import HookEvent
 from ..lockers.base import Locker
 from ..protocol import config, errors, expiration
+from ..quotas import Quotas
 from ..stores.base import Store
 from ._metrics import Metrics
 
@@ -27,6 +28,7 @@ class Janitor:
         metrics: Metrics,
         notify: Callable[[HookEvent], None],
         interval: float,
+        quotas: Quotas | None = None,
     ) -> None:
         self._store = store
         self._locker = locker
@@ -34,6 +36,7 @@ class Janitor:
         self._metrics = metrics
         self._notify = notify
         self.interval = interval
+        self._quotas = quotas
 
     async def run(self) -> None:
         interval = self.interval
@@ -72,6 +75,8 @@ class Janitor:
                     ):
                         continue
                     await store.terminate(info)
+                    if self._quotas is not None:
+                        await self._quotas.removed(info)
             except (
                 errors.LockTimeoutError,
                 errors.LockerUnavailableError,

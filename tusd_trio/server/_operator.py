@@ -1,8 +1,10 @@
-"""Operator endpoints: ``/metrics``, ``/health``, ``/health/ready``; who sees what, and the
+"""Operator endpoints: ``/metrics``, ``/health``, ``/health/ready`` and, with
+``-expose-pprof``, the profiling endpoints (:mod:`._pprof`); who sees what, and the
 listener that serves only them.
 
-They show how the daemon runs rather than what is uploaded.  The metrics and the details
-of ``/health/ready`` (later also profiling) ask :meth:`OperatorAccess.check`, the one rule:
+They show how the daemon runs rather than what is uploaded.  The metrics, the details
+of ``/health/ready`` and the profiling endpoints ask :meth:`OperatorAccess.check`, the
+one rule:
 
 1. on the operator listener (``-metrics-listen``) everything is shown: that port is
    protected by the network (a NetworkPolicy, a firewall), not by credentials;
@@ -28,15 +30,16 @@ import trio
 
 from ..auth import Authenticator, AuthError, forbidden, load_metrics_token
 from ..config import Config
-from ..hooks import HookDispatcher
+from ..hooks import CheckedHookBackend, HookDispatcher, HookError
 from ..lockers.base import CheckedLocker, Locker
 from ..protocol import errors
 from ..protocol.messages import Request, Response
 from ..protocol.responses import error_response
-from ..protocol.routing import request_path
+from ..protocol.routing import in_pprof_path, request_path
 from ..stores.base import Store
 from ._exchange import Exchange, send_response
 from ._metrics import METRICS_CONTENT_TYPE, MetricsSource, render_metrics
+from ._pprof import PprofEndpoints
 
 log = logging.getLogger("tusd_trio")
 
@@ -109,6 +112,8 @@ class OperatorEndpoints:
         self._hooks = hooks
         self._metrics = metrics
         self.access = OperatorAccess(config, auth)
+        #: The profiling endpoints, served when the protocol settings have a pprof path.
+        self.pprof = PprofEndpoints()
         #: Health checks failing now, with their texts (logged when they change).
         self._failing_checks: dict[str, str] = {}
 
@@ -152,6 +157,17 @@ class OperatorEndpoints:
                 problem = await _probe_endpoint(target)
                 checks[name] = "ok" if problem is None else f"failing: {problem}"
                 if problem is not None:
+                    status = 503
+            for backend in self._hooks.backends if self._hooks else ():
+                if not isinstance(backend, CheckedHookBackend):
+                    continue
+                name = "hooks_" + backend.name.replace("-", "_")  # hooks_redis_stream
+                try:
+                    with trio.fail_after(5):
+                        await backend.check()
+                    checks[name] = "ok"
+                except (HookError, trio.TooSlowError) as exc:
+                    checks[name] = f"failing: {exc}"
                     status = 503
         locker = self._locker
         if ready and isinstance(locker, CheckedLocker):
@@ -198,7 +214,8 @@ class OperatorEndpoints:
                 log.warning("HealthCheckFailing check=%s: %s", name, value)
 
     async def serve_listener(self, exchange: Exchange) -> None:
-        """The operator listener's handler: metrics and health, no uploads, no credentials."""
+        """The operator listener's handler: metrics, health and profiling, no uploads, no
+        credentials."""
         request = exchange.request
         protocol = self._config.protocol
         method = request.method.upper()
@@ -215,6 +232,11 @@ class OperatorEndpoints:
             response = await self.health()
         elif path == protocol.health_path + "/ready":
             response = await self.health(ready=True, details=True)
+        elif in_pprof_path(path, protocol.pprof_path):
+            try:
+                response = await self.pprof.respond(request.target, protocol.pprof_path)
+            except errors.TusError as exc:
+                response = error_response(exc, method=method)
         else:
             response = error_response(errors.UploadNotFoundError("not found"), method=method)
         await send_response(exchange, response, head=method == "HEAD")

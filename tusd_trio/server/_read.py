@@ -65,6 +65,7 @@ async def delete(
             ctx.hook_response = answer.http_response
         with parts.timed("terminate"):
             await parts.store.terminate(info)
+        await parts.quotas.removed(info)
     parts.metrics.uploads_terminated += 1
     ctx.log.info("UploadTerminated")
     parts.supervisor.notify(parts.event("post-terminate", info, ctx))

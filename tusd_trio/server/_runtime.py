@@ -21,6 +21,7 @@ from ..lockers.base import Locker
 from ..lockers.factory import build_locker
 from ..protocol.config import ProtocolConfig
 from ..protocol.cors import cors_origin_warning
+from ..quotas import Quotas, build_ledger
 from ..stores.base import ConsistencyCheckingStore, Store
 from ..stores.factory import build_store
 from ..stores.file import FileStore
@@ -52,6 +53,8 @@ class Runtime:
     locker: TimedLocker
     hooks: HookDispatcher | None
     auth: Authenticator
+    #: Per-principal quotas (inert unless configured).
+    quotas: Quotas
     state: ServerState
     metrics: Metrics
     events: EventStream
@@ -73,6 +76,10 @@ class Runtime:
         if isinstance(self.store, ConsistencyCheckingStore):
             for message in await self.store.check_consistency(self.config.orphan_age):
                 log.info("%s", message)
+        if self.quotas.enabled:
+            counted = await self.quotas.rebuild(self.store)
+            if self.quotas.ledger is not None and self.quotas.ledger.kind == "memory":
+                log.info("QuotaLedgerRebuilt", extra={"tus": {"uploads": counted}})
 
     async def aclose(self) -> None:
         """Let hook calls finish (bounded), then close the store."""
@@ -105,6 +112,10 @@ def build_runtime(
             log.warning("%s", warning)
     timed_locker = TimedLocker(locker)
     auth = Authenticator(replace(config.auth, base_path=protocol.base_path))
+    # The quota counts live with the locks: in Redis with the Redis locker.
+    quotas = Quotas(
+        config.quota, build_ledger(locker) if config.quota.enabled and auth.enabled else None
+    )
     state = ServerState(request_completion_timeout=config.request_completion_timeout)
     metrics = Metrics()
     events = EventStream(
@@ -128,6 +139,7 @@ def build_runtime(
         metrics=metrics,
         notify=supervisor.notify,
         interval=config.janitor_interval,
+        quotas=quotas,
     )
     operator = OperatorEndpoints(
         config,
@@ -144,6 +156,7 @@ def build_runtime(
             locker=timed_locker,
             supervisor=supervisor,
             auth=auth,
+            quotas=quotas,
             state=state,
             metrics=metrics,
             operator=operator,
@@ -159,6 +172,7 @@ def build_runtime(
         locker=timed_locker,
         hooks=hooks,
         auth=auth,
+        quotas=quotas,
         state=state,
         metrics=metrics,
         events=events,

@@ -3,8 +3,8 @@
 It owns what outlives one request: the dispatch of hook notifications
 (non-blocking hooks run here so a slow hook never delays an upload, and one
 upload's events reach the hooks in order), the locker's background tasks (the
-file locker's stop-request watcher, the Redis locker's lease renewals) and the
-periodic log flush.
+file locker's stop-request watcher, the Redis locker's lease renewals), the hook
+backends' own tasks (the Redis stream's connection) and the periodic log flush.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ class Supervisor:
             if isinstance(locker, BackgroundLocker):
                 # Lease renewals and cross-instance release requests (Redis locker).
                 await nursery.start(locker.run)
+            if self.hooks is not None:
+                # Backends with a task of their own (the Redis stream's connection).
+                await nursery.start(self.hooks.run)
             nursery.start_soon(self._flush_logs_periodically)
             task_status.started()
             await trio.sleep_forever()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .._logging import info_event
 from ..auth import Authenticator
@@ -21,6 +21,7 @@ from ..protocol import creation, errors, ietf
 from ..protocol.config import ProtocolConfig
 from ..protocol.info import UploadInfo
 from ..protocol.messages import Response
+from ..quotas import Quotas
 from ..stores.base import Store
 from ._metrics import Metrics, histograms
 from ._operator import OperatorEndpoints
@@ -36,6 +37,7 @@ class HandlerParts:
     locker: Locker
     supervisor: Supervisor
     auth: Authenticator
+    quotas: Quotas
     state: ServerState
     metrics: Metrics
     operator: OperatorEndpoints
@@ -94,6 +96,7 @@ async def finish(
     if call_store:
         with parts.timed("finish"):
             await parts.store.finish(info)
+    await parts.quotas.finished(info)
     answer = await parts.supervisor.run_blocking_hook(parts.event("pre-finish", info, ctx))
     if answer is not None and answer.http_response is not None and ctx is not None:
         ctx.hook_response = _merge_hook_http(ctx.hook_response, answer)
@@ -128,7 +131,10 @@ async def maybe_complete_final(
     if not creation.partials_finished(partials):
         return info
     # Partials whose lengths were deferred may have grown past the limits together.
-    creation.check_final_length(sum(p.size for p in partials), parts.protocol)
+    total = sum(p.size for p in partials)
+    creation.check_final_length(total, parts.protocol)
+    if info.size_is_deferred:
+        await parts.quotas.add_final(replace(info, size=total, size_is_deferred=False))
     return await concat(parts, info, partials, ctx)
 
 

@@ -19,6 +19,7 @@ from ..protocol.info import UploadInfo
 from ..protocol.messages import Response
 from ..protocol.routing import Routed
 from ..protocol.writes import WritePlan
+from ..quotas import BodyGrant
 from ..stores.base import ChunkWriter, DurableOnWrite, InlineWriter
 from ._request import RequestContext
 from ._state import Interrupter
@@ -40,6 +41,7 @@ async def patch(
         if plan.already_complete:
             return writes.patch_response(info, parts.protocol, routed.common, now)
         if plan.declare_length is not None:
+            await parts.quotas.reserve_declared(ctx.principal, info, plan.declare_length)
             info = await parts.store.declare_length(info, plan.declare_length)
         info, error = await write_body(parts, ctx, info, plan, interrupter)
         if error is not None:
@@ -64,6 +66,7 @@ async def _append_draft(
         append, plan = ietf.plan_append(request, info, protocol, interop, now)
         if not plan.already_complete:
             if plan.declare_length is not None:
+                await parts.quotas.reserve_declared(ctx.principal, info, plan.declare_length)
                 info = await parts.store.declare_length(info, plan.declare_length)
             info, error = await write_body(parts, ctx, info, plan, interrupter)
             if error is not None:
@@ -80,7 +83,34 @@ async def write_body(
     interrupter: Interrupter,
 ) -> tuple[UploadInfo, errors.TusError | None]:
     """Stream the request body into the store.  Returns the new info and the
-    error that ended the body early, if any (the bytes before it are kept)."""
+    error that ended the body early, if any (the bytes before it are kept).
+
+    A deferred-length upload under a quota gets its bytes granted first: the body
+    may bring no more (413 ``ERR_QUOTA_EXCEEDED`` past them), and what it did not
+    use is given back once its bytes are settled.
+    """
+    grant = await parts.quotas.grant_body(ctx.principal, info, _content_length(ctx))
+    if grant is None:
+        return await _write_body(parts, ctx, info, plan, interrupter, None)
+    start = info.offset
+    written = 0
+    try:
+        info, error = await _write_body(parts, ctx, info, plan, interrupter, grant)
+        written = info.offset - start
+    finally:
+        with trio.CancelScope(shield=True):
+            await parts.quotas.settle_body(grant, written)
+    return info, error
+
+
+async def _write_body(
+    parts: HandlerParts,
+    ctx: RequestContext,
+    info: UploadInfo,
+    plan: WritePlan,
+    interrupter: Interrupter,
+    grant: BodyGrant | None,
+) -> tuple[UploadInfo, errors.TusError | None]:
     exchange = ctx.exchange
     staged = plan.verify_checksum
     hashers: dict[str, hashlib._Hash] = {}
@@ -95,6 +125,9 @@ async def write_body(
     writer: ChunkWriter = await parts.store.open_writer(info, staged=staged)
     ctx.reported_offset = info.offset
     limit = plan.limit
+    quota_bound = False
+    if grant is not None and grant.limit is not None and (limit is None or grant.limit < limit):
+        limit, quota_bound = grant.limit, True
     ctx.log.info("ChunkWriteStart", maxSize=_max_size(ctx, plan), offset=info.offset)
     try:
         with parts.state.track_body(interrupter, exchange), trio.CancelScope() as scope:
@@ -119,7 +152,7 @@ async def write_body(
             else:
                 over = await exchange.pump_body(sink, limit, sink_is_async=sink_is_async)
             if over:
-                error = plan.limit_error()
+                error = grant.error if quota_bound and grant is not None else plan.limit_error()
                 exchange.close_after = True
         if scope.cancelled_caught:
             error = interrupter.reason or errors.ServerShutdownError()
@@ -184,6 +217,7 @@ async def _terminate_stopped(parts: HandlerParts, ctx: RequestContext, info: Upl
     except errors.TusError as exc:
         ctx.log.error("UploadStopTerminateError", error=f"{exc.code}: {exc.message}")
         return
+    await parts.quotas.removed(info)
     parts.metrics.uploads_terminated += 1
     ctx.log.info("UploadTerminated", reason="stopped by hook")
     parts.supervisor.notify(parts.event("post-terminate", info, ctx))
@@ -293,6 +327,10 @@ def _make_sink(
             hasher.update(data)
 
     return hash_and_write_async, True
+
+
+def _content_length(ctx: RequestContext) -> int | None:
+    return parse_uint(ctx.request.headers.get("content-length"))
 
 
 def _max_size(ctx: RequestContext, plan: WritePlan) -> int:

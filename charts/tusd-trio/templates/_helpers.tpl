@@ -163,6 +163,9 @@ the URL names none.
 {{- if and (eq $v.locker.type "redis") (not (or $v.redis.url $v.redis.existingSecret)) }}
 {{- fail "tusd-trio: locker.type=redis needs redis.url or redis.existingSecret" }}
 {{- end }}
+{{- if and $v.hooks.redisStream.name (not (or $v.redis.url $v.redis.existingSecret)) }}
+{{- fail "tusd-trio: hooks.redisStream.name needs redis.url or redis.existingSecret" }}
+{{- end }}
 {{- $explicitSeveral := false }}
 {{- if and (not (kindIs "invalid" $v.replicaCount)) (gt (int64 $v.replicaCount) 1) }}
 {{- $explicitSeveral = true }}
@@ -262,12 +265,15 @@ The daemon's flags as a YAML list of {flag, env, value} (value goes to the Confi
 {{- if $v.locker.type }}
 {{- $flags = append $flags (dict "flag" "locker" "value" $v.locker.type) }}
 {{- end }}
-{{- if eq $v.locker.type "redis" }}
+{{- /* Redis: for the locks and/or the hook stream */}}
+{{- if or (eq $v.locker.type "redis") $v.hooks.redisStream.name }}
 {{- if $v.redis.existingSecret }}
 {{- $flags = append $flags (dict "flag" "redis-url" "secret" $v.redis.existingSecret "key" $v.redis.existingSecretKey) }}
 {{- else }}
 {{- $flags = append $flags (dict "flag" "redis-url" "value" $v.redis.url) }}
 {{- end }}
+{{- end }}
+{{- if eq $v.locker.type "redis" }}
 {{- $flags = append $flags (dict "flag" "redis-lock-ttl" "value" (toString $v.redis.lockTTL)) }}
 {{- end }}
 {{- /* hooks */}}
@@ -281,6 +287,10 @@ The daemon's flags as a YAML list of {flag, env, value} (value goes to the Confi
 {{- if $h.http.timeout }}{{ $flags = append $flags (dict "flag" "hooks-http-timeout" "value" (toString $h.http.timeout)) }}{{ end }}
 {{- end }}
 {{- if $h.grpc.address }}{{ $flags = append $flags (dict "flag" "hooks-grpc" "value" $h.grpc.address) }}{{ end }}
+{{- if $h.redisStream.name }}
+{{- $flags = append $flags (dict "flag" "hooks-redis-stream" "value" $h.redisStream.name) }}
+{{- if not (eq (toString $h.redisStream.maxlen) "") }}{{ $flags = append $flags (dict "flag" "hooks-redis-stream-maxlen" "value" (include "tusd-trio.text" $h.redisStream.maxlen)) }}{{ end }}
+{{- end }}
 {{- if $h.blockingTimeout }}{{ $flags = append $flags (dict "flag" "hooks-blocking-timeout" "value" (toString $h.blockingTimeout)) }}{{ end }}
 {{- /* TLS: files from the mounted Secret */}}
 {{- if $v.tls.enabled }}
