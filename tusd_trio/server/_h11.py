@@ -98,86 +98,106 @@ class H11Exchange:
     ) -> bool:
         """The hot loop of uploads.  A synchronous sink (the file store's inline
         write) is called without any await between reading and writing a chunk;
-        the bulk of a Content-Length body is read past h11 (``_h11_fast``)."""
+        the bulk of a Content-Length body is read past h11 (``_h11_fast``).
+
+        The read timeout runs from the start of each read.  With an async sink it
+        also bounds the sink's call until the next read (one scope around the loop,
+        its deadline moved before every read); a synchronous sink cannot be
+        interrupted anyway, so then a scope is opened only when a read has to wait
+        (a body that came with its head opens none)."""
         if self.body_done:
             return False
+        if not sink_is_async:
+            return await self._pump(sink, limit, None)
+        with trio.CancelScope() as deadline_scope:
+            return await self._pump(sink, limit, deadline_scope)
+        # Only the deadline scope ends the loop this way.
+        raise errors.ReadTimeoutError()
+
+    async def _pump(
+        self, sink: Sink, limit: int | None, deadline_scope: trio.CancelScope | None
+    ) -> bool:
         connection = self._connection
         conn = connection.conn
         timeout = connection.settings.network_timeout
+        sink_is_async = deadline_scope is not None
         data_type = h11.Data
         need_data = h11.NEED_DATA
         received = self.received
         try:
-            with trio.CancelScope() as deadline_scope:
-                while True:
-                    try:
-                        event = conn.next_event()
-                    except h11.RemoteProtocolError as exc:
-                        raise errors.ProtocolError(f"malformed request body: {exc}") from exc
-                    if type(event) is data_type:
-                        data = event.data
-                        if type(data) is not bytes:
-                            data = bytes(data)
-                        size = len(data)
-                        if limit is not None and received + size > limit:
-                            keep = limit - received
-                            if keep > 0:
-                                part = data[:keep]
-                                received += keep
-                                if sink_is_async:
-                                    await sink(part)  # type: ignore[misc]
-                                else:
-                                    sink(part)
-                            return True
-                        received += size
-                        if sink_is_async:
-                            await sink(data)  # type: ignore[misc]
-                        else:
-                            sink(data)
+            while True:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    raise errors.ProtocolError(f"malformed request body: {exc}") from exc
+                if type(event) is data_type:
+                    data = event.data
+                    if type(data) is not bytes:
+                        data = bytes(data)
+                    size = len(data)
+                    if limit is not None and received + size > limit:
+                        keep = limit - received
+                        if keep > 0:
+                            part = data[:keep]
+                            received += keep
+                            if sink_is_async:
+                                await sink(part)  # type: ignore[misc]
+                            else:
+                                sink(part)
+                        return True
+                    received += size
+                    if sink_is_async:
+                        await sink(data)  # type: ignore[misc]
+                    else:
+                        sink(data)
+                    self.received = received
+                    continue
+                if event is need_data:
+                    sock = connection.socket
+                    if not sink_is_async and sock is not None and direct_body_possible(conn):
                         self.received = received
+                        over = await pump_direct(
+                            conn,
+                            sock,
+                            connection.body_buffer(),
+                            state=connection.state,
+                            read_timeout=timeout,
+                            sink=sink,
+                            limit=limit,
+                            counter=self,
+                        )
+                        received = self.received
+                        if over is not None:
+                            return over
                         continue
-                    if event is need_data:
-                        sock = connection.socket
-                        if not sink_is_async and sock is not None and direct_body_possible(conn):
-                            self.received = received
-                            over = await pump_direct(
-                                conn,
-                                sock,
-                                connection.body_buffer(),
-                                state=connection.state,
-                                read_timeout=timeout,
-                                sink=sink,
-                                limit=limit,
-                                counter=self,
-                            )
-                            received = self.received
-                            if over is not None:
-                                return over
-                            continue
-                        if conn.they_are_waiting_for_100_continue:
-                            await connection.send_event(
-                                h11.InformationalResponse(status_code=100, headers=[])
-                            )
-                        # The deadline also bounds an async sink until the next read.
+                    if conn.they_are_waiting_for_100_continue:
+                        await connection.send_event(
+                            h11.InformationalResponse(status_code=100, headers=[])
+                        )
+                    if deadline_scope is not None:
                         deadline_scope.deadline = trio.current_time() + timeout
-                        try:
-                            chunk = connection.try_receive()
-                            if chunk is None:
+                    try:
+                        chunk = connection.try_receive()
+                        if chunk is None:
+                            if deadline_scope is not None:
                                 chunk = await connection.receive_waiting()
                             else:
-                                await trio.lowlevel.checkpoint()
-                        except ConnectionClosedError:
-                            raise errors.ConnectionResetError_() from None
-                        if not chunk:
-                            raise errors.UnexpectedEOFError()
-                        conn.receive_data(chunk)
-                        continue
-                    self._end(event)
-                    return False
+                                with trio.move_on_after(timeout):
+                                    chunk = await connection.receive_waiting()
+                                if chunk is None:
+                                    raise errors.ReadTimeoutError()
+                        else:
+                            await trio.lowlevel.checkpoint()
+                    except ConnectionClosedError:
+                        raise errors.ConnectionResetError_() from None
+                    if not chunk:
+                        raise errors.UnexpectedEOFError()
+                    conn.receive_data(chunk)
+                    continue
+                self._end(event)
+                return False
         finally:
             self.received = received
-        # Only the deadline scope ends the loop this way.
-        raise errors.ReadTimeoutError()
 
     # --- the response -----------------------------------------------------------------
 
