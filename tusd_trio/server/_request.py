@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .._logging import RequestLog
@@ -22,7 +23,7 @@ class _RequestIds:
 
     def __init__(self) -> None:
         self._prefix = ""
-        self._counter = iter(())
+        self._counter: Iterator[int] = iter(range(0))
         self.reset()
 
     def reset(self) -> None:
