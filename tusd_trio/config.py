@@ -132,6 +132,16 @@ class Config:
     hooks_redis_stream_retry: int = 3
     hooks_redis_stream_backoff: float = 1.0
     hooks_blocking_timeout: float = 30.0
+    #: Notification hooks through the durable outbox (hooks/outbox.py).
+    hooks_outbox: bool = True
+    #: Seconds an outbox event is retried before it is moved aside as dead.
+    hooks_outbox_max_age: float = 24 * 3600.0
+    #: Longest wait between two delivery attempts of an outbox event.
+    hooks_outbox_max_backoff: float = 60.0
+    #: The outbox's directory ("" = next to the file store's uploads, or Redis).
+    hooks_outbox_dir: str = ""
+    #: /health/ready fails while an outbox event waits longer than this (0 = never).
+    hooks_outbox_ready_max_age: float = 0.0
     # Access control (off unless a credential kind is configured)
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Per-principal quotas (only with access control; see quotas/)

@@ -160,6 +160,9 @@ async def test_redis_down_fails_the_notification_not_the_upload(
         hooks_redis_stream_retry=2,
         hooks_redis_stream_backoff=0.05,
         hooks_enabled_events=("post-create", "post-finish"),
+        # Sent once from memory: with the outbox (on by default) the failed events would be
+        # retried until Redis is back (test_redis_down_with_the_outbox_delays_the_events).
+        hooks_outbox=False,
     )
     backend = stream_backend(srv)
     await trio.to_thread.run_sync(redis_servers.stop, proc)
@@ -179,6 +182,36 @@ async def test_redis_down_fails_the_notification_not_the_upload(
     async with redis_client(url) as client:
         [entry] = await wait_for_entries(client, "events", 1)
     assert (entry.type, entry.upload_id) == ("post-create", later.rsplit("/", 1)[1])
+
+
+async def test_redis_down_with_the_outbox_delays_the_events(
+    make_server: ServerFactory, redis_servers: RedisServers
+) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = await trio.to_thread.run_sync(redis_servers.start, port)
+    srv = await make_server(
+        redis_url=url,
+        hooks_redis_stream="events",
+        hooks_redis_stream_retry=1,
+        hooks_enabled_events=("post-create", "post-finish"),
+        hooks_outbox_max_backoff=0.2,
+    )
+    backend = stream_backend(srv)
+    await trio.to_thread.run_sync(redis_servers.stop, proc)
+    location = await srv.create(3)
+    assert (await srv.patch(location, 0, b"abc")).status_code == 204
+    with trio.fail_after(20):
+        while backend.failed < 2:  # post-create tried (at least) twice, post-finish waits
+            await trio.sleep(0.02)
+    await trio.to_thread.run_sync(redis_servers.start, port)
+    async with redis_client(url) as client:
+        entries = await wait_for_entries(client, "events", 2)
+    upload_id = location.rsplit("/", 1)[1]
+    assert [(e.type, e.upload_id) for e in entries] == [
+        ("post-create", upload_id),
+        ("post-finish", upload_id),
+    ]
 
 
 def test_the_flag_without_redis_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -420,6 +420,11 @@ FLAGS: tuple[Flag, ...] = (
             30.0,
             "Time limit of a blocking hook (pre-*); then the request fails with 500",
         ),
+        Flag("hooks-outbox", "bool", True, "Keep post-create/finish/terminate until delivered"),
+        Flag("hooks-outbox-max-age", "duration", 86400.0, "Retry outbox events this long"),
+        Flag("hooks-outbox-max-backoff", "duration", 60.0, "Longest pause between retries"),
+        Flag("hooks-outbox-dir", "str", "", "Outbox directory (default: by the store/locker)"),
+        Flag("hooks-outbox-ready-max-age", "duration", 0.0, "Unready when older events wait"),
         Flag(
             "expose-events",
             "bool",

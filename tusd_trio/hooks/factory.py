@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 
 from ..config import Config
 from .dispatcher import HookBackend, HookDispatcher
 from .file import FileHookBackend
+from .outbox import DURABLE_TYPES, AttemptObserver, HookOutbox, OutboxStore
+from .outbox_file import FileOutboxStore
 from .plugin import PluginHookBackend
+
+log = logging.getLogger("tusd_trio")
 
 
 def build_hooks(config: Config) -> HookDispatcher | None:
@@ -73,4 +79,50 @@ def build_hooks(config: Config) -> HookDispatcher | None:
         return None
     return HookDispatcher(
         backends, config.hooks_enabled_events, blocking_timeout=config.hooks_blocking_timeout
+    )
+
+
+def build_outbox(
+    config: Config,
+    hooks: HookDispatcher | None,
+    *,
+    upload_dir: str | None,
+    on_attempt: AttemptObserver | None = None,
+) -> HookOutbox | None:
+    """The outbox of the notification hooks, where the deployment keeps state:
+    ``-hooks-outbox-dir`` when given, else Redis with ``-locker redis`` (any instance
+    may then deliver), else next to the file store's uploads.  ``None`` when it is off,
+    when no notification hook is enabled, or when there is nowhere durable to keep it
+    (another store without Redis or a directory: a start-up warning says so)."""
+    if not config.hooks_outbox or hooks is None:
+        return None
+    if not any(hooks.is_enabled(hook_type) for hook_type in DURABLE_TYPES):
+        return None
+    store: OutboxStore
+    if config.hooks_outbox_dir:
+        store = FileOutboxStore(config.hooks_outbox_dir, fsync=config.fsync)
+    elif config.locker == "redis":
+        from .outbox_redis import RedisOutboxStore
+
+        store = RedisOutboxStore(
+            config.redis_url,
+            key_prefix=config.redis_key_prefix,
+            lease_ttl=config.redis_lock_ttl,
+        )
+    elif upload_dir is not None:
+        store = FileOutboxStore(os.path.join(upload_dir, ".hooks-outbox"), fsync=config.fsync)
+    else:
+        log.warning(
+            "The hook outbox is off: this store has no directory and -locker is not redis; "
+            "set -hooks-outbox-dir to keep notification events durably"
+        )
+        return None
+    return HookOutbox(
+        store,
+        hooks.backends,
+        max_age=config.hooks_outbox_max_age,
+        max_backoff=config.hooks_outbox_max_backoff,
+        # As long as a notification of the upload is waited for without the outbox.
+        gate_timeout=config.hooks_blocking_timeout,
+        on_attempt=on_attempt,
     )

@@ -23,6 +23,7 @@ from ._h11 import HTTPConnection, Takeover
 from ._state import ServerState
 from ._streams import ReplayStream, close_gracefully
 from ._tls import handshake
+from ._tls_stream import BatchingTLSStream
 
 log = logging.getLogger("tusd_trio.http")
 
@@ -63,9 +64,10 @@ class ConnectionDispatcher:
                 with trio.CancelScope(shield=True):
                     await close_gracefully(stream, linger=False)
                 return None
+            batching = BatchingTLSStream(stream)
             if alpn == "h2":
-                return self._http2(stream, remote_addr, scheme="https")
-            return self._http1(stream, remote_addr, takeover=self._takeover)
+                return self._http2(batching, remote_addr, scheme="https")
+            return self._http1(batching, remote_addr, takeover=self._takeover)
         if self._enable_h2c:
             initial = await sniff_preface(stream, self._settings.idle_timeout)
             if initial.startswith(PREFACE):
@@ -125,7 +127,7 @@ class ConnectionDispatcher:
         it on bodyless requests).  False, changing nothing, when the request is not
         such an upgrade; True once the HTTP/2 connection ended.
         """
-        if isinstance(connection.stream, trio.SSLStream):
+        if isinstance(connection.stream, (trio.SSLStream, BatchingTLSStream)):
             return False
         headers = Headers(
             (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))

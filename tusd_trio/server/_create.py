@@ -91,7 +91,7 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
     location = urls.upload_url(request, parts.protocol, info.id)
     ctx.log.set_upload_id(info.id)
     ctx.log.info("UploadCreated", size=info.size, url=redact_url(location))
-    parts.supervisor.notify(parts.event("post-create", info, ctx))
+    await parts.supervisor.notify(parts.event("post-create", info, ctx))
     grant = auth.location_query(ctx.principal, info.id, time.time())
     if grant:
         location += "?" + grant

@@ -35,8 +35,8 @@ from ._streams import (
     RECEIVE_SIZE,
     ConnectionClosedError,
     close_gracefully,
+    direct_reader,
     plain_socket,
-    raw_socket,
 )
 
 log = logging.getLogger("tusd_trio.http")
@@ -275,9 +275,9 @@ class HTTPConnection:
         self.state = state
         self.remote_addr = remote_addr
         self.takeover = takeover
-        #: The socket for direct body reads (None under TLS).
-        self.socket = raw_socket(stream)
-        #: The same socket for calls tried before trio waits (None: use ``stream``).
+        #: What direct body reads read from (the socket; the TLS stream under TLS).
+        self.socket = direct_reader(stream, settings.network_timeout)
+        #: The plain socket for calls tried before trio waits (None: use ``stream``).
         self._plain = plain_socket(stream)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_size)
         self._body_buffer: bytearray | None = None

@@ -29,7 +29,7 @@ from ..protocol import errors
 from ._exchange import Sink
 from ._framing import RawHeaders
 from ._state import ServerState
-from ._streams import RECEIVE_SIZE
+from ._streams import RECEIVE_SIZE, DirectReader
 
 _ContentLengthReader: Any
 _normalize: Any
@@ -83,7 +83,7 @@ def direct_body_possible(conn: h11.Connection) -> bool:
 
 async def pump_direct(
     conn: h11.Connection,
-    sock: trio.socket.SocketType,
+    sock: DirectReader,
     buffer: bytearray,
     *,
     state: ServerState,

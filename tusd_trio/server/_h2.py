@@ -28,16 +28,21 @@ import trio
 from ..protocol.messages import Headers, Request
 from ._exchange import Handler, TransportSettings
 from ._h2_exchange import H2Exchange
+from ._h2_frames import install as install_cheap_frame_repr
 from ._state import ServerState
 from ._streams import ConnectionClosedError, close_gracefully
 
 log = logging.getLogger("tusd_trio.http")
 
+install_cheap_frame_repr()
+
 #: The client connection preface of HTTP/2 (RFC 9113 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Receive window per stream and per connection (bytes of request bodies in flight).
-STREAM_WINDOW = 1024 * 1024
-CONNECTION_WINDOW = 4 * 1024 * 1024
+#: 4/8 MiB rather than 1/4 MiB: curl's HTTP/2 upload ran at 1.3x (median of 3
+#: alternating runs, 512 MiB over TLS) with the larger windows, at the same server CPU.
+STREAM_WINDOW = 4 * 1024 * 1024
+CONNECTION_WINDOW = 8 * 1024 * 1024
 #: Largest DATA frame we accept (the client's frames; 16 KiB is the protocol minimum).
 MAX_FRAME = 256 * 1024
 MAX_STREAMS = 100

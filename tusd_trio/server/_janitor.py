@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -26,7 +26,7 @@ class Janitor:
         locker: Locker,
         protocol: config.ProtocolConfig,
         metrics: Metrics,
-        notify: Callable[[HookEvent], None],
+        notify: Callable[[HookEvent], Awaitable[None]],
         interval: float,
         quotas: Quotas | None = None,
     ) -> None:
@@ -85,6 +85,6 @@ class Janitor:
                 continue
             removed += 1
             self._metrics.uploads_expired += 1
-            self._notify(HookEvent("post-terminate", info, None))
+            await self._notify(HookEvent("post-terminate", info, None))
             log.info("UploadExpired", extra={"tus": {"id": upload_id}})
         return removed

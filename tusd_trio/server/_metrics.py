@@ -33,6 +33,7 @@ from typing import Any
 import trio
 
 from ..hooks.model import HOOK_TYPES
+from ..hooks.outbox import HookOutbox
 from ._events import EventStream
 from ._state import ServerState
 
@@ -73,6 +74,8 @@ class MetricsSource:
     state: ServerState
     events: EventStream
     metrics_dir: str = ""
+    #: The hook outbox, when on.
+    outbox: HookOutbox | None = None
 
 
 #: (sample name, label pairs in order)
@@ -199,6 +202,53 @@ def _tusd_families(source: MetricsSource) -> list[Family]:
         "counter",
         "Event-stream subscribers dropped for falling behind.",
     ).add({}, source.events.dropped)
+    if source.outbox is not None:
+        families.extend(_outbox_families(source.outbox))
+    return families
+
+
+def _outbox_families(outbox: HookOutbox) -> list[Family]:
+    """The hook outbox's counters, and its gauges from the process that sends (with
+    -workers every process sees the same store: one reports it, so sums stay true)."""
+    deliveries = Family(
+        "tusd_trio_hook_outbox_deliveries_total",
+        "counter",
+        "Outbox events a hook backend took, per backend.",
+    )
+    failures = Family(
+        "tusd_trio_hook_outbox_failures_total",
+        "counter",
+        "Failed delivery attempts of outbox events, per backend.",
+    )
+    for backend in outbox.backends:
+        deliveries.add({"backend": backend.name}, outbox.deliveries.get(backend.name, 0))
+        failures.add({"backend": backend.name}, outbox.failures.get(backend.name, 0))
+    dead_total = Family(
+        "tusd_trio_hook_outbox_dead_total",
+        "counter",
+        "Outbox events moved aside as dead after -hooks-outbox-max-age.",
+    )
+    dead_total.add({}, outbox.dead_total)
+    write_errors = Family(
+        "tusd_trio_hook_outbox_write_errors_total",
+        "counter",
+        "Events the outbox could not store (they were sent from memory).",
+    )
+    write_errors.add({}, outbox.write_errors)
+    families = [deliveries, failures, dead_total, write_errors]
+    if outbox.store.reports_gauges():
+        for name, help_text, value in (
+            ("tusd_trio_hook_outbox_pending", "Events waiting in the outbox.", outbox.depth),
+            (
+                "tusd_trio_hook_outbox_oldest_pending_seconds",
+                "Age of the oldest event waiting in the outbox.",
+                outbox.pending_age(),
+            ),
+            ("tusd_trio_hook_outbox_dead", "Dead events kept by the outbox.", outbox.dead_stored),
+        ):
+            gauge = Family(name, "gauge", help_text)
+            gauge.add({}, value)
+            families.append(gauge)
     return families
 
 

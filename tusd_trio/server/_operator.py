@@ -31,6 +31,7 @@ import trio
 from ..auth import Authenticator, AuthError, forbidden, load_metrics_token
 from ..config import Config
 from ..hooks import CheckedHookBackend, HookDispatcher, HookError
+from ..hooks.outbox import HookOutbox
 from ..lockers.base import CheckedLocker, Locker
 from ..protocol import errors
 from ..protocol.messages import Request, Response
@@ -104,12 +105,14 @@ class OperatorEndpoints:
         locker: Locker,
         hooks: HookDispatcher | None,
         metrics: MetricsSource,
+        outbox: HookOutbox | None = None,
     ) -> None:
         self._config = config
         self._auth = auth
         self._store = store
         self._locker = locker
         self._hooks = hooks
+        self._outbox = outbox
         self._metrics = metrics
         self.access = OperatorAccess(config, auth)
         #: The profiling endpoints, served when the protocol settings have a pprof path.
@@ -178,6 +181,11 @@ class OperatorEndpoints:
             except (errors.TusError, trio.TooSlowError) as exc:
                 checks["locker"] = f"failing: {exc}"
                 status = 503
+        outbox = self._outbox
+        if ready and outbox is not None and self._config.hooks_outbox_ready_max_age > 0:
+            checks["hooks_outbox"] = await self._outbox_check(outbox)
+            if checks["hooks_outbox"] != "ok":
+                status = 503
         if self._metrics.state.shutting_down:
             checks["server"] = "shutting down"
             status = 503
@@ -198,6 +206,22 @@ class OperatorEndpoints:
             ],
             body.encode(),
         )
+
+    async def _outbox_check(self, outbox: HookOutbox) -> str:
+        """``failing`` while the oldest pending event is older than
+        -hooks-outbox-ready-max-age (read from the store: any process can tell)."""
+        threshold = self._config.hooks_outbox_ready_max_age
+        try:
+            with trio.fail_after(5):
+                age = await outbox.oldest_pending_age()
+        except Exception as exc:
+            return f"failing: cannot read the outbox ({exc.__class__.__name__})"
+        if age > threshold:
+            return (
+                f"failing: an event has waited {age:.0f}s for delivery "
+                f"(-hooks-outbox-ready-max-age {threshold:g}s)"
+            )
+        return "ok"
 
     def _log_check_changes(self, checks: dict[str, str]) -> None:
         """Log a failing health check when its text changes, and its recovery."""

@@ -68,5 +68,5 @@ async def delete(
         await parts.quotas.removed(info)
     parts.metrics.uploads_terminated += 1
     ctx.log.info("UploadTerminated")
-    parts.supervisor.notify(parts.event("post-terminate", info, ctx))
+    await parts.supervisor.notify(parts.event("post-terminate", info, ctx))
     return responses.delete_response(routed.common)

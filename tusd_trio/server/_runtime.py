@@ -16,7 +16,8 @@ import trio
 from ..auth import Authenticator
 from ..config import Config
 from ..hooks import HookDispatcher
-from ..hooks.factory import build_hooks
+from ..hooks.factory import build_hooks, build_outbox
+from ..hooks.outbox import HookOutbox
 from ..lockers.base import Locker
 from ..lockers.factory import build_locker
 from ..protocol.config import ProtocolConfig
@@ -52,6 +53,8 @@ class Runtime:
     #: The locker, timed (tusd_trio_lock_wait_seconds); ``locker.inner`` is the one built.
     locker: TimedLocker
     hooks: HookDispatcher | None
+    #: The durable outbox of notification hooks, when on.
+    outbox: HookOutbox | None
     auth: Authenticator
     #: Per-principal quotas (inert unless configured).
     quotas: Quotas
@@ -65,7 +68,9 @@ class Runtime:
 
     @property
     def metrics_source(self) -> MetricsSource:
-        return MetricsSource(self.metrics, self.state, self.events, self.config.metrics_dir)
+        return MetricsSource(
+            self.metrics, self.state, self.events, self.config.metrics_dir, self.outbox
+        )
 
     async def start_background(self, nursery: trio.Nursery) -> None:
         """Start the supervisor (hook notifications, locker tasks) and the expiry
@@ -99,8 +104,8 @@ def build_runtime(
     everything that serves with them.  Does no I/O."""
     if store is None:
         store = build_store(config.store_settings())
+    upload_dir = store.directory if isinstance(store, FileStore) else None
     if locker is None:
-        upload_dir = store.directory if isinstance(store, FileStore) else None
         locker = build_locker(config.locker_settings(), upload_dir=upload_dir)
     if hooks is None:
         hooks = build_hooks(config)
@@ -132,6 +137,10 @@ def build_runtime(
         locker=locker,
         hooks_blocking_timeout=config.hooks_blocking_timeout,
     )
+    outbox = build_outbox(
+        config, hooks, upload_dir=upload_dir, on_attempt=supervisor.observe_outbox_attempt
+    )
+    supervisor.outbox = outbox
     janitor = Janitor(
         store=store,
         locker=timed_locker,
@@ -147,7 +156,8 @@ def build_runtime(
         store=store,
         locker=locker,
         hooks=hooks,
-        metrics=MetricsSource(metrics, state, events, config.metrics_dir),
+        outbox=outbox,
+        metrics=MetricsSource(metrics, state, events, config.metrics_dir, outbox),
     )
     handler = TusHandler(
         HandlerParts(
@@ -171,6 +181,7 @@ def build_runtime(
         store=store,
         locker=timed_locker,
         hooks=hooks,
+        outbox=outbox,
         auth=auth,
         quotas=quotas,
         state=state,

@@ -4,8 +4,13 @@ ahead, and the error every transport raises when the peer is gone."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable
+from typing import Protocol
 
 import trio
+
+from ._lowat import LowWaterSocket
+from ._tls_stream import BatchingTLSStream
 
 #: The size of one read from a connection.
 RECEIVE_SIZE = 64 * 1024
@@ -84,13 +89,26 @@ class ReplayStream(trio.abc.HalfCloseableStream):
         await self.transport_stream.aclose()
 
 
-def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket under a plain (or replaying) socket stream, for direct reads;
-    None under TLS.  Direct reads start after the request head, i.e. after any
-    replayed bytes."""
+class DirectReader(Protocol):
+    """What the HTTP/1.1 body pump reads a large body from, past h11: a plain
+    connection's socket, or a TLS connection's :class:`~._tls_stream.BatchingTLSStream`."""
+
+    def recv_into(self, buffer: memoryview, nbytes: int, /) -> Awaitable[int]: ...
+
+
+def direct_reader(stream: trio.abc.Stream, read_timeout: float) -> DirectReader | None:
+    """What to read request bodies from directly: the socket under a plain (or
+    replaying) socket stream (with ``SO_RCVLOWAT``), the batching TLS stream itself,
+    else None.  Direct reads start after the request head, i.e. after any replayed
+    bytes.  A short read waits at most a quarter of ``read_timeout`` (up to 0.5 s)
+    for a full buffer."""
     if isinstance(stream, ReplayStream):
         stream = stream.transport_stream
-    return stream.socket if isinstance(stream, trio.SocketStream) else None
+    if isinstance(stream, BatchingTLSStream):
+        return stream
+    if isinstance(stream, trio.SocketStream):
+        return LowWaterSocket(stream.socket, patience=min(0.5, read_timeout / 4))
+    return None
 
 
 def plain_socket(stream: trio.abc.Stream) -> socket.socket | None:

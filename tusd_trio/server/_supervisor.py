@@ -2,9 +2,10 @@
 
 It owns what outlives one request: the dispatch of hook notifications
 (non-blocking hooks run here so a slow hook never delays an upload, and one
-upload's events reach the hooks in order), the locker's background tasks (the
-file locker's stop-request watcher, the Redis locker's lease renewals), the hook
-backends' own tasks (the Redis stream's connection) and the periodic log flush.
+upload's events reach the hooks in order; with the outbox, its sender), the
+locker's background tasks (the file locker's stop-request watcher, the Redis
+locker's lease renewals), the hook backends' own tasks (the Redis stream's
+connection) and the periodic log flush.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import trio
 
 from .._logging import debug_event, error_event, flush_logs
 from ..hooks import HookDispatcher, HookError, HookEvent, HookResponse
+from ..hooks.outbox import DURABLE_TYPES, HookOutbox
 from ..lockers.base import BackgroundLocker, Locker, StopRequestWatcher
 from ._events import EventStream
 from ._metrics import Metrics, histograms
@@ -39,6 +41,7 @@ class Supervisor:
         metrics: Metrics,
         locker: Locker,
         hooks_blocking_timeout: float,
+        outbox: HookOutbox | None = None,
     ) -> None:
         #: The hook dispatcher, when any hook backend is configured.
         self.hooks = hooks
@@ -47,6 +50,8 @@ class Supervisor:
         #: The locker (not its timing wrapper): its background tasks run here.
         self._locker = locker
         self._blocking_timeout = hooks_blocking_timeout
+        #: The durable outbox of post-create/finish/terminate events, when on.
+        self.outbox = outbox
         self._nursery: trio.Nursery | None = None
         #: Per upload, the notification sent last (set once it was answered).
         self._last_notification: dict[str, trio.Event] = {}
@@ -64,6 +69,8 @@ class Supervisor:
                 # Backends with a task of their own (the Redis stream's connection).
                 await nursery.start(self.hooks.run)
             nursery.start_soon(self._flush_logs_periodically)
+            if self.outbox is not None:
+                await nursery.start(self.outbox.run)
             task_status.started()
             await trio.sleep_forever()
 
@@ -83,12 +90,15 @@ class Supervisor:
             return True
         return self.hooks is not None and self.hooks.is_enabled(hook_type)
 
-    async def run_blocking_hook(self, event: HookEvent) -> HookResponse | None:
+    async def run_blocking_hook(
+        self, event: HookEvent, *, publish: bool = True
+    ) -> HookResponse | None:
         """Call a hook and wait for its answer; ``None`` when it is not enabled.
 
         Raises :class:`HookError` when the hook fails or times out.
         """
-        self.events.publish(event)
+        if publish:
+            self.events.publish(event)
         hooks = self.hooks
         if hooks is None or not hooks.is_enabled(event.type):
             # No checkpoint on this path: a request asks two or three times and
@@ -109,20 +119,57 @@ class Supervisor:
         finally:
             histograms.observe_hook(event.type, time.monotonic() - started)
 
-    def notify(self, event: HookEvent) -> None:
-        """Fire a non-blocking hook; its outcome never affects the request."""
+    async def notify(self, event: HookEvent) -> None:
+        """Fire a non-blocking hook; its outcome never affects the request.
+
+        With the outbox, a post-create/finish/terminate event is stored before this
+        returns (so before the caller answers its request) and sent by the outbox's
+        sender; should the store fail, the event is sent from memory as without it.
+        """
         if self.hooks is None or not self.hooks.is_enabled(event.type) or self._nursery is None:
             self.events.publish(event)
+            await trio.lowlevel.checkpoint()
+            return
+        outbox = self.outbox
+        if outbox is not None and event.type in DURABLE_TYPES:
+            self.events.publish(event)
+            entry = outbox.entry_for(event)
+            # In the upload's line like every notification: sent after the previous one
+            # (from memory) was answered, and the next one waits until this is delivered.
+            turn = self._queue(event)
+            try:
+                await outbox.enqueue(
+                    entry, after=turn.previous, on_settled=lambda: self._end_turn(turn)
+                )
+                return
+            except Exception as exc:
+                outbox.write_errors += 1
+                error_event(
+                    "HookOutboxWriteError",
+                    type=event.type,
+                    id=event.upload.id,
+                    store=outbox.store.name,
+                    error=repr(exc),
+                )
+            self._nursery.start_soon(self._run_notification, event, turn, False)
             return
         # Queued here, not in the task: tasks started together run in any order.
         turn = self._queue(event)
-        self._nursery.start_soon(self._run_notification, event, turn)
+        self._nursery.start_soon(self._run_notification, event, turn, True)
 
-    async def _run_notification(self, event: HookEvent, turn: _Turn) -> None:
+    async def _run_notification(self, event: HookEvent, turn: _Turn, publish: bool) -> None:
         try:
-            await self._run_in_turn(event, turn)
+            await self._run_in_turn(event, turn, publish=publish)
         except HookError:
             pass  # counted and logged by run_blocking_hook
+
+    def observe_outbox_attempt(self, hook_type: str, seconds: float, error: str | None) -> None:
+        """Count and log one delivery attempt of the outbox, as a hook call is."""
+        self.metrics.hook_invocations_total[hook_type] += 1
+        histograms.observe_hook(hook_type, seconds)
+        if error is not None:
+            self.metrics.hook_errors_total[hook_type] += 1
+            error_event("HookInvocationError", type=hook_type, error=error)
 
     async def run_hook_in_order(self, event: HookEvent) -> HookResponse | None:
         """Run a hook after the upload's notifications sent before it were answered."""
@@ -139,20 +186,28 @@ class Supervisor:
         self._last_notification[upload_id] = turn.done
         return turn
 
-    async def _run_in_turn(self, event: HookEvent, turn: _Turn) -> HookResponse | None:
+    async def _run_in_turn(
+        self, event: HookEvent, turn: _Turn, *, publish: bool = True
+    ) -> HookResponse | None:
         try:
             if turn.previous is not None:
                 # One still running after -hooks-blocking-timeout is not waited for
                 # any longer: a stuck hook cannot hold back the upload's later events.
                 with trio.move_on_after(self._blocking_timeout):
                     await turn.previous.wait()
-            return await self.run_blocking_hook(event)
+            return await self.run_blocking_hook(event, publish=publish)
         finally:
-            turn.done.set()
-            if self._last_notification.get(turn.upload_id) is turn.done:
-                del self._last_notification[turn.upload_id]
+            self._end_turn(turn)
+
+    def _end_turn(self, turn: _Turn) -> None:
+        turn.done.set()
+        if self._last_notification.get(turn.upload_id) is turn.done:
+            del self._last_notification[turn.upload_id]
 
     async def aclose(self) -> None:
+        if self.outbox is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.outbox.aclose()
         if self.hooks is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self.hooks.aclose()

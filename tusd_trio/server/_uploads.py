@@ -100,7 +100,7 @@ async def finish(
         ctx.log.info("UploadFinished", size=info.size)
     else:
         info_event("UploadFinished", id=info.id, size=info.size)
-    parts.supervisor.notify(parts.event("post-finish", info, ctx))
+    await parts.supervisor.notify(parts.event("post-finish", info, ctx))
 
 
 async def concat(

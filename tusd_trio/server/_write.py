@@ -220,7 +220,7 @@ async def _terminate_stopped(parts: HandlerParts, ctx: RequestContext, info: Upl
     await parts.quotas.removed(info)
     parts.metrics.uploads_terminated += 1
     ctx.log.info("UploadTerminated", reason="stopped by hook")
-    parts.supervisor.notify(parts.event("post-terminate", info, ctx))
+    await parts.supervisor.notify(parts.event("post-terminate", info, ctx))
 
 
 async def _settle(
@@ -301,7 +301,7 @@ async def _settle(
         # previous one) comes after the request's other events, post-finish
         # included, as tusd sends it (when the request ends).
         ctx.reported_offset = info.offset
-        parts.supervisor.notify(parts.event("post-receive", info, ctx))
+        await parts.supervisor.notify(parts.event("post-receive", info, ctx))
     return info, error
 
 
