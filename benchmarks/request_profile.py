@@ -65,13 +65,19 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("store: data and .info files (stores/file.py: open/stat/read/write)", ("stores/file.py",)),
     ("dataclasses.replace and copies", ("dataclasses.py", "__create_fn__", "<string>")),
     ("h11 (request parsing, state machine, response framing)", ("h11/",)),
-    ("HTTP/1.1 glue (server/_http.py: headers, body pump, send)", ("server/_http.py",)),
+    (
+        "HTTP/1.1 glue (server/_h11*.py, _framing.py, _exchange.py, _streams.py)",
+        ("server/_h11", "server/_framing.py", "server/_exchange.py", "server/_streams.py"),
+    ),
     (
         "tus protocol core (parse headers, plan, build response)",
         ("tusd_trio/protocol/",),
     ),
     ("request handler (server/_handler.py)", ("server/_handler.py",)),
-    ("connection handling (server/_app.py)", ("server/_app.py",)),
+    (
+        "connection handling (server/_app.py, _connections.py)",
+        ("server/_app.py", "server/_connections.py"),
+    ),
     ("socket send/recv (trio sockets)", ("trio/_socket.py", "trio/_highlevel_socket.py")),
     ("trio scheduler, cancel scopes, checkpoints", ("trio/", "outcome/", "sniffio/")),
 ]

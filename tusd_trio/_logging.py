@@ -30,6 +30,7 @@ _LEVEL_NUMBERS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.
 
 #: Printable ASCII except space, '"' and '=': slog writes such a value bare.
 _BARE = re.compile(r"[!#-<>-~]+")
+_bare = _BARE.fullmatch
 _ESCAPES = {
     "\a": "\\a",
     "\b": "\\b",
@@ -43,11 +44,15 @@ _ESCAPES = {
 }
 
 
+@functools.lru_cache(maxsize=512)
+def _is_secret(key: str) -> bool:
+    """Whether a field's value is hidden (decided once per field name)."""
+    lowered = key.lower()
+    return any(s in lowered for s in _SECRET_KEYS)
+
+
 def _redacted(fields: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: ("[redacted]" if any(s in key.lower() for s in _SECRET_KEYS) else value)
-        for key, value in fields.items()
-    }
+    return {key: ("[redacted]" if _is_secret(key) else value) for key, value in fields.items()}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -63,12 +68,17 @@ def _level(record: logging.LogRecord) -> str:
 
 def _quote(value: Any) -> str:
     """A value as slog's text handler writes it."""
+    kind = type(value)
+    if kind is str:
+        return value if _bare(value) else _go_quoted(value)
+    if kind is int or kind is float:
+        return str(value)
     if value is True or value is False:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
     text = str(value)
-    if _BARE.fullmatch(text):
+    if _bare(text):
         return text
     return _go_quoted(text)
 
@@ -241,12 +251,17 @@ class _EventLog:
         if self.json:
             self.write_json(handler, level, event, clean)
         else:
-            rest = " ".join(f"{key}={_quote(value)}" for key, value in clean.items())
+            rest = " ".join([f"{key}={_quote(value)}" for key, value in clean.items()])
             self.write_text(handler, level, event, rest)
 
     @staticmethod
     def write_text(handler: BufferedStdoutHandler, level: str, event: str, rest: str) -> None:
-        handler.append(f"{_stamp(time.time())} level={level} event={event} {rest}\n")
+        now = time.time()
+        if int(now) != _stamp_cache[0]:
+            _second(now)
+        # _stamp(), inline: this runs for every request log line.
+        micros = int((now % 1) * 1_000_000)
+        handler.append(f"{_stamp_cache[1]}.{micros:06d} level={level} event={event} {rest}\n")
 
     @staticmethod
     def write_json(
@@ -267,7 +282,7 @@ def _through_logging(level: str, event: str, fields: dict[str, Any]) -> None:
     number = _LEVEL_NUMBERS.get(level, logging.ERROR)
     if _logger.isEnabledFor(number):
         clean = _redacted(fields)
-        text = " ".join(f"{key}={_quote(value)}" for key, value in clean.items())
+        text = " ".join([f"{key}={_quote(value)}" for key, value in clean.items()])
         _logger.log(number, "%s %s", event, text, extra={"tus": clean})
 
 
@@ -343,10 +358,11 @@ class RequestLog:
             return
         text = self._text
         if text is None:
-            text = " ".join(f"{key}={_quote(value)}" for key, value in self.context().items())
+            text = " ".join([f"{key}={_quote(value)}" for key, value in self.context().items()])
             self._text = text
         if fields:
-            text += " " + " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+            for key, value in fields.items():
+                text += f" {key}={_quote(value)}"
         if self.generated_id:
             text += f" generatedRequestId={self.generated_id}"
         events.write_text(handler, level, event, text)

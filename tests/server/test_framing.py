@@ -33,8 +33,18 @@ def test_header_values_cannot_break_the_header_block() -> None:
     ]
 
 
+def test_every_control_byte_and_only_those_become_a_question_mark() -> None:
+    value = "".join(map(chr, range(256))) + "\u20ac"  # and one beyond latin-1
+    [(_, encoded)] = encode_headers([("X-All", value)])
+    expected = bytes(b if (b >= 32 or b == 9) and b != 127 else 0x3F for b in range(256))
+    assert encoded == expected + b"?"
+
+
 def test_a_malformed_header_name_is_dropped() -> None:
-    assert encode_headers([("Bad Name", "v"), ("X:Y", "v"), ("Good", "v")]) == [(b"Good", b"v")]
+    for _ in range(2):  # the second time from the per-name cache
+        assert encode_headers([("Bad Name", "v"), ("X:Y", "v"), ("Good", "v"), ("", "v")]) == [
+            (b"Good", b"v")
+        ]
 
 
 @pytest.mark.parametrize("status", [100, 101, 104, 199, 204, 304])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 import trio
 
 from tests._support.server import Running
 from tests._support.tus import OCTET, TUS
+from tusd_trio.server._request import _RequestIds, new_request_id
 
 
 async def test_metrics_use_tusd_names(make_server: Any) -> None:
@@ -40,8 +43,35 @@ async def test_request_id_is_echoed_or_made(srv: Running) -> None:
         srv.url, headers={**TUS, "Upload-Length": "1", "X-Request-ID": "abc-123"}
     )
     assert r.headers["x-request-id"] == "abc-123"
-    r = await srv.client.head(srv.url + "0" * 32, headers=TUS)
-    assert len(r.headers["x-request-id"]) == 16
+    made = set()
+    for _ in range(3):
+        r = await srv.client.head(srv.url + "0" * 32, headers=TUS)
+        made.add(r.headers["x-request-id"])
+    assert len(made) == 3
+    assert all(re.fullmatch("[0-9a-f]{16}", made_id) for made_id in made)
+
+
+def test_made_request_ids_change_prefix_when_the_counter_runs_out() -> None:
+    ids = _RequestIds()
+    first = ids.next()
+    ids._counter = iter(range((1 << 24) - 1, 1 << 24))  # the last one left
+    last = ids.next()
+    assert last[:10] == first[:10] and last[10:] == "ffffff"
+    after = ids.next()
+    assert after[10:] == "000000" and after[:10] != first[:10]
+
+
+def test_a_forked_process_makes_request_ids_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ID and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child[:10] != new_request_id()[:10]
 
 
 async def test_readiness(make_server: Any) -> None:

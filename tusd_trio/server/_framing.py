@@ -10,6 +10,7 @@ decided here, once.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from email.utils import formatdate
@@ -31,6 +32,22 @@ _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _EXTRA_REASONS = {104: "Upload Resumption Supported", 460: "Checksum Mismatch"}
 
 
+#: Every byte as itself, except controls (not TAB) and DEL, which become ``?``.
+_SAFE_VALUE = bytes(b if (b >= 32 or b == 9) and b != 127 else 0x3F for b in range(256))
+#: Header names encoded once (None: not an HTTP token, dropped); names come from a
+#: small set (ours, the hooks'), but the cache is bounded all the same.
+_NAMES: dict[str, bytes | None] = {}
+_NAMES_MAX = 1024
+
+
+def _encode_name(name: str) -> bytes | None:
+    raw_name = name.encode("ascii", errors="replace")
+    encoded = raw_name if _TOKEN.fullmatch(raw_name) else None
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = encoded
+    return encoded
+
+
 def encode_headers(headers: list[tuple[str, str]]) -> RawHeaders:
     """Header fields as bytes, made safe to put on the wire.
 
@@ -38,14 +55,14 @@ def encode_headers(headers: list[tuple[str, str]]) -> RawHeaders:
     become ``?``.  A field whose name is not an HTTP token is dropped.
     """
     out: RawHeaders = []
+    names = _NAMES
     for name, value in headers:
-        encoded = value.encode("latin-1", errors="replace")
-        if any(b < 32 and b != 9 for b in encoded) or 127 in encoded:
-            encoded = bytes(b if (b >= 32 or b == 9) and b != 127 else 0x3F for b in encoded)
-        raw_name = name.encode("ascii", errors="replace")
-        if not _TOKEN.fullmatch(raw_name):
+        raw_name = names.get(name, b"")
+        if raw_name == b"":
+            raw_name = _encode_name(name)
+        if raw_name is None:
             continue
-        out.append((raw_name, encoded))
+        out.append((raw_name, value.encode("latin-1", errors="replace").translate(_SAFE_VALUE)))
     return out
 
 
@@ -62,8 +79,12 @@ def frame_response(response: Response, *, head: bool) -> tuple[RawHeaders, bytes
     """
     headers = encode_headers(response.headers)
     has_body = status_has_body(response.status)
-    if has_body and not any(name.lower() == b"content-length" for name, _ in headers):
-        headers.append((b"Content-Length", str(len(response.body)).encode("ascii")))
+    if has_body:
+        for name, _ in headers:
+            if len(name) == 14 and name.lower() == b"content-length":
+                break
+        else:
+            headers.append((b"Content-Length", str(len(response.body)).encode("ascii")))
     body = response.body if has_body and not head else b""
     return headers, body
 
@@ -105,6 +126,7 @@ def reason(status: int) -> str:
         return _EXTRA_REASONS.get(status, "Unknown")
 
 
+@functools.lru_cache(maxsize=128)
 def reason_phrase(status: int) -> bytes:
     return reason(status).encode("ascii")
 

@@ -36,6 +36,7 @@ from ._streams import (
     ConnectionClosedError,
     close_gracefully,
     direct_reader,
+    plain_socket,
 )
 
 log = logging.getLogger("tusd_trio.http")
@@ -97,82 +98,106 @@ class H11Exchange:
     ) -> bool:
         """The hot loop of uploads.  A synchronous sink (the file store's inline
         write) is called without any await between reading and writing a chunk;
-        the bulk of a Content-Length body is read past h11 (``_h11_fast``)."""
+        the bulk of a Content-Length body is read past h11 (``_h11_fast``).
+
+        The read timeout runs from the start of each read.  With an async sink it
+        also bounds the sink's call until the next read (one scope around the loop,
+        its deadline moved before every read); a synchronous sink cannot be
+        interrupted anyway, so then a scope is opened only when a read has to wait
+        (a body that came with its head opens none)."""
         if self.body_done:
             return False
+        if not sink_is_async:
+            return await self._pump(sink, limit, None)
+        with trio.CancelScope() as deadline_scope:
+            return await self._pump(sink, limit, deadline_scope)
+        # Only the deadline scope ends the loop this way.
+        raise errors.ReadTimeoutError()
+
+    async def _pump(
+        self, sink: Sink, limit: int | None, deadline_scope: trio.CancelScope | None
+    ) -> bool:
         connection = self._connection
         conn = connection.conn
-        receive_some = connection.stream.receive_some
         timeout = connection.settings.network_timeout
+        sink_is_async = deadline_scope is not None
         data_type = h11.Data
         need_data = h11.NEED_DATA
         received = self.received
         try:
-            with trio.CancelScope() as deadline_scope:
-                while True:
-                    try:
-                        event = conn.next_event()
-                    except h11.RemoteProtocolError as exc:
-                        raise errors.ProtocolError(f"malformed request body: {exc}") from exc
-                    if type(event) is data_type:
-                        data = event.data
-                        if type(data) is not bytes:
-                            data = bytes(data)
-                        size = len(data)
-                        if limit is not None and received + size > limit:
-                            keep = limit - received
-                            if keep > 0:
-                                part = data[:keep]
-                                received += keep
-                                if sink_is_async:
-                                    await sink(part)  # type: ignore[misc]
-                                else:
-                                    sink(part)
-                            return True
-                        received += size
-                        if sink_is_async:
-                            await sink(data)  # type: ignore[misc]
-                        else:
-                            sink(data)
+            while True:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    raise errors.ProtocolError(f"malformed request body: {exc}") from exc
+                if type(event) is data_type:
+                    data = event.data
+                    if type(data) is not bytes:
+                        data = bytes(data)
+                    size = len(data)
+                    if limit is not None and received + size > limit:
+                        keep = limit - received
+                        if keep > 0:
+                            part = data[:keep]
+                            received += keep
+                            if sink_is_async:
+                                await sink(part)  # type: ignore[misc]
+                            else:
+                                sink(part)
+                        return True
+                    received += size
+                    if sink_is_async:
+                        await sink(data)  # type: ignore[misc]
+                    else:
+                        sink(data)
+                    self.received = received
+                    continue
+                if event is need_data:
+                    sock = connection.socket
+                    if not sink_is_async and sock is not None and direct_body_possible(conn):
                         self.received = received
+                        over = await pump_direct(
+                            conn,
+                            sock,
+                            connection.body_buffer(),
+                            state=connection.state,
+                            read_timeout=timeout,
+                            sink=sink,
+                            limit=limit,
+                            counter=self,
+                        )
+                        received = self.received
+                        if over is not None:
+                            return over
                         continue
-                    if event is need_data:
-                        sock = connection.socket
-                        if not sink_is_async and sock is not None and direct_body_possible(conn):
-                            self.received = received
-                            over = await pump_direct(
-                                conn,
-                                sock,
-                                connection.body_buffer(),
-                                state=connection.state,
-                                read_timeout=timeout,
-                                sink=sink,
-                                limit=limit,
-                                counter=self,
-                            )
-                            received = self.received
-                            if over is not None:
-                                return over
-                            continue
-                        if conn.they_are_waiting_for_100_continue:
-                            await connection.send_event(
-                                h11.InformationalResponse(status_code=100, headers=[])
-                            )
+                    if conn.they_are_waiting_for_100_continue:
+                        await connection.send_event(
+                            h11.InformationalResponse(status_code=100, headers=[])
+                        )
+                    if deadline_scope is not None:
                         deadline_scope.deadline = trio.current_time() + timeout
-                        try:
-                            chunk = await receive_some(RECEIVE_SIZE)
-                        except (trio.BrokenResourceError, OSError):
-                            raise errors.ConnectionResetError_() from None
-                        if not chunk:
-                            raise errors.UnexpectedEOFError()
-                        conn.receive_data(chunk)  # type: ignore[arg-type]
-                        continue
-                    self._end(event)
-                    return False
+                    try:
+                        chunk = connection.try_receive()
+                        if chunk is None:
+                            if deadline_scope is not None:
+                                chunk = await connection.receive_waiting()
+                            else:
+                                with trio.move_on_after(timeout):
+                                    chunk = await connection.receive_waiting()
+                                if chunk is None:
+                                    raise errors.ReadTimeoutError()
+                        else:
+                            await trio.lowlevel.checkpoint()
+                    except ConnectionClosedError:
+                        raise errors.ConnectionResetError_() from None
+                    if not chunk:
+                        raise errors.UnexpectedEOFError()
+                    conn.receive_data(chunk)
+                    continue
+                self._end(event)
+                return False
         finally:
             self.received = received
-        # Only the deadline scope ends the loop this way.
-        raise errors.ReadTimeoutError()
 
     # --- the response -----------------------------------------------------------------
 
@@ -252,6 +277,8 @@ class HTTPConnection:
         self.takeover = takeover
         #: What direct body reads read from (the socket; the TLS stream under TLS).
         self.socket = direct_reader(stream, settings.network_timeout)
+        #: The plain socket for calls tried before trio waits (None: use ``stream``).
+        self._plain = plain_socket(stream)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_size)
         self._body_buffer: bytearray | None = None
         #: Close gracefully (half-close, then drain) because the peer may still be
@@ -269,14 +296,50 @@ class HTTPConnection:
             self._body_buffer = bytearray(RECEIVE_SIZE)
         return self._body_buffer
 
-    async def _receive(self, limit: float) -> bytes:
-        with trio.move_on_after(limit) as scope:
+    def try_receive(self) -> bytes | None:
+        """What the kernel has for us right now (b"" at EOF), without trio; None
+        when it has nothing yet, or under TLS (then :meth:`receive_waiting`)."""
+        sock = self._plain
+        if sock is None:
+            return None
+        try:
+            return sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise ConnectionClosedError(reset=True) from exc
+
+    async def receive_waiting(self) -> bytes:
+        """Wait for the next bytes (the caller bounds the wait with a scope)."""
+        sock = self._plain
+        if sock is None:
             try:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
-                return data if type(data) is bytes else bytes(data)
-            except (trio.BrokenResourceError, OSError) as exc:
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectionClosedError(reset=True) from exc
-        assert scope.cancelled_caught
+            return data if type(data) is bytes else bytes(data)
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(sock)
+                return sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
+            except (trio.ClosedResourceError, OSError) as exc:
+                raise ConnectionClosedError(reset=True) from exc
+
+    async def _receive(self, limit: float) -> bytes:
+        """The next bytes, within ``limit`` seconds (else TimeoutError).
+
+        The read is tried first: a deadline scope is opened only when the kernel
+        has nothing yet.  Bytes that were there at once still pass one checkpoint,
+        so a client that keeps sending cannot starve the other connections.
+        """
+        data = self.try_receive()
+        if data is not None:
+            await trio.lowlevel.checkpoint()
+            return data
+        with trio.move_on_after(limit):
+            return await self.receive_waiting()
         raise TimeoutError
 
     async def send_event(self, event: h11.Event) -> None:
@@ -285,13 +348,38 @@ class HTTPConnection:
             await self.send_all(data)
 
     async def send_all(self, data: bytes) -> None:
-        with trio.move_on_after(self.settings.write_timeout) as scope:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionClosedError(reset=True) from exc
-        if scope.cancelled_caught:
-            raise ConnectionClosedError(reset=True)
+        """Send ``data`` within the write timeout.  The kernel usually takes a small
+        response at once: only what it does not take waits, in a deadline scope."""
+        sock = self._plain
+        if sock is None:
+            with trio.move_on_after(self.settings.write_timeout) as scope:
+                try:
+                    await self.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    raise ConnectionClosedError(reset=True) from exc
+            if scope.cancelled_caught:
+                raise ConnectionClosedError(reset=True)
+            return
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ConnectionClosedError(reset=True) from exc
+        if sent == len(data):
+            return
+        rest = memoryview(data)[sent:]
+        with trio.move_on_after(self.settings.write_timeout):
+            while rest:
+                try:
+                    await trio.lowlevel.wait_writable(sock)
+                    rest = rest[sock.send(rest) :]
+                except BlockingIOError:
+                    continue
+                except (trio.ClosedResourceError, OSError) as exc:
+                    raise ConnectionClosedError(reset=True) from exc
+            return
+        raise ConnectionClosedError(reset=True)
 
     async def next_body_event(self) -> h11.Event:
         timeout = self.settings.network_timeout

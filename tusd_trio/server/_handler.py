@@ -7,7 +7,6 @@ server) and serves any :class:`~._exchange.Exchange`; the method groups are in
 
 from __future__ import annotations
 
-import secrets
 import time
 import traceback
 from dataclasses import replace
@@ -23,7 +22,7 @@ from ._create import create
 from ._exchange import Exchange, send_response
 from ._metrics import histograms
 from ._read import delete, get, head
-from ._request import RequestContext
+from ._request import RequestContext, new_request_id
 from ._streams import ConnectionClosedError
 from ._uploads import HandlerParts, apply_hook_response, check_access, hook_failure
 from ._write import patch
@@ -62,7 +61,7 @@ class TusHandler:
         method = routed.method
         # Every answer carries a request ID: the client's X-Request-ID, else a new one.
         client_id = (request.headers.get("x-request-id") or "")[:36]
-        generated_id = "" if client_id else secrets.token_hex(8)
+        generated_id = "" if client_id else new_request_id()
         # As tusd: requests the tus handler serves are logged, with the method as
         # received; the greeting, metrics and health paths are not.
         reqlog = RequestLog(request.method, routed.log_path or "", client_id, generated_id)

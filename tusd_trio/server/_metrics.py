@@ -279,6 +279,7 @@ class _Histograms:
         self.hook: Any = None
         self.lock_wait: Any = None
         self.store: Any = None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         try:
             from prometheus_client import Histogram
         except ImportError:  # pragma: no cover - prometheus-client is optional
@@ -325,21 +326,31 @@ class _Histograms:
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
         )
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """The histogram for these label values.  prometheus-client's ``labels()``
+        takes a lock and checks the values on every call; the children never change
+        (nothing removes one) and the label values are few, so they are kept here."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_lock_wait(self, locker: str, outcome: str, seconds: float) -> None:
         if self.lock_wait is not None:
-            self.lock_wait.labels(locker, outcome).observe(seconds)
+            self._child(self.lock_wait, locker, outcome).observe(seconds)
 
     def observe_store(self, store: str, operation: str, seconds: float) -> None:
         if self.store is not None:
-            self.store.labels(store, operation).observe(seconds)
+            self._child(self.store, store, operation).observe(seconds)
 
     def observe_request(self, method: str, status: int, seconds: float) -> None:
         if self.request is not None:
-            self.request.labels(method, str(status)).observe(seconds)
+            self._child(self.request, method, str(status)).observe(seconds)
 
     def observe_hook(self, hook_type: str, seconds: float) -> None:
         if self.hook is not None:
-            self.hook.labels(hook_type).observe(seconds)
+            self._child(self.hook, hook_type).observe(seconds)
 
 
 histograms = _Histograms()

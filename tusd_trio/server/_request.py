@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .._logging import RequestLog
@@ -9,6 +12,36 @@ from ..auth import Principal
 from ..hooks import HTTPResponse
 from ..protocol.messages import Request
 from ._exchange import Exchange
+
+
+class _RequestIds:
+    """Request IDs of 16 hex digits: a random per-process prefix (10 digits) and a
+    counter (6 digits).  One ``getrandom`` per 16.7 million requests instead of one
+    per request; a forked worker draws its own prefix, so processes never share one."""
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = ""
+        self._counter: Iterator[int] = iter(range(0))
+        self.reset()
+
+    def reset(self) -> None:
+        self._prefix = secrets.token_hex(5)
+        self._counter = iter(range(1 << 24))
+
+    def next(self) -> str:
+        for n in self._counter:
+            return f"{self._prefix}{n:06x}"
+        self.reset()
+        return self.next()
+
+
+_request_ids = _RequestIds()
+os.register_at_fork(after_in_child=_request_ids.reset)
+
+#: A new request ID (16 hex digits), for requests without an ``X-Request-ID``.
+new_request_id = _request_ids.next
 
 
 @dataclass(eq=False, slots=True)

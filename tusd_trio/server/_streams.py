@@ -3,6 +3,7 @@ ahead, and the error every transport raises when the peer is gone."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -108,3 +109,14 @@ def direct_reader(stream: trio.abc.Stream, read_timeout: float) -> DirectReader 
     if isinstance(stream, trio.SocketStream):
         return LowWaterSocket(stream.socket, patience=min(0.5, read_timeout / 4))
     return None
+
+
+def plain_socket(stream: trio.abc.Stream) -> socket.socket | None:
+    """The standard-library socket under a plain socket stream (None under TLS and
+    for a replaying stream), for calls tried before trio is asked to wait: trio
+    opens a checkpoint around every call, even one the kernel answers at once.
+    The socket is non-blocking (trio made it so)."""
+    if type(stream) is not trio.SocketStream:
+        return None
+    sock = getattr(stream.socket, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None

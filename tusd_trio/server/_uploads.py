@@ -9,8 +9,8 @@ server state and the counters.  The method groups (``_create``, ``_write``,
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from .._logging import info_event
@@ -53,14 +53,9 @@ class HandlerParts:
             return HookEvent(kind, info, None)
         return HookEvent(kind, info, ctx.request, ctx.remote_addr)
 
-    @contextmanager
-    def timed(self, operation: str) -> Iterator[None]:
-        """Feed tusd_trio_store_operation_seconds."""
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            histograms.observe_store(self.store.name, operation, time.monotonic() - started)
+    def timed(self, operation: str) -> _StoreTimer:
+        """Feed tusd_trio_store_operation_seconds (a block; two or three per request)."""
+        return _StoreTimer(self.store.name, operation)
 
     @asynccontextmanager
     async def writing(
@@ -192,3 +187,21 @@ def _merge_hook_http(current: HTTPResponse | None, answer: HookResponse) -> HTTP
         body=new.body or current.body,
         headers={**current.headers, **new.headers},
     )
+
+
+class _StoreTimer:
+    """Times a store operation into its histogram (a class: cheaper than a
+    generator-based context manager on every request)."""
+
+    __slots__ = ("_operation", "_started", "_store")
+
+    def __init__(self, store: str, operation: str) -> None:
+        self._store = store
+        self._operation = operation
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        histograms.observe_store(self._store, self._operation, time.monotonic() - self._started)
