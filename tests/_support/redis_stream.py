@@ -11,11 +11,9 @@ from typing import Any
 
 import trio
 
+from tests._support.redis import SHARED_REDIS
 from tusd_trio.lockers.redis_client import Client, open_client
 from tusd_trio.lockers.redis_url import parse_redis_url
-
-#: The Redis every test may use (each with a stream name of its own).
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True)

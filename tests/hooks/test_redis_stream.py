@@ -15,8 +15,8 @@ import trio
 from coredis.response.types import StreamPending
 
 from tests._support.hook_events import UPLOAD_ID, make_event
+from tests._support.redis import SHARED_REDIS
 from tests._support.redis_stream import (
-    SHARED_REDIS,
     all_entries,
     create_group,
     fresh_stream,

@@ -3,7 +3,6 @@ of the test's own) stays exact when two instances race for the same principal.""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,22 +10,11 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from tests._support.redis import SHARED_REDIS as REDIS, redis_cli
 from tusd_trio.lockers.redis import RedisLocker
 from tusd_trio.quotas.ledger import MemoryLedger, QuotaLedger
 from tusd_trio.quotas.policy import Charge, QuotaLimits, QuotaUsage
 from tusd_trio.quotas.redis_ledger import RedisLedger
-
-REDIS = "redis://127.0.0.1:6379/0"
-
-
-def redis_cli(*args: str) -> str:
-    done = subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 @asynccontextmanager

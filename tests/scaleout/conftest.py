@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests._support.redis import SHARED_REDIS
 from tests._support.services import S3_ENV, Service, create_s3_bucket
 
-from .scaleout_support import SHARED_REDIS, Cluster, MiB, RedisServer
+from .scaleout_support import Cluster, MiB, RedisServer
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from tests._support.daemon import Daemon
 from tests._support.services import free_port
 
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
 MiB = 1024 * 1024
 
 

@@ -5,7 +5,6 @@ instance by DELETE or expiry usable on the other."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import jwt
 import pytest
 
 from tests._support.daemon import Daemon, DaemonFactory, wait_for
+from tests._support.redis import redis_cli
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = {"Content-Type": "application/offset+octet-stream"}
@@ -27,16 +27,6 @@ SECRET = "z" * 40
 def bearer(sub: str = "alice", **claims: Any) -> dict[str, str]:
     payload = {"sub": sub, "exp": int(time.time()) + 600, **claims}
     return {**TUS, "Authorization": f"Bearer {jwt.encode(payload, SECRET, algorithm='HS256')}"}
-
-
-def redis_cli(*args: str) -> str:
-    done = subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture

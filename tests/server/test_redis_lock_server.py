@@ -4,29 +4,17 @@ mid-PATCH stops the write with 503 ERR_LOCK_LOST, an unreachable Redis answers
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from typing import Any
 
 import httpx
 import trio
 
+from tests._support.redis import SHARED_REDIS as REDIS, redis_cli
 from tests._support.server import ServerFactory
 from tests._support.tus import TUS
 from tusd_trio.lockers.redis import RedisLocker
 from tusd_trio.stores import FileStore
-
-REDIS = "redis://127.0.0.1:6379/0"
-
-
-def redis_cli(*args: str) -> str:
-    done = subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 async def test_lease_lost_mid_patch_stops_the_write(

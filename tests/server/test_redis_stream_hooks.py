@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from tests._support.hookserver import HookServer
+from tests._support.redis import SHARED_REDIS
 from tests._support.redis_stream import (
-    SHARED_REDIS,
     Entry,
     all_entries,
     create_group,
