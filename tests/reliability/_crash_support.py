@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests._support.daemon import Daemon
-from tusd_trio._process import pid_alive
+from tests._support.tus import is_live_owner_file
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -32,7 +32,6 @@ MiB = 1024 * KiB
 #: Side files that must not survive a graceful stop (staging, temp and lock files).
 LEFTOVER_RE = re.compile(r"(\.part|\.tmp|\.lock|\.stop)$")
 #: The file locker's owner file (lockers/file.py): a live process's is not a leftover.
-OWNER_FILE_RE = re.compile(r"^\.owner\.lock\.(\d+)\.\d+\.tmp$")
 
 
 def pick_seed(env_var: str = "TUSD_RELIABILITY_SEED") -> int:
@@ -104,13 +103,8 @@ def leftover_side_files(upload_dir: Path) -> list[str]:
     return sorted(
         str(p.relative_to(upload_dir))
         for p in upload_dir.rglob("*")
-        if p.is_file() and LEFTOVER_RE.search(p.name) and not _live_owner_file(p.name)
+        if p.is_file() and LEFTOVER_RE.search(p.name) and not is_live_owner_file(p.name)
     )
-
-
-def _live_owner_file(name: str) -> bool:
-    match = OWNER_FILE_RE.match(name)
-    return match is not None and pid_alive(int(match.group(1)))
 
 
 def data_files_without_info(upload_dir: Path) -> list[str]:
