@@ -120,8 +120,9 @@ def test_the_task_dump_shows_a_patch_waiting_for_its_body(daemon_factory: Daemon
     assert patch_line is not None and patch_line.group(1).strip()
 
 
-def _busy_uploads(daemon: Daemon, stop: threading.Event) -> None:
-    """Work for the profiler to see: creations and HEADs until ``stop``."""
+def _busy_uploads(daemon: Daemon, stop: threading.Event, working: threading.Event) -> None:
+    """Work for the profiler to see: creations and HEADs until ``stop``; ``working`` is set
+    once the first round was answered (so a profile never starts before the load)."""
     with httpx.Client(timeout=30) as client:
         while not stop.is_set():
             r = client.post(
@@ -129,15 +130,17 @@ def _busy_uploads(daemon: Daemon, stop: threading.Event) -> None:
                 headers={"Tus-Resumable": "1.0.0", "Upload-Length": "0"},
             )
             client.head(r.headers["location"], headers={"Tus-Resumable": "1.0.0"})
+            working.set()
 
 
 @pytest.fixture
 def busy_daemon(daemon_factory: DaemonFactory) -> Iterator[Daemon]:
     daemon = daemon_factory.start("-expose-pprof", "-verbose=false")
-    stop = threading.Event()
-    worker = threading.Thread(target=_busy_uploads, args=(daemon, stop), daemon=True)
+    stop, working = threading.Event(), threading.Event()
+    worker = threading.Thread(target=_busy_uploads, args=(daemon, stop, working), daemon=True)
     worker.start()
     try:
+        assert working.wait(60), "the load for the profiler never got an answer"
         yield daemon
     finally:
         stop.set()
@@ -162,7 +165,7 @@ def test_a_cpu_profile_as_speedscope_json(busy_daemon: Daemon) -> None:
 
 
 def test_a_cpu_profile_as_collapsed_stacks(busy_daemon: Daemon) -> None:
-    r = _get(busy_daemon, PPROF + "profile?seconds=1&format=collapsed&rate=200")
+    r = _get(busy_daemon, PPROF + "profile?seconds=2&format=collapsed&rate=200")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "text/plain; charset=utf-8"
     lines = r.text.splitlines()
