@@ -20,6 +20,7 @@ import pytest
 
 from tests._support.daemon import Daemon, DaemonFactory, daemon_env
 from tusd_trio.auth.apikeys import hash_api_key
+from tusd_trio.server._pprof import _without_empty_stacks
 
 PPROF = "/debug/pprof/"
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
@@ -174,6 +175,12 @@ def test_a_cpu_profile_as_collapsed_stacks(busy_daemon: Daemon) -> None:
         stack, _, count = line.rpartition(" ")
         assert stack and count.isdigit(), line
     assert any("tusd_trio" in line for line in lines)
+
+
+def test_collapsed_stacks_drop_samples_that_caught_no_frame() -> None:
+    # What py-spy writes when a non-blocking sample read a thread between frames.
+    raw = b"main (a.py:1);serve (b.py:2) 5\n 2\nmain (a.py:1) 1\n"
+    assert _without_empty_stacks(raw) == b"main (a.py:1);serve (b.py:2) 5\nmain (a.py:1) 1\n"
 
 
 def test_only_one_profile_runs_at_a_time(daemon_factory: DaemonFactory) -> None:

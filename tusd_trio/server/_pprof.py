@@ -221,11 +221,22 @@ async def _record(profiler: str, seconds: int, rate: int, kind: ProfileFormat) -
             seconds + PROFILER_GRACE_SECONDS,
         )
         if await output.exists():
-            return await output.read_bytes()
+            data = await output.read_bytes()
+            return _without_empty_stacks(data) if kind.py_spy == "raw" else data
         raise _failure(messages or b"it wrote no profile")
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(shutil.rmtree, directory, True)
+
+
+def _without_empty_stacks(collapsed: bytes) -> bytes:
+    """Collapsed stacks without the lines of samples that caught no frame at all.
+
+    Non-blocking sampling sometimes reads a thread between frames; py-spy then writes a
+    line with an empty stack (`` 2``), which folded-stack tools take for a malformed line.
+    """
+    lines = [line for line in collapsed.splitlines() if line and not line.startswith(b" ")]
+    return b"".join(line + b"\n" for line in lines)
 
 
 async def _run_py_spy(command: list[str], time_limit: float) -> bytes:
