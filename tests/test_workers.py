@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests._support.daemon import BANNER, STOP_TIMEOUT, Daemon, child_pids, proc_stat
+from tests._support.tls import write_self_signed_cert
 from tests._support.tus import TUS
 
 CHUNK = 64 * 1024
@@ -456,49 +457,10 @@ def test_workers_share_the_metrics_listener(start_daemon: Callable[..., WorkerDa
     assert daemon.stop() == 0, daemon.output()[-3000:]
 
 
-def _self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, in PEM files."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "server.crt", directory / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_workers_banner_says_https_when_serving_tls(
     start_daemon: Callable[..., WorkerDaemon], tmp_path: Path
 ) -> None:
-    cert, key = _self_signed_cert(tmp_path)
+    cert, key = write_self_signed_cert(tmp_path)
     daemon = start_daemon("-tls-certificate", str(cert), "-tls-key", str(key))
     url = daemon.wait_for_banner()
     assert re.fullmatch(r"https://127\.0\.0\.1:[0-9]+/files/", url), url

@@ -7,9 +7,7 @@ Real sockets, real clients (httpx with http2=True, the ssl module).  The daemon'
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
-import ipaddress
 import os
 import ssl
 import subprocess
@@ -20,12 +18,9 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests._support.server import ServerFactory
+from tests._support.tls import client_ssl_context, write_self_signed_cert
 from tests._support.tus import OCTET, TUS
 from tusd_trio.server import Server
 from tusd_trio.server._exchange import Exchange
@@ -38,50 +33,9 @@ from tusd_trio.server._tls import (
 )
 
 
-def _write_cert(directory: Path, name: str = "server") -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / f"{name}.crt"
-    key_path = directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 @pytest.fixture
 def cert(tmp_path: Path) -> tuple[str, str]:
-    return _write_cert(tmp_path)
-
-
-def _client_ssl(cafile: str, *, max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=cafile)
-    if max_version is not None:
-        context.maximum_version = max_version
-    return context
+    return write_self_signed_cert(tmp_path)
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -122,7 +76,7 @@ async def test_h2_over_tls_upload_head_get_delete(start: Any, cert: tuple[str, s
     server = await start(tls_certificate=crt, tls_key=key)
     base = f"https://127.0.0.1:{server.bound_port}/files/"
     data = os.urandom(3 * 1024 * 1024 + 17)
-    async with httpx.AsyncClient(http2=True, verify=_client_ssl(crt), timeout=30) as client:
+    async with httpx.AsyncClient(http2=True, verify=client_ssl_context(crt), timeout=30) as client:
         location = await _upload(client, base, data)
         assert location.startswith("https://127.0.0.1:")
         r = await client.head(location, headers=TUS)
@@ -143,7 +97,7 @@ async def test_http11_over_tls_still_served(start: Any, cert: tuple[str, str]) -
     crt, key = cert
     server = await start(tls_certificate=crt, tls_key=key)
     base = f"https://127.0.0.1:{server.bound_port}/files/"
-    async with httpx.AsyncClient(http2=False, verify=_client_ssl(crt), timeout=30) as client:
+    async with httpx.AsyncClient(http2=False, verify=client_ssl_context(crt), timeout=30) as client:
         location = await _upload(client, base, b"hello over tls 1.1" * 1000)
         r = await client.head(location, headers=TUS)
         assert r.http_version == "HTTP/1.1"
@@ -156,7 +110,7 @@ async def test_h2_multiplexed_uploads_on_one_connection(start: Any, cert: tuple[
     base = f"https://127.0.0.1:{server.bound_port}/files/"
     blobs = [os.urandom(600_000 + i) for i in range(6)]
     locations: dict[int, str] = {}
-    async with httpx.AsyncClient(http2=True, verify=_client_ssl(crt), timeout=30) as client:
+    async with httpx.AsyncClient(http2=True, verify=client_ssl_context(crt), timeout=30) as client:
 
         async def one(i: int) -> None:
             locations[i] = await _upload(client, base, blobs[i], pieces=3)
@@ -175,7 +129,7 @@ async def test_h2_checksum_and_errors(start: Any, cert: tuple[str, str]) -> None
     crt, key = cert
     server = await start(tls_certificate=crt, tls_key=key)
     base = f"https://127.0.0.1:{server.bound_port}/files/"
-    async with httpx.AsyncClient(http2=True, verify=_client_ssl(crt), timeout=30) as client:
+    async with httpx.AsyncClient(http2=True, verify=client_ssl_context(crt), timeout=30) as client:
         r = await client.post(base, headers={**TUS, "Upload-Length": "10"})
         location = r.headers["location"]
         good = base64.b64encode(hashlib.sha1(b"01234").digest()).decode()
@@ -345,11 +299,13 @@ async def test_tls13_mode_refuses_tls12_client(start: Any, cert: tuple[str, str]
     crt, key = cert
     server = await start(tls_certificate=crt, tls_key=key, tls_mode="tls13")
     port = server.bound_port
-    assert await _handshake(port, _client_ssl(crt, max_version=ssl.TLSVersion.TLSv1_2)) is None
-    result: Any = await _handshake(port, _client_ssl(crt))
+    assert (
+        await _handshake(port, client_ssl_context(crt, max_version=ssl.TLSVersion.TLSv1_2)) is None
+    )
+    result: Any = await _handshake(port, client_ssl_context(crt))
     assert result is not None and result[0] == "TLSv1.3"
     # And a full request over 1.3 with HTTP/2.
-    async with httpx.AsyncClient(http2=True, verify=_client_ssl(crt)) as client:
+    async with httpx.AsyncClient(http2=True, verify=client_ssl_context(crt)) as client:
         r = await client.options(f"https://127.0.0.1:{port}/files/")
         assert r.status_code == 200
         assert r.http_version == "HTTP/2"
@@ -359,13 +315,15 @@ async def test_tls12_mode_accepts_tls12_and_tls13(start: Any, cert: tuple[str, s
     crt, key = cert
     server = await start(tls_certificate=crt, tls_key=key, tls_mode="tls12")
     port = server.bound_port
-    result: Any = await _handshake(port, _client_ssl(crt, max_version=ssl.TLSVersion.TLSv1_2))
+    result: Any = await _handshake(
+        port, client_ssl_context(crt, max_version=ssl.TLSVersion.TLSv1_2)
+    )
     assert result is not None and result[0] == "TLSv1.2"
     assert "ECDHE" in result[1][0] and ("GCM" in result[1][0] or "CHACHA20" in result[1][0])
-    result = await _handshake(port, _client_ssl(crt))
+    result = await _handshake(port, client_ssl_context(crt))
     assert result is not None and result[0] == "TLSv1.3"
     async with httpx.AsyncClient(
-        http2=True, verify=_client_ssl(crt, max_version=ssl.TLSVersion.TLSv1_2)
+        http2=True, verify=client_ssl_context(crt, max_version=ssl.TLSVersion.TLSv1_2)
     ) as client:
         location = await _upload(client, f"https://127.0.0.1:{port}/files/", b"z" * 70000)
         r = await client.get(location)
@@ -376,15 +334,15 @@ async def test_tls12_strong_mode(start: Any, cert: tuple[str, str]) -> None:
     crt, key = cert
     server = await start(tls_certificate=crt, tls_key=key, tls_mode="tls12-strong")
     port = server.bound_port
-    result: Any = await _handshake(port, _client_ssl(crt))
+    result: Any = await _handshake(port, client_ssl_context(crt))
     assert result is not None
     assert result[0] == "TLSv1.2"
     assert result[1][0] == "ECDHE-ECDSA-AES256-GCM-SHA384"
     # A client that only offers AES-128 suites in TLS 1.2 is refused.
-    weak = _client_ssl(crt, max_version=ssl.TLSVersion.TLSv1_2)
+    weak = client_ssl_context(crt, max_version=ssl.TLSVersion.TLSv1_2)
     weak.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
     assert await _handshake(port, weak) is None
-    tls13_only = _client_ssl(crt)
+    tls13_only = client_ssl_context(crt)
     tls13_only.minimum_version = ssl.TLSVersion.TLSv1_3
     assert await _handshake(port, tls13_only) is None
 
@@ -402,7 +360,7 @@ async def test_broken_handshake_does_not_hurt_server(start: Any, cert: tuple[str
         except trio.BrokenResourceError:
             pass
     await plain.aclose()
-    async with httpx.AsyncClient(http2=True, verify=_client_ssl(crt)) as client:
+    async with httpx.AsyncClient(http2=True, verify=client_ssl_context(crt)) as client:
         r = await client.options(f"https://127.0.0.1:{port}/files/")
         assert r.status_code == 200
 
@@ -412,7 +370,7 @@ async def test_broken_handshake_does_not_hurt_server(start: Any, cert: tuple[str
 
 def test_bad_certificate_is_one_line_error(tmp_path: Path, cert: tuple[str, str]) -> None:
     crt, key = cert
-    other_crt, other_key = _write_cert(tmp_path, "other")
+    other_crt, other_key = write_self_signed_cert(tmp_path, "other")
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
     cases = [
@@ -466,7 +424,7 @@ async def test_wrap_listeners_serves_tls(cert: tuple[str, str]) -> None:
 
         nursery.start_soon(serve_one)
         tcp = await trio.open_tcp_stream("127.0.0.1", port)
-        tls = trio.SSLStream(tcp, _client_ssl(crt), server_hostname="127.0.0.1")
+        tls = trio.SSLStream(tcp, client_ssl_context(crt), server_hostname="127.0.0.1")
         await tls.send_all(b"ping")
         assert await tls.receive_some(100) == b"PING"
         await tls.aclose()

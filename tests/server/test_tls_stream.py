@@ -19,8 +19,8 @@ import trio
 import trio.testing
 
 from tests._support.server import ServerFactory
+from tests._support.tls import client_ssl_context, write_self_signed_cert
 from tests._support.tus import OCTET, TUS
-from tests.server.test_tls_h2 import _client_ssl, _write_cert
 from tusd_trio.server import Server
 from tusd_trio.server._streams import direct_reader
 from tusd_trio.server._tls import create_ssl_context
@@ -31,7 +31,7 @@ RECORD = 16 * 1024
 
 @pytest.fixture
 def cert(tmp_path: Path) -> tuple[str, str]:
-    return _write_cert(tmp_path)
+    return write_self_signed_cert(tmp_path)
 
 
 @asynccontextmanager
@@ -46,7 +46,7 @@ async def pair(
     server = trio.SSLStream(
         tcp_server, create_ssl_context(crt, key, alpn=["http/1.1"]), server_side=True
     )
-    client = trio.SSLStream(tcp_client, _client_ssl(crt), server_hostname="127.0.0.1")
+    client = trio.SSLStream(tcp_client, client_ssl_context(crt), server_hostname="127.0.0.1")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.do_handshake)
         nursery.start_soon(client.do_handshake)
@@ -159,14 +159,14 @@ async def test_large_tls_patch_in_small_records_is_stored_intact(
     server = await start(tls_certificate=crt, tls_key=key, upload_dir=str(tmp_path / "up"))
     port = server.bound_port
     data = os.urandom(3 * 1024 * 1024 + 11)
-    async with httpx.AsyncClient(http2=False, verify=_client_ssl(crt), timeout=30) as client:
+    async with httpx.AsyncClient(http2=False, verify=client_ssl_context(crt), timeout=30) as client:
         r = await client.post(
             f"https://127.0.0.1:{port}/files/", headers={**TUS, "Upload-Length": str(len(data))}
         )
         location = r.headers["location"]
     path = httpx.URL(location).path
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
-    tls = trio.SSLStream(tcp, _client_ssl(crt), server_hostname="127.0.0.1")
+    tls = trio.SSLStream(tcp, client_ssl_context(crt), server_hostname="127.0.0.1")
     head = (
         f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
         f"Content-Type: {OCTET['Content-Type']}\r\nUpload-Offset: 0\r\n"
@@ -195,14 +195,14 @@ async def test_tls_patch_cut_mid_body_keeps_what_arrived(
     server = await start(tls_certificate=crt, tls_key=key, upload_dir=str(tmp_path / "up"))
     port = server.bound_port
     sent = os.urandom(700 * 1024)
-    async with httpx.AsyncClient(http2=False, verify=_client_ssl(crt), timeout=30) as client:
+    async with httpx.AsyncClient(http2=False, verify=client_ssl_context(crt), timeout=30) as client:
         r = await client.post(
             f"https://127.0.0.1:{port}/files/", headers={**TUS, "Upload-Length": "5000000"}
         )
         location = r.headers["location"]
         path = httpx.URL(location).path
         tcp = await trio.open_tcp_stream("127.0.0.1", port)
-        tls = trio.SSLStream(tcp, _client_ssl(crt), server_hostname="127.0.0.1")
+        tls = trio.SSLStream(tcp, client_ssl_context(crt), server_hostname="127.0.0.1")
         head = (
             f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
             f"Content-Type: {OCTET['Content-Type']}\r\nUpload-Offset: 0\r\n"
