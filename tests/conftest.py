@@ -19,6 +19,8 @@ import pytest  # noqa: E402
 import trio  # noqa: E402
 
 from tests._support.daemon import DaemonFactory  # noqa: E402
+from tests._support.redis import RedisServers  # noqa: E402
+from tests._support.redis_stream import fresh_stream  # noqa: E402
 from tests._support.server import Running, ServerFactory, server_pool  # noqa: E402
 from tests._support.services import (  # noqa: E402
     AZURE_ACCOUNT,
@@ -152,3 +154,18 @@ def daemon_factory(tmp_path: Path) -> Iterator[DaemonFactory]:
         yield factory
     finally:
         factory.kill_all()
+
+
+@pytest.fixture
+def redis_servers(tmp_path: Path) -> Iterator[RedisServers]:
+    """redis-server processes of the test's own (stopped, restarted, killed at will)."""
+    servers = RedisServers(tmp_path)
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[str]:
+    """A stream name on the shared Redis, deleted after the test."""
+    async with fresh_stream() as name:
+        yield name

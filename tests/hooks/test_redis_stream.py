@@ -6,41 +6,26 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 import trio
 from coredis.response.types import StreamPending
 
 from tests._support.hook_events import UPLOAD_ID, make_event
-from tests._support.redis import SHARED_REDIS
+from tests._support.redis import SHARED_REDIS, RedisServers, free_cluster_port
 from tests._support.redis_stream import (
     all_entries,
     create_group,
-    fresh_stream,
     read_group,
     redis_client,
 )
-from tests.lockers.test_redis_locker import RedisServers, free_cluster_port, free_port
+from tests._support.services import free_port
 from tusd_trio.hooks import HookDispatcher, HookError, HookResponse, build_request
 from tusd_trio.hooks.redis_stream import RedisStreamHookBackend, entry_fields
 
 MakeBackend = Callable[..., RedisStreamHookBackend]
-
-
-@pytest.fixture
-async def stream() -> AsyncIterator[str]:
-    async with fresh_stream() as name:
-        yield name
-
-
-@pytest.fixture
-def redis_servers(tmp_path: Path) -> Iterator[RedisServers]:
-    servers = RedisServers(tmp_path)
-    yield servers
-    servers.close()
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,6 +25,8 @@ import pytest
 import trio
 import trio.testing
 
+from tests._support.redis import RedisServers, free_cluster_port
+from tests._support.services import free_port
 from tests.lockers import test_locker_behaviour as shared
 from tusd_trio.lockers.redis import RedisLocker
 from tusd_trio.lockers.redis_url import parse_redis_url
@@ -50,31 +52,9 @@ test_callback_that_releases_then_raises_passes_the_lock_on = (
 )
 
 SHARED_URL = "redis://127.0.0.1:6379/0"
-REDIS_SERVER = "redis-server"
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free and below 65536:
-    redis-server refuses to start in cluster mode otherwise."""
-    while True:
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
 
 
 def new_prefix() -> str:
@@ -117,68 +97,6 @@ async def cleanup(prefix: str) -> None:
         keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
         if keys:
             await client.delete(keys)
-
-
-class RedisServers:
-    """Own redis-server processes (never the shared 6379 one)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, port: int, *extra: str, config: str | None = None) -> subprocess.Popen[bytes]:
-        workdir = self.directory / f"redis-{port}"
-        workdir.mkdir(exist_ok=True)
-        args = [REDIS_SERVER]
-        if config is not None:
-            conf = workdir / "redis.conf"
-            conf.write_text(config)
-            args.append(str(conf))
-        args += [
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            *extra,
-        ]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.procs.append(proc)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith((b"+PONG", b"-")):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} did not start")
-            time.sleep(0.02)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.kill()
-        proc.wait()
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def redis_servers(tmp_path: Path) -> Iterator[RedisServers]:
-    servers = RedisServers(tmp_path)
-    yield servers
-    servers.close()
 
 
 @pytest.fixture

@@ -6,46 +6,30 @@ and the flag without -redis-url is refused at start-up."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
 from tests._support.hookserver import HookServer
-from tests._support.redis import SHARED_REDIS
+from tests._support.redis import SHARED_REDIS, RedisServers
 from tests._support.redis_stream import (
     Entry,
     all_entries,
     create_group,
-    fresh_stream,
     read_group,
     redis_client,
     wait_for_entries,
 )
 from tests._support.server import Running, ServerFactory
+from tests._support.services import free_port
 from tests._support.tus import TUS
-from tests.lockers.test_redis_locker import RedisServers, free_port
 from tusd_trio.cli.build import build_config
 from tusd_trio.cli.flags import UsageError, parse_args
 from tusd_trio.cli.main import main
 from tusd_trio.config import Config, ConfigError
 from tusd_trio.hooks import HOOK_TYPES
 from tusd_trio.hooks.redis_stream import RedisStreamHookBackend
-
-
-@pytest.fixture
-async def stream() -> AsyncIterator[str]:
-    async with fresh_stream() as name:
-        yield name
-
-
-@pytest.fixture
-def redis_servers(tmp_path: Path) -> Iterator[RedisServers]:
-    servers = RedisServers(tmp_path)
-    yield servers
-    servers.close()
 
 
 def stream_backend(srv: Running) -> RedisStreamHookBackend:
