@@ -55,6 +55,11 @@ def test_workers_auto_is_one_per_usable_core_with_a_shared_locker() -> None:
     # No lock across processes: auto means this one process (no refusal, unlike -workers 2).
     assert config_for(["-workers=auto", "-locker=memory"]).workers == 1
     assert config_for(["-workers=auto", "-s3-bucket=b"]).workers == 1
+    # Quotas kept in the process count one process: auto means one unless Redis holds them.
+    quotas = ["-auth-jwt-secret=0123456789abcdef0123456789abcdef", "-auth-quota-bytes=1000"]
+    assert config_for(["-workers=auto", *quotas]).workers == 1
+    redis = ["-locker=redis", "-redis-url=redis://h"]
+    assert config_for(["-workers=auto", *quotas, *redis]).workers == cores
 
 
 def test_workers_with_a_shared_locker_are_accepted() -> None:

@@ -300,6 +300,14 @@ class Config:
         object_store = self.s3 is not None or self.gcs is not None or self.azure is not None
         return not (self.locker == "memory" or (object_store and self.locker != "redis"))
 
+    @property
+    def allows_several_workers(self) -> bool:
+        """Whether ``-workers`` above 1 can work: a lock shared across processes and,
+        with quotas, a ledger shared across them (Redis)."""
+        if self.quota.enabled and self.locker != "redis":
+            return False
+        return self.locks_across_processes
+
     def _check_workers(self) -> None:
         if self.workers < 1:
             raise ConfigError("invalid value for flag -workers: must be at least 1")

@@ -19,6 +19,7 @@ from tusd_trio.auth import AuthConfig
 from tusd_trio.config import Config, ConfigError
 from tusd_trio.hooks import HookDispatcher, PluginHookBackend
 from tusd_trio.lockers.redis import RedisLocker
+from tusd_trio.protocol.errors import StoreError
 from tusd_trio.protocol.interop import VERSIONS
 from tusd_trio.quotas import QuotaConfig
 from tusd_trio.stores import FileStore
@@ -333,3 +334,29 @@ async def test_an_admin_writing_to_an_upload_counts_for_its_owner(
     assert header_fields(r.headers["tusd-trio-quota"])["bytes"] == 600
     assert (await create(srv, 5, admin)).status_code == 201
     assert (await create(srv, 6, admin)).status_code == 413
+
+
+class _DeclareFails(FileStore):
+    """A store that cannot record a declared length (a full disk, say): a fault this
+    test cannot cause for real at exactly that step."""
+
+    async def declare_length(self, info: Any, length: int) -> Any:
+        raise StoreError("the disk is full")
+
+
+async def test_a_declared_length_the_store_cannot_record_is_given_back(
+    make_server: ServerFactory, tmp_path: Any
+) -> None:
+    srv = await make_server(
+        store=_DeclareFails(str(tmp_path / "up")),
+        auth=AUTH,
+        quota=QuotaConfig(enabled=True, bytes=1000),
+    )
+    loc = (await create(srv, None, bearer(), **{"Upload-Defer-Length": "1"})).headers["location"]
+    r = await srv.client.patch(
+        loc, headers={**bearer(), **OCTET, "Upload-Offset": "0", "Upload-Length": "900"}
+    )
+    assert r.status_code == 500
+    # The 900 bytes reserved for the declaration are free again.
+    r = await create(srv, 1000, bearer())
+    assert r.status_code == 201, r.text

@@ -34,7 +34,7 @@ def build_config(values: Mapping[str, Any]) -> Config:
     flag when they cannot work (also for what reading the files they name finds)."""
     try:
         config = _config(values)
-        if values["workers"] == "auto" and config.locks_across_processes:
+        if values["workers"] == "auto" and config.allows_several_workers:
             config = replace(config, workers=usable_cores())
         config.check_files()
     except ConfigError as exc:
@@ -53,7 +53,7 @@ def usable_cores() -> int:
 
 def _workers(text: str) -> int:
     """-workers: a number, or auto (1 here; :func:`build_config` then sets one per
-    core if the locker works across processes)."""
+    core if several workers can work: see ``Config.allows_several_workers``)."""
     if text == "auto":
         return 1
     if not re.fullmatch(r"[0-9]{1,4}", text):

@@ -22,6 +22,7 @@ import time
 
 import trio
 
+from .._fs import fsync_directory
 from .._logging import error_event
 from .outbox import OutboxEntry
 
@@ -81,34 +82,29 @@ class FileOutboxStore:
             os.close(fd)
         os.replace(temporary, path)
         if self.fsync:
-            self._sync_directory(self.directory)
-
-    @staticmethod
-    def _sync_directory(directory: str) -> None:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fsync_directory(self.directory)
 
     async def pending(self, limit: int) -> list[OutboxEntry]:
-        # The cache is only touched here, on the event loop; the thread gets a copy.
-        names, read = await trio.to_thread.run_sync(self._scan, dict(self._cache), limit)
-        present = set(names)
-        for gone in self._cache.keys() - present:
+        # The cache is only touched here, on the event loop; the thread gets its keys.
+        names, listed, read = await trio.to_thread.run_sync(
+            self._scan, frozenset(self._cache), limit
+        )
+        # Forget only events no longer stored (not those beyond ``limit``).
+        for gone in self._cache.keys() - listed:
             del self._cache[gone]
         self._cache.update(read)
         return [self._cache[name] for name in names if name in self._cache]
 
     def _scan(
-        self, known: dict[str, OutboxEntry], limit: int
-    ) -> tuple[list[str], dict[str, OutboxEntry]]:
-        """The oldest ``limit`` event files, and those of them not in ``known`` read."""
+        self, known: frozenset[str], limit: int
+    ) -> tuple[list[str], set[str], dict[str, OutboxEntry]]:
+        """The oldest ``limit`` event files, every event file stored, and those of the
+        oldest not in ``known`` read."""
         try:
-            listed = os.listdir(self.directory)
+            listed = {name for name in os.listdir(self.directory) if name.endswith(_SUFFIX)}
         except FileNotFoundError:
-            return [], {}
-        names = sorted(name for name in listed if name.endswith(_SUFFIX))[:limit]
+            return [], set(), {}
+        names = sorted(listed)[:limit]
         read: dict[str, OutboxEntry] = {}
         for name in names:
             if name in known:
@@ -120,7 +116,7 @@ class FileOutboxStore:
                 continue  # delivered by another process meanwhile
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 self._set_aside(name, exc)
-        return names, read
+        return names, listed, read
 
     def _set_aside(self, name: str, exc: Exception) -> None:
         """A file that cannot be read as an event goes to dead/ (it is never lost)."""
@@ -139,11 +135,11 @@ class FileOutboxStore:
         if now - self._last_lock_try < 1.0:
             return False
         self._last_lock_try = now
-        return self._take_sender_lock()
+        return await trio.to_thread.run_sync(self._take_sender_lock)
 
     def _take_sender_lock(self) -> bool:
-        # LOCK_NB: flock answers at once, so this may run on the event loop.  Only
-        # called for an event that was listed, so the directory exists.
+        # In a worker thread: the open may touch a network file system.  Only called
+        # for an event that was listed, so the directory exists.
         fd = os.open(os.path.join(self.directory, "sender.flock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

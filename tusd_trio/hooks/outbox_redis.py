@@ -29,7 +29,7 @@ import trio
 from coredis.commands.script import Script
 
 from .._logging import error_event
-from ..lockers.redis_client import Client, open_client
+from ..lockers.redis_client import RENEW, Client, open_client
 from ..lockers.redis_url import parse_redis_url
 from .outbox import OutboxEntry
 
@@ -58,14 +58,6 @@ return 0
 _TAKE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
-end
-return 0
-"""
-
-# KEYS lease; ARGV token, ttl ms.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
@@ -103,7 +95,7 @@ _SCRIPTS = (
     ("put", _PUT),
     ("claim", _CLAIM),
     ("take", _TAKE),
-    ("renew", _RENEW),
+    ("renew", RENEW),
     ("release", _RELEASE),
     ("complete", _COMPLETE),
     ("bury", _BURY),

@@ -24,7 +24,6 @@ from ..protocol.info import UploadInfo
 BYTES = "bytes"
 UPLOADS = "uploads"
 MAX_SIZE = "max_size"
-LIMIT_NAMES = (BYTES, UPLOADS, MAX_SIZE)
 
 #: The response header that shows a principal its quota state on creation.
 QUOTA_HEADER = "Tusd-Trio-Quota"

@@ -60,7 +60,8 @@ def build_ledger(locker: Locker) -> QuotaLedger:
 
 @dataclass(frozen=True)
 class Reservation:
-    """What a creation reserved: to give back if the upload is not created."""
+    """What a creation or a declared length reserved: to give back if the store
+    then fails to record it."""
 
     owner: str
     charge: Charge
@@ -134,19 +135,20 @@ class Quotas:
         return Reservation(owner, charge, (QUOTA_HEADER, header_value(limits, usage)))
 
     async def refund(self, reservation: Reservation) -> None:
-        """Give back a reservation whose upload was not created."""
+        """Give back a reservation the store did not record (creation, declared length)."""
         await self._release(reservation.owner, reservation.charge)
 
     # --- bodies and declared lengths ----------------------------------------------------
 
     async def reserve_declared(
         self, principal: Principal | None, info: UploadInfo, length: int
-    ) -> None:
+    ) -> Reservation | None:
         """A deferred-length upload declares ``length``: reserve what its received
-        bytes do not cover yet (its max size checked too)."""
+        bytes do not cover yet (its max size checked too); returns what was reserved
+        (for :meth:`refund`), ``None`` when nothing is counted."""
         owner = _owner(info)
         if self.ledger is None or owner is None or not info.size_is_deferred:
-            return
+            return None
         limits = self.limits(principal, owner)
         too_big = size_refusal(limits, length)
         if too_big is not None:
@@ -157,6 +159,7 @@ class Quotas:
         accepted, usage = await self.ledger.reserve(owner, limits, charge)
         if not accepted:
             raise self._refused(limits, usage, charge)
+        return Reservation(owner, charge, (QUOTA_HEADER, header_value(limits, usage)))
 
     async def grant_body(
         self, principal: Principal | None, info: UploadInfo, want: int | None

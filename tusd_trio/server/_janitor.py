@@ -28,7 +28,7 @@ class Janitor:
         metrics: Metrics,
         notify: Callable[[HookEvent], Awaitable[None]],
         interval: float,
-        quotas: Quotas | None = None,
+        quotas: Quotas,
     ) -> None:
         self._store = store
         self._locker = locker
@@ -75,8 +75,7 @@ class Janitor:
                     ):
                         continue
                     await store.terminate(info)
-                    if self._quotas is not None:
-                        await self._quotas.removed(info)
+                    await self._quotas.removed(info)
             except (
                 errors.LockTimeoutError,
                 errors.LockerUnavailableError,

@@ -76,15 +76,17 @@ class Runtime:
         """Start the supervisor (hook notifications, locker tasks) and the expiry
         janitor in ``nursery``, and run the store's start-up consistency check."""
         await nursery.start(self.supervisor.run)
-        if self.config.janitor_interval > 0:
-            nursery.start_soon(self.janitor.run)
         if isinstance(self.store, ConsistencyCheckingStore):
             for message in await self.store.check_consistency(self.config.orphan_age):
                 log.info("%s", message)
+        # The quota ledger is rebuilt before the janitor starts: an upload it expired
+        # meanwhile would be released from the old ledger and counted again by the new.
         if self.quotas.enabled:
             counted = await self.quotas.rebuild(self.store)
             if self.quotas.ledger is not None and self.quotas.ledger.kind == "memory":
                 log.info("QuotaLedgerRebuilt", extra={"tus": {"uploads": counted}})
+        if self.config.janitor_interval > 0:
+            nursery.start_soon(self.janitor.run)
 
     async def aclose(self) -> None:
         """Let hook calls finish (bounded), then close the locker (the file locker

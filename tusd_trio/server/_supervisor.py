@@ -127,8 +127,8 @@ class Supervisor:
         sender; should the store fail, the event is sent from memory as without it.
         """
         if self.hooks is None or not self.hooks.is_enabled(event.type) or self._nursery is None:
+            # No checkpoint, as in run_blocking_hook: the request yields at its socket.
             self.events.publish(event)
-            await trio.lowlevel.checkpoint()
             return
         outbox = self.outbox
         if outbox is not None and event.type in DURABLE_TYPES:

@@ -41,8 +41,7 @@ async def patch(
         if plan.already_complete:
             return writes.patch_response(info, parts.protocol, routed.common, now)
         if plan.declare_length is not None:
-            await parts.quotas.reserve_declared(ctx.principal, info, plan.declare_length)
-            info = await parts.store.declare_length(info, plan.declare_length)
+            info = await _declare_length(parts, ctx, info, plan.declare_length)
         info, error = await write_body(parts, ctx, info, plan, interrupter)
         if error is not None:
             raise error
@@ -66,13 +65,27 @@ async def _append_draft(
         append, plan = ietf.plan_append(request, info, protocol, interop, now)
         if not plan.already_complete:
             if plan.declare_length is not None:
-                await parts.quotas.reserve_declared(ctx.principal, info, plan.declare_length)
-                info = await parts.store.declare_length(info, plan.declare_length)
+                info = await _declare_length(parts, ctx, info, plan.declare_length)
             info, error = await write_body(parts, ctx, info, plan, interrupter)
             if error is not None:
                 raise error
             info = await complete_draft(parts, ctx, info, append.complete)
         return ietf.append_response(interop, protocol, info, routed.common, time.time())
+
+
+async def _declare_length(
+    parts: HandlerParts, ctx: RequestContext, info: UploadInfo, length: int
+) -> UploadInfo:
+    """A deferred-length upload declares its length: reserved under the quota first,
+    given back should the store fail to record it."""
+    reserved = await parts.quotas.reserve_declared(ctx.principal, info, length)
+    try:
+        return await parts.store.declare_length(info, length)
+    except BaseException:
+        if reserved is not None:
+            with trio.CancelScope(shield=True):
+                await parts.quotas.refund(reserved)
+        raise
 
 
 async def write_body(
@@ -93,13 +106,15 @@ async def write_body(
     if grant is None:
         return await _write_body(parts, ctx, info, plan, interrupter, None)
     start = info.offset
-    written = 0
+    written: int | None = None
     try:
         info, error = await _write_body(parts, ctx, info, plan, interrupter, grant)
         written = info.offset - start
     finally:
         with trio.CancelScope(shield=True):
-            await parts.quotas.settle_body(grant, written)
+            # After an unexpected failure the stored count is unknown: count what was
+            # received, the safe side (never below what the store may hold).
+            await parts.quotas.settle_body(grant, ctx.received if written is None else written)
     return info, error
 
 
