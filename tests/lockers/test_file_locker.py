@@ -72,6 +72,24 @@ async def test_every_lock_file_is_a_link_to_one_owner_file(tmp_path: Path) -> No
     assert os.listdir(tmp_path) == []
 
 
+async def test_a_second_locker_of_the_process_never_empties_the_first_ones_locks(
+    tmp_path: Path,
+) -> None:
+    # Both would name their first owner file alike; truncating it would empty a.lock,
+    # which another process would then take for the lock of nobody.
+    first, second = fast_locker(tmp_path), fast_locker(tmp_path)
+    await first.acquire("a", max_wait=1)
+    await second.acquire("b", max_wait=1)
+    assert (tmp_path / "a.lock").read_text() == f"{os.getpid()}\n"
+    assert (tmp_path / "b.lock").read_text() == f"{os.getpid()}\n"
+    assert len(owner_files(tmp_path)) == 2
+    first.release("a")
+    second.release("b")
+    await first.aclose()
+    await second.aclose()
+    assert os.listdir(tmp_path) == []
+
+
 async def test_owner_file_removed_under_the_locker_is_made_again(tmp_path: Path) -> None:
     locker = fast_locker(tmp_path)
     await locker.acquire("a", max_wait=1)

@@ -79,11 +79,22 @@ class FileLocker(LockContext):
         return os.path.join(self.directory, upload_id) + ".lock"
 
     def _new_owner_file(self, directory: str) -> str:
-        """Create a file holding our PID in ``directory``, to hard-link lock files to."""
-        self._owner_count += 1
-        path = os.path.join(directory, f".owner.lock.{self._pid}.{self._owner_count}.tmp")
+        """Create a file holding our PID in ``directory``, to hard-link lock files to.
+
+        Never an existing one (``O_EXCL``): truncating an owner file would empty every
+        lock file linked to it, which another process would then take for stale (a
+        second locker of this process on the directory, a file left by a dead process
+        whose PID we reuse)."""
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            while True:
+                self._owner_count += 1
+                name = f".owner.lock.{self._pid}.{self._owner_count}.tmp"
+                path = os.path.join(directory, name)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                    break
+                except FileExistsError:
+                    continue
         except (FileNotFoundError, NotADirectoryError):
             raise UploadNotFoundError() from None  # the upload's directory is missing
         except OSError as exc:

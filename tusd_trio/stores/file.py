@@ -87,8 +87,8 @@ class FileStore:
 
     # --- info documents --------------------------------------------------------
 
-    def _write_new_info(self, info: UploadInfo) -> None:
-        """Write the info of a new upload (no file to replace atomically)."""
+    def _write_new_info(self, info: UploadInfo) -> os.stat_result:
+        """Write the info of a new upload (no file to replace atomically); its stat."""
         path = self.info_path(info.id)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.file_perms)
@@ -104,13 +104,14 @@ class FileStore:
             os.close(fd)
         except OSError as exc:
             raise store_error(exc, "writing the upload info") from exc
-        self._remember_info(path, st, info)
+        return st
 
     def _remember_info(self, path: str, st: os.stat_result, info: UploadInfo) -> None:
         """Cache the info just written to ``path`` (``st``: its stat after the write),
         so that the next request (the PATCH after a POST) skips reading and decoding
         it.  The copy is what reading the file back gives (``modified`` is not stored);
-        the stat key revalidates it as for one read from the file."""
+        the stat key revalidates it as for one read from the file.  On the event loop
+        only: the cache is never touched from a worker thread."""
         created = info.created
         if not (isinstance(created, float) and 0.0 < created < 1e12):
             return  # reading back would fill it in from the mtime: let it
@@ -120,9 +121,9 @@ class FileStore:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cache[path] = (key, replace(info, modified=0.0) if info.modified else info)
 
-    def _write_info(self, info: UploadInfo) -> None:
+    def _write_info(self, info: UploadInfo) -> os.stat_result:
+        """Replace an upload's .info atomically; its stat (maybe in a worker thread)."""
         path = self.info_path(info.id)
-        self._info_cache.pop(path, None)
         tmp = f"{path}.{os.getpid()}.tmp"
         payload = info.to_json()
         try:
@@ -141,7 +142,7 @@ class FileStore:
             except OSError:
                 pass
             raise store_error(exc, "writing the upload info") from exc
-        self._remember_info(path, st, info)
+        return st
 
     def _read_info(self, upload_id: str) -> UploadInfo:
         path = self.info_path(upload_id)
@@ -203,14 +204,15 @@ class FileStore:
         stored = replace(info, offset=0, storage=storage)
         if self.fsync:
             # fsync (of the .info, then of the directory) never runs on the event loop.
-            await trio.to_thread.run_sync(
+            st = await trio.to_thread.run_sync(
                 functools.partial(self._create_files, stored, data_path, keep_open=False)
             )
             await trio.to_thread.run_sync(fsync_directory, os.path.dirname(data_path))
         else:
             # Inline: a worker thread per creation measured 30 % slower (see benchmarks/).
-            self._create_files(stored, data_path, keep_open=True)
+            st = self._create_files(stored, data_path, keep_open=True)
             await trio.lowlevel.checkpoint()
+        self._remember_info(self.info_path(info.id), st, stored)
         return stored
 
     def _ensure_directory(self) -> bool:
@@ -239,7 +241,10 @@ class FileStore:
             self.file_perms,
         )
 
-    def _create_files(self, stored: UploadInfo, data_path: str, *, keep_open: bool) -> None:
+    def _create_files(
+        self, stored: UploadInfo, data_path: str, *, keep_open: bool
+    ) -> os.stat_result:
+        """The data file and the .info of a new upload; the .info's stat."""
         try:
             try:
                 fd = self._new_data_file(stored, data_path)
@@ -253,7 +258,7 @@ class FileStore:
         except OSError as exc:
             raise store_error(exc, "creating the upload") from exc
         try:
-            self._write_new_info(stored)
+            st = self._write_new_info(stored)
         except StoreError:
             os.close(fd)
             try:
@@ -266,6 +271,7 @@ class FileStore:
             self._fresh = (data_path, fd)
         else:
             os.close(fd)
+        return st
 
     def _drop_fresh(self) -> None:
         if self._fresh is not None:
@@ -316,11 +322,14 @@ class FileStore:
 
     async def _store_info(self, info: UploadInfo) -> None:
         """Replace an upload's .info; with -fsync in a worker thread (fsync blocks)."""
+        path = self.info_path(info.id)
+        self._info_cache.pop(path, None)
         if self.fsync:
-            await trio.to_thread.run_sync(self._write_info, info)
+            st = await trio.to_thread.run_sync(self._write_info, info)
         else:
-            self._write_info(info)
+            st = self._write_info(info)
             await trio.lowlevel.checkpoint()
+        self._remember_info(path, st, info)
 
     async def finish(self, info: UploadInfo) -> None:
         await trio.lowlevel.checkpoint()
