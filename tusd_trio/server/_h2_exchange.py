@@ -132,9 +132,7 @@ class H2Exchange:
         if len(chunks) == 1:
             return chunks.popleft()
         parts = [data for data, _ in chunks]
-        length = sum(flow for _, flow in chunks)
-        chunks.clear()
-        return b"".join(parts), length
+        return b"".join(parts), self.discard()
 
     async def pump_body(
         self, sink: Sink, limit: int | None, *, sink_is_async: bool = False
