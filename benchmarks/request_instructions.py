@@ -15,7 +15,8 @@ warms the server up, then ``callgrind_control -i on`` starts counting and a dump
 Counted: the server's user-space instructions (system calls count as their entry only).
 Kinds: ``create`` (creation-with-upload of 4 KiB), ``post-patch`` (POST, then a 4 KiB
 PATCH; one operation is both), ``head`` (HEAD, each connection on its own upload).
-Needs valgrind (``apt-get install valgrind``); about a minute per kind.
+Needs valgrind (``apt-get install valgrind``); about a minute per kind. ``--keep DIR`` keeps
+callgrind's output for ``callgrind_annotate --inclusive=yes`` (interpreter-level functions).
 """
 
 from __future__ import annotations
@@ -167,6 +168,11 @@ def measure(args: argparse.Namespace) -> float:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         shutil.rmtree(upload_dir, ignore_errors=True)
+        if args.keep:
+            keep = Path(args.keep)
+            keep.mkdir(parents=True, exist_ok=True)
+            for dump in out_dir.glob("callgrind.out*"):
+                shutil.copy(dump, keep / f"{args.kind}.{dump.name}")
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
@@ -178,6 +184,11 @@ def main() -> int:
     parser.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent))
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--work-dir", default="/dev/shm", help="where the upload dir goes")
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="copy callgrind's output files to DIR as KIND.callgrind.out* (for callgrind_annotate)",
+    )
     args = parser.parse_args()
     per_op = measure(args)
     print(f"{args.kind}: {per_op:,.0f} instructions per operation ({args.repo})")
