@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import trio
+
 from ..auth import OWNER_METADATA_KEY, Principal
 from ..lockers.base import Locker
 from ..protocol.errors import (
@@ -250,6 +252,7 @@ class Quotas:
             return 0
         charges: list[tuple[str, Charge]] = []
         for upload_id in await store.list_ids():
+            await trio.lowlevel.checkpoint()  # a store's get need not yield; many uploads
             try:
                 info = await store.get(upload_id)
             except TusError:

@@ -61,6 +61,9 @@ class Janitor:
             return 0
         removed = 0
         for upload_id in await store.list_ids():
+            # One yield per upload: the store's get and the locker take no turn of
+            # the scheduler, and a sweep of many uploads must not hold up requests.
+            await trio.lowlevel.checkpoint()
             try:
                 info = await store.get(upload_id)
             except errors.TusError:
