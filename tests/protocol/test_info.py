@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os.path
 import re
+from typing import Any
 
 import pytest
 from hypothesis import example, given, strategies as st
@@ -331,6 +333,46 @@ def test_with_offset_returns_a_copy() -> None:
     assert info.offset == 2
     assert moved.metadata == info.metadata
     assert moved.id == info.id
+
+
+def _info_without_defaults() -> UploadInfo:
+    """An info whose every field differs from its default."""
+    return UploadInfo(
+        id="a",
+        size=10,
+        size_is_deferred=True,
+        offset=2,
+        metadata={"k": "v"},
+        is_partial=True,
+        is_final=True,
+        partial_uploads=("p",),
+        storage={"Type": "filestore"},
+        modified=3.5,
+        created=1.5,
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"id": "b"},
+        {"offset": 7},
+        {"metadata": {"x": "y"}},
+        {"storage": {"Path": "/p"}},
+        {"modified": 9.25},
+        {"offset": 0, "storage": {}, "modified": 0.0, "metadata": {}, "id": "c"},
+    ],
+)
+def test_with_changes_is_dataclasses_replace(changes: dict[str, Any]) -> None:
+    # Every field (a field added later included) must come through unchanged:
+    # with_changes passes them positionally, so a missed one would take its default.
+    info = _info_without_defaults()
+    changed = info.with_changes(**changes)
+    expected = dataclasses.replace(info, **changes)
+    for f in dataclasses.fields(UploadInfo):
+        assert getattr(changed, f.name) == getattr(expected, f.name), f.name
+    assert changed == expected
 
 
 def test_check_upload_id_refuses_a_segment_the_file_system_cannot_name() -> None:

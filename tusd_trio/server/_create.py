@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import trio
 
@@ -41,8 +40,7 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
     auth = parts.auth
     # Also with access control off: the reserved owner key never comes from a client,
     # or that client would own the upload once access control is turned on.
-    info = replace(
-        info,
+    info = info.with_changes(
         metadata=auth.creation_metadata(
             ctx.principal,
             info.metadata,
@@ -72,10 +70,10 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
                         metadata,
                         None if info.size_is_deferred else info.size,
                     )
-                info = replace(info, metadata=metadata)
+                info = info.with_changes(metadata=metadata)
             if changes.storage is not None:
-                info = replace(info, storage=dict(changes.storage))
-    info = replace(info, id=new_id)
+                info = info.with_changes(storage=dict(changes.storage))
+    info = info.with_changes(id=new_id)
     # Before any byte moves: the quota (if any) must hold the new upload.
     reservation = await parts.quotas.reserve_creation(ctx.principal, info)
     try:

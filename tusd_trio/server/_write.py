@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import trio
@@ -296,9 +295,7 @@ async def _settle(
     written = writer.written
     if written:
         parts.metrics.bytes_received += max(written, 0)
-    info = info.with_offset(info.offset + written)
-    if written:
-        info = replace(info, modified=time.time())
+        info = info.with_changes(offset=info.offset + written, modified=time.time())
     stopped = isinstance(error, errors.UploadStoppedError)
     if stopped:
         # A hook stopped the upload: it is terminated, as in tusd.

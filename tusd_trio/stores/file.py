@@ -119,7 +119,7 @@ class FileStore:
         if len(cache) >= _INFO_CACHE_SIZE:
             cache.pop(next(iter(cache)))
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        cache[path] = (key, replace(info, modified=0.0) if info.modified else info)
+        cache[path] = (key, info.with_changes(modified=0.0) if info.modified else info)
 
     def _write_info(self, info: UploadInfo) -> os.stat_result:
         """Replace an upload's .info atomically; its stat (maybe in a worker thread)."""
@@ -209,7 +209,7 @@ class FileStore:
             # relative to the upload directory, or absolute).  The .info stays at the ID.
             data_path = os.path.join(self.directory, chosen)
         storage = {"Type": self.name, "Path": data_path, "InfoPath": self.info_path(info.id)}
-        stored = replace(info, offset=0, storage=storage)
+        stored = info.with_changes(offset=0, storage=storage)
         if self.fsync:
             # fsync (of the .info, then of the directory) never runs on the event loop.
             st = await trio.to_thread.run_sync(
@@ -312,7 +312,7 @@ class FileStore:
             raise UploadNotFoundError() from None
         except OSError as exc:
             raise store_error(exc, "reading the upload") from exc
-        return replace(info, offset=st.st_size, modified=st.st_mtime)
+        return info.with_changes(offset=st.st_size, modified=st.st_mtime)
 
     async def open_writer(self, info: UploadInfo, *, staged: bool) -> FileWriter:
         await trio.lowlevel.checkpoint_if_cancelled()  # no yield: see create
