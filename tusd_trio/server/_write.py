@@ -19,7 +19,7 @@ from ..protocol.messages import Response
 from ..protocol.routing import Routed
 from ..protocol.writes import WritePlan
 from ..quotas import BodyGrant
-from ..stores.base import ChunkWriter, DurableOnWrite, InlineWriter
+from ..stores.base import ChunkWriter, DurableOnWrite
 from ._request import RequestContext
 from ._state import Interrupter
 from ._uploads import HandlerParts, complete_draft, finish, hook_failure
@@ -321,8 +321,11 @@ def _make_sink(
     writer: ChunkWriter, hashers: list[hashlib._Hash]
 ) -> tuple[Callable[[Any], object], bool]:
     """The function each body chunk goes to: the store's writer, plus hashing."""
-    if isinstance(writer, InlineWriter):
-        write_nowait = writer.write_nowait
+    # The InlineWriter capability, found by its method: isinstance() against a
+    # runtime_checkable Protocol collects the protocol's members on every call,
+    # 30 us (timeit) per body, more than the rest of _write_body.
+    write_nowait: Callable[[Any], None] | None = getattr(writer, "write_nowait", None)
+    if write_nowait is not None:
         if not hashers:
             return write_nowait, False
 
