@@ -59,6 +59,7 @@ class FileLocker(LockContext):
         acquirer_poll_interval: float = 2.0,
     ) -> None:
         self.directory = os.path.abspath(os.fspath(directory))
+        self._directory_prefix = os.path.join(self.directory, "")
         self.holder_poll_interval = holder_poll_interval
         self.acquirer_poll_interval = acquirer_poll_interval
         self._local = MemoryLocker()
@@ -76,7 +77,11 @@ class FileLocker(LockContext):
         return self._local.statistics()
 
     def _lock_path(self, upload_id: str) -> str:
-        return os.path.join(self.directory, upload_id) + ".lock"
+        if upload_id.startswith("/"):
+            return os.path.join(self.directory, upload_id) + ".lock"
+        # What os.path.join gives for a relative ID (every valid one), without its
+        # cost: a third of a HEAD's work in this locker.
+        return self._directory_prefix + upload_id + ".lock"
 
     def _new_owner_file(self, directory: str) -> str:
         """Create a file holding our PID in ``directory``, to hard-link lock files to.
@@ -185,7 +190,14 @@ class FileLocker(LockContext):
 
     def _held_elsewhere(self, upload_id: str) -> bool:
         """Whether a live other process holds the lock file (no file: False)."""
-        owner = self._read_owner(self._lock_path(upload_id))
+        path = self._lock_path(upload_id)
+        if not os.access(path, os.F_OK):
+            # The usual answer (a HEAD on an upload nobody writes), from the same one
+            # system call as the open below but without raising FileNotFoundError,
+            # which costs half of this function.  A file made just after is a
+            # lock taken after this check, as if the check had come first.
+            return False
+        owner = self._read_owner(path)
         if owner == 0 or owner is None or owner == self._pid:
             return False
         return pid_alive(owner)
