@@ -1207,6 +1207,14 @@ def _patch(
 UPLOAD = UploadInfo(id="abc", size=10, offset=0, created=NOW, modified=NOW)
 
 
+@pytest.mark.parametrize(("raw", "parsed"), [("4", 4), ("0", 0), (None, None), ("x", None)])
+def test_write_plan_carries_the_parsed_content_length(raw: str | None, parsed: int | None) -> None:
+    # The handler reads the body's length from the plan (quota grant, ChunkWriteStart's
+    # maxSize) instead of parsing the header again.
+    extra = {} if raw is None else {"Content_Length": raw}
+    assert plan_patch(_patch(**extra), UPLOAD, CFG, NOW).content_length == parsed
+
+
 @pytest.mark.parametrize(
     "content_type", [None, "", "application/octet-stream", "text/plain", "application/offset"]
 )

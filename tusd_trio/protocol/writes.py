@@ -4,7 +4,7 @@ request may append, its checksum, and the 204."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import errors
 from .config import ProtocolConfig
@@ -30,6 +30,9 @@ class WritePlan:
     checksum_in_trailer: bool = False
     #: The upload is already complete: answer without reading the body.
     already_complete: bool = False
+    #: The request's Content-Length (``None``: none, or chunked), parsed once here
+    #: for the handler; request data, not part of the plan's decision (not compared).
+    content_length: int | None = field(default=None, compare=False)
 
     @property
     def verify_checksum(self) -> bool:
@@ -146,6 +149,7 @@ def _write_plan(
         declare_length=declared,
         checksum=checksum,
         checksum_in_trailer=in_trailer,
+        content_length=content_length,
     )
 
 

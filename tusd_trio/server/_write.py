@@ -13,7 +13,7 @@ import trio
 from .._logging import info_event
 from ..hooks import HookError
 from ..protocol import errors, ietf, interop, writes
-from ..protocol.headers import CHECKSUM_ALGORITHMS, MAX_INT64, Checksum, parse_uint
+from ..protocol.headers import CHECKSUM_ALGORITHMS, MAX_INT64, Checksum
 from ..protocol.info import UploadInfo
 from ..protocol.messages import Response
 from ..protocol.routing import Routed
@@ -101,7 +101,7 @@ async def write_body(
     may bring no more (413 ``ERR_QUOTA_EXCEEDED`` past them), and what it did not
     use is given back once its bytes are settled.
     """
-    grant = await parts.quotas.grant_body(ctx.principal, info, _content_length(ctx))
+    grant = await parts.quotas.grant_body(ctx.principal, info, plan.content_length)
     if grant is None:
         return await _write_body(parts, ctx, info, plan, interrupter, None)
     start = info.offset
@@ -142,7 +142,7 @@ async def _write_body(
     quota_bound = False
     if grant is not None and grant.limit is not None and (limit is None or grant.limit < limit):
         limit, quota_bound = grant.limit, True
-    ctx.log.info("ChunkWriteStart", maxSize=_max_size(ctx, plan), offset=info.offset)
+    ctx.log.info("ChunkWriteStart", maxSize=_max_size(plan), offset=info.offset)
     try:
         with parts.state.track_body(interrupter, exchange), trio.CancelScope() as scope:
             interrupter.scope = scope
@@ -344,14 +344,10 @@ def _make_sink(
     return hash_and_write_async, True
 
 
-def _content_length(ctx: RequestContext) -> int | None:
-    return parse_uint(ctx.request.headers.get("content-length"))
-
-
-def _max_size(ctx: RequestContext, plan: WritePlan) -> int:
+def _max_size(plan: WritePlan) -> int:
     """tusd's ``maxSize`` of ChunkWriteStart: the bytes this request may write
     (its Content-Length when it has one; unlimited is int64's maximum)."""
-    content_length = parse_uint(ctx.request.headers.get("content-length"))
+    content_length = plan.content_length
     if content_length:
         return content_length
     return plan.limit if plan.limit is not None else MAX_INT64
