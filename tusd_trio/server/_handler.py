@@ -20,7 +20,7 @@ from ..protocol.routing import Action, Routed
 from ..quotas import QUOTA_HEADER
 from ._create import create
 from ._exchange import Exchange, send_response
-from ._metrics import histograms
+from ._histograms import histograms
 from ._read import delete, get, head
 from ._request import RequestContext, new_request_id
 from ._streams import ConnectionClosedError

@@ -35,6 +35,7 @@ import trio
 from ..hooks.model import HOOK_TYPES
 from ..hooks.outbox import HookOutbox
 from ._events import EventStream
+from ._histograms import histograms
 from ._state import ServerState
 
 log = logging.getLogger("tusd_trio")
@@ -269,91 +270,6 @@ def render_metrics(source: MetricsSource) -> str:
     except ImportError:  # pragma: no cover - prometheus-client is optional
         return text
     return text + generate_latest(REGISTRY).decode("utf-8")
-
-
-class _Histograms:
-    """Latency histograms (prometheus-client), created once per process."""
-
-    def __init__(self) -> None:
-        self.request: Any = None
-        self.hook: Any = None
-        self.lock_wait: Any = None
-        self.store: Any = None
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        try:
-            from prometheus_client import Histogram
-        except ImportError:  # pragma: no cover - prometheus-client is optional
-            return
-        self.request = Histogram(
-            "tusd_trio_request_duration_seconds",
-            "Time from a request's head to the end of its answer, by method and status.",
-            ["method", "status"],
-            buckets=(
-                0.001,
-                0.0025,
-                0.005,
-                0.01,
-                0.025,
-                0.05,
-                0.1,
-                0.25,
-                0.5,
-                1,
-                2.5,
-                5,
-                10,
-                30,
-                60,
-                300,
-            ),
-        )
-        self.hook = Histogram(
-            "tusd_trio_hook_duration_seconds",
-            "Time a hook call took, by hook type.",
-            ["hooktype"],
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self.lock_wait = Histogram(
-            "tusd_trio_lock_wait_seconds",
-            "Time a request waited for an upload's lock, by locker and outcome.",
-            ["locker", "outcome"],
-            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 20, 60),
-        )
-        self.store = Histogram(
-            "tusd_trio_store_operation_seconds",
-            "Time the store took, by operation (create, commit, finish, terminate).",
-            ["store", "operation"],
-            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
-        )
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """The histogram for these label values.  prometheus-client's ``labels()``
-        takes a lock and checks the values on every call; the children never change
-        (nothing removes one) and the label values are few, so they are kept here."""
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
-    def observe_lock_wait(self, locker: str, outcome: str, seconds: float) -> None:
-        if self.lock_wait is not None:
-            self._child(self.lock_wait, locker, outcome).observe(seconds)
-
-    def observe_store(self, store: str, operation: str, seconds: float) -> None:
-        if self.store is not None:
-            self._child(self.store, store, operation).observe(seconds)
-
-    def observe_request(self, method: str, status: int, seconds: float) -> None:
-        if self.request is not None:
-            self._child(self.request, method, str(status)).observe(seconds)
-
-    def observe_hook(self, hook_type: str, seconds: float) -> None:
-        if self.hook is not None:
-            self._child(self.hook, hook_type).observe(seconds)
-
-
-histograms = _Histograms()
 
 
 # --- worker processes (-workers N): shared snapshots ---------------------------------

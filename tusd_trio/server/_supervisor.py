@@ -20,7 +20,8 @@ from ..hooks import HookDispatcher, HookError, HookEvent, HookResponse
 from ..hooks.outbox import DURABLE_TYPES, HookOutbox
 from ..lockers.base import BackgroundLocker, Locker, StopRequestWatcher
 from ._events import EventStream
-from ._metrics import Metrics, histograms
+from ._histograms import histograms
+from ._metrics import Metrics
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import time
 
 from ..lockers.base import LockContext, Locker, ReleaseCallback
 from ..protocol import errors
-from ._metrics import histograms
+from ._histograms import histograms
 
 
 class TimedLocker(LockContext):

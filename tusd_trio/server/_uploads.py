@@ -23,7 +23,8 @@ from ..protocol.info import UploadInfo
 from ..protocol.messages import Response
 from ..quotas import Quotas
 from ..stores.base import Store
-from ._metrics import Metrics, histograms
+from ._histograms import histograms
+from ._metrics import Metrics
 from ._operator import OperatorEndpoints
 from ._request import RequestContext
 from ._state import Interrupter, ServerState
