@@ -90,14 +90,7 @@ HEADS = {
 async def test_each_head_gets_h11s_answer(make_server: Any, parser: str, case: str) -> None:
     srv = await _server(make_server, parser)
     data, status = HEADS[case]
-    stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
-    async with stream:
-        await stream.send_all(data)
-        await stream.send_eof()
-        reply = b""
-        with trio.fail_after(10):
-            while chunk := await stream.receive_some(65536):
-                reply += chunk
+    reply = await raw_request(srv.port, data, half_close=True)
     assert _statuses(reply)[:1] == [status], reply
 
 
@@ -107,14 +100,7 @@ async def test_both_parsers_answer_the_same_bytes(make_server: Any, case: str) -
     replies = []
     for parser in PARSERS:
         srv = await _server(make_server, parser)
-        stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
-        async with stream:
-            await stream.send_all(data)
-            await stream.send_eof()
-            reply = b""
-            with trio.fail_after(10):
-                while chunk := await stream.receive_some(65536):
-                    reply += chunk
+        reply = await raw_request(srv.port, data, half_close=True)
         replies.append(_without_varying(reply))
     assert replies[0] == replies[1]
 

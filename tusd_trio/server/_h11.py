@@ -19,7 +19,7 @@ import trio
 
 from ..protocol import errors
 from ..protocol.messages import Headers, Request
-from ._exchange import Handler, Sink, TransportSettings
+from ._exchange import Handler, Sink, TransportSettings, feed, pump_with_deadline
 from ._framing import (
     RawHeaders,
     encode_headers,
@@ -94,19 +94,10 @@ class H11Exchange:
         write) is called without any await between reading and writing a chunk;
         the bulk of a Content-Length body is read past h11 (``_h11_fast``).
 
-        The read timeout runs from the start of each read.  With an async sink it
-        also bounds the sink's call until the next read (one scope around the loop,
-        its deadline moved before every read); a synchronous sink cannot be
-        interrupted anyway, so then a scope is opened only when a read has to wait
-        (a body that came with its head opens none)."""
+        Timeouts as ``_exchange.pump_with_deadline`` says."""
         if self.body_done:
             return False
-        if not sink_is_async:
-            return await self._pump(sink, limit, None)
-        with trio.CancelScope() as deadline_scope:
-            return await self._pump(sink, limit, deadline_scope)
-        # Only the deadline scope ends the loop this way.
-        raise errors.ReadTimeoutError()
+        return await pump_with_deadline(self._pump, sink, limit, sink_is_async=sink_is_async)
 
     async def _pump(
         self, sink: Sink, limit: int | None, deadline_scope: trio.CancelScope | None
@@ -132,18 +123,11 @@ class H11Exchange:
                     if limit is not None and received + size > limit:
                         keep = limit - received
                         if keep > 0:
-                            part = data[:keep]
                             received += keep
-                            if sink_is_async:
-                                await sink(part)  # type: ignore[misc]
-                            else:
-                                sink(part)
+                            await feed(sink, data[:keep], sink_is_async=sink_is_async)
                         return True
                     received += size
-                    if sink_is_async:
-                        await sink(data)  # type: ignore[misc]
-                    else:
-                        sink(data)
+                    await feed(sink, data, sink_is_async=sink_is_async)
                     self.received = received
                     continue
                 if event is need_data:

@@ -19,7 +19,7 @@ import trio
 from ..protocol import errors
 from ..protocol.messages import Headers, Request
 from ._direct_body import pump_direct_body
-from ._exchange import Handler, Sink, TransportSettings
+from ._exchange import Handler, Sink, TransportSettings, feed, pump_with_deadline
 from ._framing import RawHeaders, encode_headers, http_date, raw_refusal, reason_phrase
 from ._h11 import HTTPConnection, Takeover
 from ._http1_io import Http1IO
@@ -41,21 +41,39 @@ class _HandOver(Exception):
     """The rest of the connection is h11's, from the current request on."""
 
 
-class _Head:
-    """One request head as llhttp splits it (the parser's callback object)."""
+class RequestHead:
+    """One request head: llhttp's callbacks fill ``url`` and ``raw``, then
+    :func:`parse_head` the rest."""
 
-    __slots__ = ("headers", "url")
+    __slots__ = (
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "length",
+        "method",
+        "raw",
+        "target",
+        "url",
+    )
 
     def __init__(self) -> None:
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.method = ""
+        self.target = ""
+        self.headers: list[tuple[str, str]] = []
+        #: The Content-Length (0 without one).
+        self.length = 0
+        #: The client did not ask to close the connection after this request.
+        self.keep_alive = True
+        self.expect_continue = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp drops the whitespace before a value, h11 that after it too.
-        self.headers.append((name, value.rstrip(b" \t")))
+        self.raw.append((name, value.rstrip(b" \t")))
 
 
 class HttpToolsExchange:
@@ -166,15 +184,10 @@ class HttpToolsExchange:
         self, sink: Sink, limit: int | None, *, sink_is_async: bool = False
     ) -> bool:
         """Like ``H11Exchange.pump_body``: a synchronous sink gets the bulk of a large
-        body read straight from the socket; the read timeout runs from the start of
-        each read (with an async sink, also over the sink's call until the next)."""
+        body read straight from the socket (timeouts: ``_exchange.pump_with_deadline``)."""
         if self.body_done:
             return False
-        if not sink_is_async:
-            return await self._pump(sink, limit, None)
-        with trio.CancelScope() as deadline_scope:
-            return await self._pump(sink, limit, deadline_scope)
-        raise errors.ReadTimeoutError()
+        return await pump_with_deadline(self._pump, sink, limit, sink_is_async=sink_is_async)
 
     async def _pump(
         self, sink: Sink, limit: int | None, deadline_scope: trio.CancelScope | None
@@ -211,16 +224,10 @@ class HttpToolsExchange:
                 keep = limit - self.received
                 if keep > 0:
                     self.received += keep
-                    if sink_is_async:
-                        await sink(data[:keep])  # type: ignore[misc]
-                    else:
-                        sink(data[:keep])
+                    await feed(sink, data[:keep], sink_is_async=sink_is_async)
                 return True
             self.received += size
-            if sink_is_async:
-                await sink(data)  # type: ignore[misc]
-            else:
-                sink(data)
+            await feed(sink, data, sink_is_async=sink_is_async)
         self.body_done = True
         return False
 
@@ -426,51 +433,59 @@ class HttpToolsConnection(Http1IO):
 
     def _exchange(self, buffer: bytes, head_end: int) -> HttpToolsExchange:
         """The exchange for the head ``buffer[:head_end]`` if it is one of ours."""
-        if head_end > self.settings.max_header_size:
-            self.buffer = buffer
-            raise _HandOver
-        head = _Head()
-        parser = HttpRequestParser(head)
-        try:
-            parser.feed_data(memoryview(buffer)[:head_end])
-        except (HttpParserError, HttpParserUpgrade):
-            self.buffer = buffer
-            raise _HandOver from None
-        line_end = buffer.find(b"\r\n")
-        if parser.get_http_version() != "1.1" or buffer.count(b" ", 0, line_end) != 2:
-            self.buffer = buffer
-            raise _HandOver
-        hosts = 0
-        framed_by_h11 = False
-        length = 0
-        keep_alive = True
-        expect_continue = False
-        decoded: list[tuple[str, str]] = []
-        for name, value in head.headers:
-            lowered = name.lower()
-            if lowered == b"host":
-                hosts += 1
-            elif lowered == b"content-length":
-                length = int(value)
-            elif lowered in (b"transfer-encoding", b"upgrade"):
-                framed_by_h11 = True
-            elif lowered == b"connection":
-                keep_alive = keep_alive and b"close" not in _tokens(value)
-            elif lowered == b"expect":
-                expect_continue = expect_continue or b"100-continue" in _tokens(value)
-            decoded.append((name.decode("latin-1"), value.decode("latin-1")))
-        if hosts != 1 or framed_by_h11:
+        head = None
+        if head_end <= self.settings.max_header_size:
+            head = parse_head(buffer[:head_end])
+        if head is None:
             self.buffer = buffer
             raise _HandOver
         request = Request(
-            method=parser.get_method().decode("ascii", errors="replace"),
-            target=head.url.decode("latin-1"),
-            headers=Headers(decoded),
+            method=head.method,
+            target=head.target,
+            headers=Headers(head.headers),
             scheme=self.settings.scheme,
         )
         return HttpToolsExchange(
-            self, request, length, keep_alive=keep_alive, expect_continue=expect_continue
+            self,
+            request,
+            head.length,
+            keep_alive=head.keep_alive,
+            expect_continue=head.expect_continue,
         )
+
+
+def parse_head(data: bytes) -> RequestHead | None:
+    """The request head ``data`` (up to its blank line) as llhttp reads it, or None
+    when it is not one of ours: llhttp refuses it, or h11 might read it otherwise
+    (not HTTP/1.1, not one ``Host``, extra spaces in the request line), or its body
+    or connection is for h11 (``Transfer-Encoding``, ``Upgrade``)."""
+    head = RequestHead()
+    parser = HttpRequestParser(head)
+    try:
+        parser.feed_data(data)
+    except (HttpParserError, HttpParserUpgrade):
+        return None
+    if parser.get_http_version() != "1.1" or data.count(b" ", 0, data.find(b"\r\n")) != 2:
+        return None
+    hosts = 0
+    for name, value in head.raw:
+        lowered = name.lower()
+        if lowered == b"host":
+            hosts += 1
+        elif lowered == b"content-length":
+            head.length = int(value)
+        elif lowered in (b"transfer-encoding", b"upgrade"):
+            return None
+        elif lowered == b"connection":
+            head.keep_alive = head.keep_alive and b"close" not in _tokens(value)
+        elif lowered == b"expect":
+            head.expect_continue = head.expect_continue or b"100-continue" in _tokens(value)
+        head.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+    if hosts != 1:
+        return None
+    head.method = parser.get_method().decode("ascii", errors="replace")
+    head.target = head.url.decode("latin-1")
+    return head
 
 
 def _tokens(value: bytes) -> list[bytes]:
