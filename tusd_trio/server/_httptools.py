@@ -20,7 +20,14 @@ from ..protocol import errors
 from ..protocol.messages import Headers, Request
 from ._direct_body import pump_direct_body
 from ._exchange import Handler, Sink, TransportSettings, feed, pump_with_deadline
-from ._framing import RawHeaders, encode_headers, http_date, raw_refusal, reason_phrase
+from ._framing import (
+    RawHeaders,
+    encode_headers,
+    http_date,
+    raw_refusal,
+    reason_phrase,
+    status_has_body,
+)
 from ._h11 import HTTPConnection, Takeover
 from ._http1_io import Http1IO
 from ._state import ServerState
@@ -28,7 +35,7 @@ from ._streams import DRAIN_LIMIT, RECEIVE_SIZE, ConnectionClosedError, close_gr
 
 try:
     from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
-except ImportError:  # pragma: no cover - exercised by the .pyz-less fallback test
+except ImportError:  # pragma: no cover - a default dependency; its absence is a flag test
     HTTPTOOLS_AVAILABLE = False
 else:
     HTTPTOOLS_AVAILABLE = True
@@ -266,7 +273,7 @@ class HttpToolsExchange:
                 has_length = True
             elif lowered == b"connection":
                 closing.update(_tokens(value))
-        if not has_length and _has_body(status):
+        if not has_length and status_has_body(status):
             headers.append((b"Transfer-Encoding", b"chunked"))
             self._chunked = self.request.method != "HEAD"
         if not self.keep_alive:
@@ -297,10 +304,6 @@ class HttpToolsExchange:
     async def end_response(self) -> None:
         if self._chunked:
             await self._connection.send_all(b"0\r\n\r\n")
-
-
-def _has_body(status: int) -> bool:
-    return not (100 <= status < 200 or status == 204 or status == 304)
 
 
 def _head(status: int, headers: RawHeaders) -> bytes:
