@@ -125,13 +125,16 @@ async def feed(sink: Sink, data: Any, *, sink_is_async: bool) -> None:
 
 
 async def pump_with_deadline(
-    body_loop: BodyLoop, sink: Sink, limit: int | None, *, sink_is_async: bool
+    exchange: Exchange, body_loop: BodyLoop, sink: Sink, limit: int | None, *, sink_is_async: bool
 ) -> bool:
-    """Run an HTTP/1.1 body loop.  The read timeout runs from the start of each read.
+    """Run an HTTP/1.1 body loop (unless the body was read already: then False).
+    The read timeout runs from the start of each read.
     With an async sink it also bounds the sink's call until the next read (one
     scope around the loop, whose deadline the loop moves before every read); a
     synchronous sink cannot be interrupted anyway, so then the loop opens a scope
     only when a read has to wait (a body that came with its head opens none)."""
+    if exchange.body_done:
+        return False
     if not sink_is_async:
         return await body_loop(sink, limit, None)
     with trio.CancelScope() as deadline_scope:

@@ -23,13 +23,12 @@ from ._exchange import Handler, Sink, TransportSettings, feed, pump_with_deadlin
 from ._framing import (
     RawHeaders,
     encode_headers,
-    http_date,
     malformed_request,
     raw_refusal,
     reason_phrase,
 )
 from ._h11_fast import direct_body_possible, prepared_headers, pump_direct, unread_body_length
-from ._http1_io import Http1IO
+from ._http1_io import Http1IO, end_of_head
 from ._state import ServerState
 from ._streams import DRAIN_LIMIT, ConnectionClosedError, close_gracefully
 
@@ -95,9 +94,7 @@ class H11Exchange:
         the bulk of a Content-Length body is read past h11 (``_h11_fast``).
 
         Timeouts as ``_exchange.pump_with_deadline`` says."""
-        if self.body_done:
-            return False
-        return await pump_with_deadline(self._pump, sink, limit, sink_is_async=sink_is_async)
+        return await pump_with_deadline(self, self._pump, sink, limit, sink_is_async=sink_is_async)
 
     async def _pump(
         self, sink: Sink, limit: int | None, deadline_scope: trio.CancelScope | None
@@ -204,15 +201,7 @@ class H11Exchange:
         self, status: int, headers: RawHeaders, body: bytes = b"", *, end: bool
     ) -> None:
         connection = self._connection
-        # A body that was not (fully) read: the connection cannot be reused
-        # unless what is left is small enough to drain afterwards.
-        if not self.body_done and not connection.can_drain():
-            self.close_after = True
-        if self.close_after and not self.body_done:
-            connection.linger = True
-        if self.close_after or connection.state.shutting_down:
-            headers.append((b"Connection", b"close"))
-        headers.append((b"Date", http_date()))
+        end_of_head(self, connection, headers, can_drain=connection.can_drain())
         self.response_started = True
         conn = connection.conn
         data = conn.send(

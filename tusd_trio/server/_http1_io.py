@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import trio
 
-from ._exchange import TransportSettings
+from ._exchange import Exchange, TransportSettings
+from ._framing import RawHeaders, http_date
 from ._state import ServerState
 from ._streams import RECEIVE_SIZE, ConnectionClosedError, direct_reader, plain_socket
 
@@ -126,3 +127,22 @@ class Http1IO:
                     raise ConnectionClosedError(reset=True) from exc
             return
         raise ConnectionClosedError(reset=True)
+
+
+def end_of_head(
+    exchange: Exchange, connection: Http1IO, headers: RawHeaders, *, can_drain: bool
+) -> None:
+    """What either HTTP/1.1 exchange adds to its response head: ``Connection: close``
+    when the connection ends after the response, and ``Date``.
+
+    A body that was not (fully) read ends the connection, unless what is left is
+    small enough to drain afterwards (``can_drain``); the connection then lingers
+    on close, since the client may still be sending it.
+    """
+    if not exchange.body_done and not can_drain:
+        exchange.close_after = True
+    if exchange.close_after and not exchange.body_done:
+        connection.linger = True
+    if exchange.close_after or connection.state.shutting_down:
+        headers.append((b"Connection", b"close"))
+    headers.append((b"Date", http_date()))

@@ -23,13 +23,12 @@ from ._exchange import Handler, Sink, TransportSettings, feed, pump_with_deadlin
 from ._framing import (
     RawHeaders,
     encode_headers,
-    http_date,
     raw_refusal,
     reason_phrase,
     status_has_body,
 )
 from ._h11 import HTTPConnection, Takeover
-from ._http1_io import Http1IO
+from ._http1_io import Http1IO, end_of_head
 from ._state import ServerState
 from ._streams import DRAIN_LIMIT, RECEIVE_SIZE, ConnectionClosedError, close_gracefully
 
@@ -192,9 +191,7 @@ class HttpToolsExchange:
     ) -> bool:
         """Like ``H11Exchange.pump_body``: a synchronous sink gets the bulk of a large
         body read straight from the socket (timeouts: ``_exchange.pump_with_deadline``)."""
-        if self.body_done:
-            return False
-        return await pump_with_deadline(self._pump, sink, limit, sink_is_async=sink_is_async)
+        return await pump_with_deadline(self, self._pump, sink, limit, sink_is_async=sink_is_async)
 
     async def _pump(
         self, sink: Sink, limit: int | None, deadline_scope: trio.CancelScope | None
@@ -256,13 +253,7 @@ class HttpToolsExchange:
         connection ends after it, chunked coding for a body of unknown length."""
         connection = self._connection
         self._expect_continue = False
-        if not self.body_done and self.remaining > DRAIN_LIMIT:
-            self.close_after = True
-        if self.close_after and not self.body_done:
-            connection.linger = True
-        if self.close_after or connection.state.shutting_down:
-            headers.append((b"Connection", b"close"))
-        headers.append((b"Date", http_date()))
+        end_of_head(self, connection, headers, can_drain=self.remaining <= DRAIN_LIMIT)
         # What h11 adds, in its order: chunked coding for a body of unknown length,
         # then ``Connection: close`` (moved last) when the client asked to close.
         has_length = False
