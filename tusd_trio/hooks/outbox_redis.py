@@ -23,13 +23,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import trio
 from coredis.commands.script import Script
 
 from .._logging import error_event
-from ..lockers.redis_client import RENEW, Client, open_client
+from ..lockers.redis_client import RENEW, Client, keep_client
 from ..lockers.redis_url import parse_redis_url
 from .outbox import OutboxEntry
 
@@ -139,38 +140,24 @@ class RedisOutboxStore:
         """Keep a client open (reconnecting after a failure) and renew the held leases,
         until :meth:`stop`: shielded, so the deliveries can still give their leases
         back while the outbox shuts down."""
-        started = False
-        backoff = 0.1
-        closing = self._closing
         with trio.CancelScope(shield=True):
-            while not closing.is_set():
-                try:
-                    async with open_client(self.target, self.timeout) as client:
-                        self._scripts = {
-                            name: client.register_script(text) for name, text in _SCRIPTS
-                        }
-                        self._client = client
-                        if not started:
-                            task_status.started()
-                            started = True
-                        backoff = 0.1
-                        try:
-                            async with trio.open_nursery() as nursery:
-                                nursery.start_soon(self._renew_leases)
-                                await closing.wait()
-                                nursery.cancel_scope.cancel()
-                        finally:
-                            self._client = None
-                except Exception as exc:
-                    error_event(
-                        "HookOutboxRedisError", redis=self.target.describe(), error=repr(exc)
-                    )
-                if not started:
-                    task_status.started()
-                    started = True
-                with trio.move_on_after(backoff):
-                    await closing.wait()
-                backoff = min(backoff * 2, 2.0)
+            await keep_client(self, self._closing, task_status=task_status)
+
+    async def use_client(self, client: Client, ready: Callable[[], None]) -> None:
+        """(For :func:`keep_client`.)  Serve the outbox and renew leases until :meth:`stop`."""
+        self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS}
+        self._client = client
+        try:
+            ready()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._renew_leases)
+                await self._closing.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._client = None
+
+    def client_failed(self, exc: Exception) -> None:
+        error_event("HookOutboxRedisError", redis=self.target.describe(), error=repr(exc))
 
     def stop(self) -> None:
         self._closing.set()
