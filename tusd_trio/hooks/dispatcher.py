@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import trio
@@ -18,7 +18,17 @@ from .model import (
     merge_responses,
 )
 
-__all__ = ["BackgroundHookBackend", "CheckedHookBackend", "HookBackend", "HookDispatcher"]
+__all__ = [
+    "BackendObserver",
+    "BackgroundHookBackend",
+    "CheckedHookBackend",
+    "HookBackend",
+    "HookDispatcher",
+]
+
+#: Told of each backend's outcome in :meth:`HookDispatcher.send`: the backend's name and
+#: ``None`` when it took the event, else what it raised.
+BackendObserver = Callable[[str, "Exception | None"], None]
 
 
 class HookBackend(Protocol):
@@ -107,12 +117,10 @@ class HookDispatcher:
         hook_type = event.type
         self.invocations[hook_type] += 1
         payload = build_request(event, idempotency_key=str(uuid.uuid4()))
-        if forward_headers is None:
-            forward_headers = payload["Event"]["HTTPRequest"]["Header"]
         timeout = self.blocking_timeout if hook_type in BLOCKING else float("inf")
         try:
             with trio.move_on_after(timeout):
-                return await self._run(hook_type, payload, forward_headers)
+                return await self.send(hook_type, payload, forward_headers)
             raise HookError(f"hook {hook_type} timed out after {self.blocking_timeout:g}s")
         except HookError:
             self.errors[hook_type] += 1
@@ -121,15 +129,33 @@ class HookDispatcher:
             self.errors[hook_type] += 1
             raise HookError(f"hook {hook_type} failed: {exc!r}") from exc
 
-    async def _run(
+    async def send(
         self,
         hook_type: str,
         payload: dict[str, Any],
-        forward_headers: dict[str, list[str]] | None,
+        forward_headers: dict[str, list[str]] | None = None,
+        *,
+        observe: BackendObserver | None = None,
     ) -> HookResponse:
+        """Send a built hook request to every backend, in order, and merge the answers:
+        the one way an event reaches the backends (:meth:`invoke`, the outbox's sender).
+
+        The first backend that fails stops the round (later ones are not called) and
+        its exception is raised as it is.  ``forward_headers``: as for :meth:`invoke`;
+        by default the request's own headers.
+        """
+        if forward_headers is None:
+            forward_headers = payload.get("Event", {}).get("HTTPRequest", {}).get("Header") or {}
         merged = HookResponse()
         for backend in self.backends:
-            answer = await backend.invoke(hook_type, payload, forward_headers=forward_headers)
+            try:
+                answer = await backend.invoke(hook_type, payload, forward_headers=forward_headers)
+            except Exception as exc:
+                if observe is not None:
+                    observe(backend.name, exc)
+                raise
+            if observe is not None:
+                observe(backend.name, None)
             merged = merge_responses(merged, answer)
         return merged
 
