@@ -197,6 +197,7 @@ async def test_unexpected_backend_exception_becomes_hook_error() -> None:
             payload: dict[str, object],
             *,
             forward_headers: dict[str, list[str]] | None = None,
+            once: bool = False,
         ) -> HookResponse:
             raise KeyError("boom")
 

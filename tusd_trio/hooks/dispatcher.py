@@ -32,7 +32,12 @@ BackendObserver = Callable[[str, "Exception | None"], None]
 
 
 class HookBackend(Protocol):
-    """A hook transport: file, HTTP, gRPC, plugin or Redis stream."""
+    """A hook transport: file, HTTP, gRPC, plugin or Redis stream.
+
+    ``invoke`` sends one event.  A backend with retries of its own (HTTP, gRPC, Redis
+    stream) makes them unless ``once`` is set: then it makes one attempt and the caller
+    retries (the outbox does, so that only one layer retries an event).
+    """
 
     name: str
 
@@ -42,6 +47,7 @@ class HookBackend(Protocol):
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse: ...
 
     async def aclose(self) -> None: ...
@@ -136,20 +142,24 @@ class HookDispatcher:
         forward_headers: dict[str, list[str]] | None = None,
         *,
         observe: BackendObserver | None = None,
+        once: bool = False,
     ) -> HookResponse:
         """Send a built hook request to every backend, in order, and merge the answers:
         the one way an event reaches the backends (:meth:`invoke`, the outbox's sender).
 
         The first backend that fails stops the round (later ones are not called) and
         its exception is raised as it is.  ``forward_headers``: as for :meth:`invoke`;
-        by default the request's own headers.
+        by default the request's own headers.  ``once``: each backend makes one attempt,
+        without its own retries (see :class:`HookBackend`).
         """
         if forward_headers is None:
             forward_headers = payload.get("Event", {}).get("HTTPRequest", {}).get("Header") or {}
         merged = HookResponse()
         for backend in self.backends:
             try:
-                answer = await backend.invoke(hook_type, payload, forward_headers=forward_headers)
+                answer = await backend.invoke(
+                    hook_type, payload, forward_headers=forward_headers, once=once
+                )
             except Exception as exc:
                 if observe is not None:
                     observe(backend.name, exc)

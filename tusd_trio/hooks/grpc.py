@@ -333,6 +333,7 @@ class GRPCHookBackend:
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse:
         if self._closed:
             raise HookError("gRPC hook backend is closed")
@@ -341,12 +342,13 @@ class GRPCHookBackend:
             http_request = payload.get("Event", {}).get("HTTPRequest", {})
             forward_headers = http_request.get("Header") or {}
         metadata = self._metadata(payload, forward_headers)
-        for attempt in range(1, self.attempts + 1):
+        attempts = 1 if once else self.attempts
+        for attempt in range(1, attempts + 1):
             try:
                 answer = await self._call(request, metadata)
             except grpc.RpcError as exc:
                 code = _code_of(exc)
-                if code not in RETRYABLE_CODES or attempt == self.attempts:
+                if code not in RETRYABLE_CODES or attempt == attempts:
                     raise HookError(
                         f"gRPC hook call to {self.target} failed: {code.name}: {_details_of(exc)}"
                     ) from None

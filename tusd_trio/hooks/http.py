@@ -45,7 +45,8 @@ class HTTPHookBackend:
 
     ``retry`` is the number of attempts, as tusd's HTTP client counts them (at
     least one); an attempt that fails to connect or gets a 5xx is repeated after
-    ``backoff`` seconds (tusd's "linear" backoff is a fixed wait).  ``timeout``
+    ``backoff`` seconds (tusd's "linear" backoff is a fixed wait); one attempt only
+    when the caller retries (``invoke(..., once=True)``: the outbox).  ``timeout``
     bounds the whole call, retries included, as tusd's request context does.
 
     The answer must then have a 2xx status, a body of at most ``size_limit``
@@ -124,6 +125,7 @@ class HTTPHookBackend:
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         if forward_headers is None:
@@ -133,15 +135,16 @@ class HTTPHookBackend:
         status = 0
         content_type: str | None = None
         data = b""
+        attempts = 1 if once else self.attempts
         with trio.move_on_after(self.timeout) as scope:
-            for attempt in range(1, self.attempts + 1):
+            for attempt in range(1, attempts + 1):
                 try:
                     status, content_type, data = await self._attempt(body, headers)
                 except httpx.TransportError as exc:
-                    if attempt == self.attempts:
+                    if attempt == attempts:
                         raise HookError(f"failed to reach hook endpoint: {exc!r}") from None
                 else:
-                    if status < 500 or attempt == self.attempts:
+                    if status < 500 or attempt == attempts:
                         break
                 await trio.sleep(self.backoff)
         if scope.cancelled_caught:

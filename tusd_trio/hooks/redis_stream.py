@@ -75,7 +75,8 @@ class RedisStreamHookBackend:
     it may keep somewhat more); 0 leaves it unbounded.  An ``XADD`` that cannot reach
     Redis (or that Redis answers with an error: a replica made read-only by a
     failover, a key of another type) is tried ``retry`` times in all, ``backoff``
-    seconds apart; ``timeout`` bounds connecting and each command.  Every failure raises
+    seconds apart, or once when the caller retries (``invoke(..., once=True)``: the
+    outbox); ``timeout`` bounds connecting and each command.  Every failure raises
     :class:`HookError`, which the server logs and counts; a notification never fails
     the request that caused it.
 
@@ -154,25 +155,27 @@ class RedisStreamHookBackend:
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse:
         if hook_type in BLOCKING:
             # Nobody could answer through a stream; the other backends decide.
             await trio.lowlevel.checkpoint()
             return HookResponse()
         fields = entry_fields(hook_type, payload)
+        attempts = 1 if once else self.attempts
         problem = ""
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 await self._add(fields)
             except (RedisError, *_UNREACHABLE) as exc:
                 problem = str(exc) or type(exc).__name__
-                if attempt < self.attempts:
+                if attempt < attempts:
                     log.warning(
                         "cannot add %s event to Redis stream %r (attempt %d of %d): %s",
                         hook_type,
                         self.stream,
                         attempt,
-                        self.attempts,
+                        attempts,
                         problem,
                     )
                     await trio.sleep(self.backoff)
@@ -182,7 +185,7 @@ class RedisStreamHookBackend:
         self.failed += 1
         raise HookError(
             f"cannot add the event to Redis stream {self.stream!r} at "
-            f"{self.target.describe()} after {self.attempts} attempt(s): {problem}"
+            f"{self.target.describe()} after {attempts} attempt(s): {problem}"
         )
 
     async def check(self) -> None:
