@@ -15,6 +15,7 @@ from .model import (
     HookEventLike,
     HookResponse,
     build_request,
+    client_headers,
     merge_responses,
 )
 
@@ -153,7 +154,7 @@ class HookDispatcher:
         without its own retries (see :class:`HookBackend`).
         """
         if forward_headers is None:
-            forward_headers = payload.get("Event", {}).get("HTTPRequest", {}).get("Header") or {}
+            forward_headers = client_headers(payload)
         merged = HookResponse()
         for backend in self.backends:
             try:

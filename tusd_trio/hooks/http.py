@@ -9,26 +9,16 @@ from typing import Any
 import httpx
 import trio
 
-from .model import USER_AGENT, HookError, HookResponse, parse_response
+from .model import (
+    NOT_FORWARDED,
+    USER_AGENT,
+    HookError,
+    HookResponse,
+    client_headers,
+    parse_response,
+)
 
 __all__ = ["HTTPHookBackend"]
-
-# Headers the hook request sets itself (or that describe one connection only);
-# forwarding them from the client would corrupt the hook request.
-_NOT_FORWARDED = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "transfer-encoding",
-        "host",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-connection",
-    }
-)
 
 
 def _media_type(content_type: str) -> str:
@@ -90,7 +80,7 @@ class HTTPHookBackend:
         if forward and self.forward_headers:
             lowered = {name.lower(): values for name, values in forward.items()}
             for name in self.forward_headers:
-                if name.lower() in _NOT_FORWARDED:
+                if name.lower() in NOT_FORWARDED:
                     continue
                 headers.extend((name, value) for value in lowered.get(name.lower(), ()))
         headers.append(("Content-Type", "application/json"))
@@ -129,8 +119,7 @@ class HTTPHookBackend:
     ) -> HookResponse:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         if forward_headers is None:
-            http_request = payload.get("Event", {}).get("HTTPRequest", {})
-            forward_headers = http_request.get("Header") or {}
+            forward_headers = client_headers(payload)
         headers = self._headers(hook_type, payload, forward_headers)
         status = 0
         content_type: str | None = None
