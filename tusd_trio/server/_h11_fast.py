@@ -20,7 +20,7 @@ Without any of them (a future h11) every byte goes through h11's public API.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import h11
 import trio
@@ -28,6 +28,7 @@ import trio
 from ..protocol import errors
 from ._exchange import Sink
 from ._framing import RawHeaders
+from ._splice import BodyCounter, splice_body, splice_target
 from ._state import ServerState
 from ._streams import RECEIVE_SIZE, DirectReader
 
@@ -41,12 +42,6 @@ try:
     from h11._headers import normalize_and_validate as _normalize
 except ImportError:  # pragma: no cover - a future h11 without it
     _normalize = None
-
-
-class BodyCounter(Protocol):
-    """Where the bytes read so far are counted (read meanwhile by progress events)."""
-
-    received: int
 
 
 #: The buffer a fast upload grows to (its budget is ServerState.take_big_buffer).
@@ -92,7 +87,8 @@ async def pump_direct(
     limit: int | None,
     counter: BodyCounter,
 ) -> bool | None:
-    """Read the rest of a Content-Length body with ``recv_into`` and feed ``sink``.
+    """Read the rest of a Content-Length body with ``recv_into`` and feed ``sink``
+    (or, when only a file needs the bytes, have the kernel move them: ``_splice``).
 
     ``counter.received`` is kept up to date as bytes arrive.  Returns True when
     the body went beyond ``limit``, None once the whole body was read (h11 then
@@ -107,6 +103,22 @@ async def pump_direct(
     total = counter.received
     try:
         with trio.CancelScope() as deadline_scope:
+            target = splice_target(sock, sink)
+            if target is not None:
+                # Up to the limit: a byte past it is read by the loop below, as ever.
+                count = remaining if limit is None else min(remaining, max(limit - total, 0))
+                try:
+                    await splice_body(
+                        *target,
+                        count,
+                        counter=counter,
+                        deadline_scope=deadline_scope,
+                        read_timeout=read_timeout,
+                    )
+                finally:
+                    moved = counter.received - total
+                    total += moved
+                    remaining -= moved
             while remaining > 0:
                 deadline_scope.deadline = trio.current_time() + read_timeout
                 try:
