@@ -104,9 +104,9 @@ async def pump_direct(
     try:
         with trio.CancelScope() as deadline_scope:
             target = splice_target(sock, sink)
-            if target is not None:
-                # Up to the limit: a byte past it is read by the loop below, as ever.
-                count = remaining if limit is None else min(remaining, max(limit - total, 0))
+            # Up to the limit: a byte past it is read by the loop below, as ever.
+            count = remaining if limit is None else min(remaining, limit - total)
+            if target is not None and count > 0:
                 try:
                     await splice_body(
                         *target,
