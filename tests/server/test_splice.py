@@ -84,6 +84,27 @@ async def test_interrupted_upload_keeps_every_byte_sent_at_the_right_offset(
     assert (await srv.client.get(first)).content == payload
 
 
+async def test_stalled_body_times_out_keeping_what_arrived(make_server: ServerFactory) -> None:
+    srv = await make_server(network_timeout=0.5)
+    payload = _payload(8 * MiB, 10)
+    location = await srv.create(len(payload))
+    sent = 2 * MiB + 5
+    before = _splice.spliced_bytes()
+    stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+    async with stream:
+        await stream.send_all(await _raw_patch_head(srv, location, len(payload)) + payload[:sent])
+        # The sender stalls without closing: the read timeout ends the request.
+        answer = b""
+        with trio.move_on_after(20):
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 500"), answer[:200]
+    assert b"ERR_READ_TIMEOUT" in answer
+    assert _splice.spliced_bytes() - before > sent - MiB
+    assert await _offset(srv, location) == sent
+    assert (await srv.client.get(location)).content == payload[:sent]
+
+
 async def test_body_over_the_upload_length_is_refused_and_nothing_is_written(
     srv: Running,
 ) -> None:
