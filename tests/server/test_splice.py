@@ -270,3 +270,25 @@ async def test_a_file_that_cannot_take_splice_gets_the_bytes_copied(
     assert counter.received == len(payload) == writer.written
     await writer.commit()
     assert path.read_bytes() == b"ab" + payload
+
+
+async def test_bodies_beyond_the_pipe_budget_are_copied(srv: Running) -> None:
+    pool = _splice._pipes
+    lent = []
+    while (pipe := pool.take()) is not None:
+        lent.append(pipe)
+    assert len(lent) <= _splice.MAX_LENT_PIPES
+    payload = _payload(2 * MiB + 3, 11)
+    location = await srv.create(len(payload))
+    before = _splice.spliced_bytes()
+    try:
+        assert (await srv.patch(location, 0, payload)).status_code == 204
+    finally:
+        for pipe in lent:
+            pool.give_back(pipe, empty=True)
+    assert _splice.spliced_bytes() == before
+    assert (await srv.client.get(location)).content == payload
+    # With the pipes back, the next body is spliced again.
+    again = await srv.create(len(payload))
+    assert (await srv.patch(again, 0, payload)).status_code == 204
+    assert _splice.spliced_bytes() > before

@@ -41,6 +41,9 @@ PIPE_SIZE = 1024 * 1024
 #: Empty pipes kept for the next body (each costs two descriptors; the kernel allocates
 #: the pages of a pipe only while bytes are in it).
 MAX_IDLE_PIPES = 16
+#: Bodies spliced at once (see _PipePool), and the smallest pipe worth splicing through.
+MAX_LENT_PIPES = 32
+MIN_PIPE_SIZE = 64 * 1024
 #: The errors that mean "this kernel or file system does not splice", not "the
 #: connection or the disk failed".
 _UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
@@ -96,19 +99,27 @@ def unsupported(exc: OSError) -> bool:
 
 
 class _PipePool:
-    """Empty pipes for bodies to borrow, per process (a forked worker starts its own)."""
+    """Empty pipes for bodies to borrow, per process (a forked worker starts its own).
+
+    At most ``MAX_LENT_PIPES`` bodies splice at once: the kernel charges every pipe's
+    capacity to the user (``/proc/sys/fs/pipe-user-pages-soft``, 64 MiB by default) and
+    gives a user over it pipes of two pages; the bodies beyond the budget are copied.
+    """
 
     def __init__(self) -> None:
         self._pid = os.getpid()
-        self._idle: list[tuple[int, int]] = []
+        self._idle: list[tuple[int, int, int]] = []
+        self._lent = 0
 
-    def take(self) -> tuple[int, int, int]:
-        """A pipe (read end, write end) and how many bytes it holds."""
+    def take(self) -> tuple[int, int, int] | None:
+        """A pipe (read end, write end, capacity in bytes), or None: copy this body."""
         if self._pid != os.getpid():
             # Inherited from the parent, shared with it: never use these.
-            self._pid, self._idle = os.getpid(), []
+            self._pid, self._idle, self._lent = os.getpid(), [], 0
+        if self._lent >= MAX_LENT_PIPES:
+            return None
         if self._idle:
-            read_end, write_end = self._idle.pop()
+            pipe = self._idle.pop()
         else:
             read_end, write_end = os.pipe()
             for end in (read_end, write_end):
@@ -116,15 +127,25 @@ class _PipePool:
             try:
                 fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
             except OSError:
-                pass  # over the user's pipe budget: the default size still works
-        return read_end, write_end, fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+                pass  # over the user's pipe budget: see the size it has
+            pipe = (read_end, write_end, fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ))
+            if pipe[2] < MIN_PIPE_SIZE:
+                # A pipe of a user over the budget: copying costs less than tiny splices.
+                os.close(read_end)
+                os.close(write_end)
+                return None
+        self._lent += 1
+        return pipe
 
-    def give_back(self, read_end: int, write_end: int, *, empty: bool) -> None:
-        if empty and len(self._idle) < MAX_IDLE_PIPES and self._pid == os.getpid():
-            self._idle.append((read_end, write_end))
+    def give_back(self, pipe: tuple[int, int, int], *, empty: bool) -> None:
+        if self._pid != os.getpid():
+            return  # a fork in the middle of a body: the parent's, not ours
+        self._lent -= 1
+        if empty and len(self._idle) < MAX_IDLE_PIPES:
+            self._idle.append(pipe)
         else:
-            os.close(read_end)
-            os.close(write_end)
+            os.close(pipe[0])
+            os.close(pipe[1])
 
 
 _pipes = _PipePool()
@@ -169,10 +190,13 @@ async def splice_body(
     except OSError:
         return
     try:
-        read_end, write_end, capacity = _pipes.take()
-    except OSError:  # out of descriptors: copy this body
+        pipe = _pipes.take()
+    except OSError:  # out of descriptors
+        pipe = None
+    if pipe is None:  # copy this body
         writer.end_pipe_writes()
         return
+    read_end, write_end, capacity = pipe
     empty = True
     try:
         moved = 0
@@ -206,7 +230,7 @@ async def splice_body(
             # there already: the other connections get their turn.
             await trio.lowlevel.checkpoint()
     finally:
-        _pipes.give_back(read_end, write_end, empty=empty)
+        _pipes.give_back(pipe, empty=empty)
         writer.end_pipe_writes()
 
 
