@@ -2,7 +2,8 @@
 
 Starts one daemon per checkout (``name=path``, each on its own port and upload
 directory), then, round after round in alternating order, uploads to each: 16 parallel
-``curl -T`` PATCHes and one streamed ``curl -T`` PATCH.  The figure is the daemon's
+PATCHes and one single PATCH, by ``curl -T`` (64 KiB writes) or by run.py's load
+generator (``--client loadgen``: ``sendall`` of whole buffers).  The figure is the daemon's
 user + system CPU time (``/proc/<pid>/stat``, its worker processes included) over the
 upload, per GiB: on a machine shared with other work it is far steadier than MiB/s, and
 alternating within seconds cancels most of the drift.  Files are deleted after each
@@ -14,6 +15,7 @@ upload so that page-cache writeback never starts.  Prints every sample and the m
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -53,6 +55,15 @@ def _create(port: int, length: int) -> str:
         return str(response.headers["Location"])
 
 
+def _upload_loadgen(port: int, count: int, size: int) -> None:
+    params = {"mode": "bulk", "url": f"http://127.0.0.1:{port}/files/", "size": size}
+    params.update(patch=size, parallel=count, send_mode="sendall")
+    loadgen = Path(__file__).with_name("loadgen.py")
+    subprocess.run(
+        [sys.executable, str(loadgen), json.dumps(params)], check=True, stdout=subprocess.DEVNULL
+    )
+
+
 def _upload(port: int, count: int, source: Path, size: int) -> None:
     urls = [_create(port, size) for _ in range(count)]
     cmd = ["curl", "-sS", "-o", "/dev/null", "-X", "PATCH", "-H", "Tus-Resumable: 1.0.0"]
@@ -70,6 +81,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--parallel-mib", type=int, default=16, help="size of each of 16")
     parser.add_argument("--stream-mib", type=int, default=256)
+    parser.add_argument(
+        "--client",
+        choices=["curl", "loadgen"],
+        default="curl",
+        help="curl -T (64 KiB writes), or loadgen.py (sendall of 64 MiB buffers, as run.py)",
+    )
     parser.add_argument("--flags", default="", help="extra daemon flags, e.g. '-workers 2'")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bulk-cpu-"))
@@ -100,6 +117,7 @@ def main() -> None:
         )
         servers.append((name, port, proc, upload_dir))
     samples: dict[tuple[str, str], list[float]] = {}
+    rates: dict[tuple[str, str], list[float]] = {}
     try:
         for _name, port, _proc, _dir in servers:
             for _ in range(300):
@@ -113,10 +131,20 @@ def main() -> None:
             for label, count, mib in scenarios:
                 for name, port, proc, upload_dir in order:
                     before = _cpu_seconds(proc.pid)
-                    _upload(port, count, sources[mib], mib * MiB)
+                    started = time.perf_counter()
+                    if args.client == "loadgen":
+                        _upload_loadgen(port, count, mib * MiB)
+                    else:
+                        _upload(port, count, sources[mib], mib * MiB)
+                    rate = count * mib / (time.perf_counter() - started)
                     per_gib = (_cpu_seconds(proc.pid) - before) / (count * mib / 1024)
                     samples.setdefault((label, name), []).append(per_gib)
-                    print(f"{round_number} {label:24} {name:10} {per_gib:.3f} s/GiB", flush=True)
+                    rates.setdefault((label, name), []).append(rate)
+                    print(
+                        f"{round_number} {label:24} {name:10}",
+                        f"{per_gib:.3f} s/GiB {rate:6.0f} MiB/s",
+                        flush=True,
+                    )
                     for entry in upload_dir.iterdir():
                         entry.unlink()
     finally:
@@ -124,9 +152,12 @@ def main() -> None:
             proc.terminate()
             proc.wait()
         shutil.rmtree(work, ignore_errors=True)
-    print("median server CPU seconds per GiB:")
+    print("medians: server CPU seconds per GiB, MiB/s (wall clock, whole upload)")
     for (label, name), values in samples.items():
-        print(f"  {label:24} {name:10} {statistics.median(values):.3f}  ({len(values)} samples)")
+        rate = statistics.median(rates[label, name])
+        print(
+            f"  {label:24} {name:10} {statistics.median(values):.3f}  {rate:6.0f}  ({len(values)})"
+        )
 
 
 if __name__ == "__main__":
