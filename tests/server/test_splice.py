@@ -181,7 +181,7 @@ def _request_head(length: int) -> h11.Connection:
 def _writer(tmp_path: Path, existing: bytes) -> tuple[FileWriter, Path]:
     path = tmp_path / "upload"
     path.write_bytes(existing)
-    info = UploadInfo(id="upload", size=None, offset=len(existing))
+    info = UploadInfo(id="upload", size=0, size_is_deferred=True, offset=len(existing))
     return FileWriter(info, str(path), False, file_perms=0o600, fsync=False), path
 
 
