@@ -149,6 +149,26 @@ async def test_tls_uploads_are_not_spliced_and_arrive_whole(
     assert _splice.spliced_bytes() == before
 
 
+async def test_unix_socket_uploads_are_spliced_and_byte_exact(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    sock_path = str(tmp_path / "tus.sock")
+    await make_server(unix_sock=sock_path)
+    payload = _payload(3 * MiB + 21, 12)
+    before = _splice.spliced_bytes()
+    transport = httpx.AsyncHTTPTransport(uds=sock_path)
+    async with httpx.AsyncClient(transport=transport, timeout=30) as client:
+        url = "http://localhost/files/"
+        created = await client.post(url, headers={**TUS, "Upload-Length": str(len(payload))})
+        location = url + created.headers["location"].rsplit("/", 1)[1]
+        response = await client.patch(
+            location, content=payload, headers={**OCTET, "Upload-Offset": "0"}
+        )
+        assert response.status_code == 204
+        assert (await client.get(location)).content == payload
+    assert _splice.spliced_bytes() - before > len(payload) - MiB
+
+
 async def test_splice_switched_off_copies(srv: Running) -> None:
     payload = _payload(3 * MiB, 6)
     location = await srv.create(len(payload))
