@@ -193,29 +193,29 @@ class FileWriter:
             self._written = 0
             raise store_error(exc, "committing the chunk") from exc
         finally:
-            try:
-                os.unlink(part_path)
-            except FileNotFoundError:
-                pass
+            # Here, in the worker thread: unlinking a large staging file can take a while.
+            self._close()
 
     async def discard(self) -> None:
+        if not self._staged:
+            os.ftruncate(self._fd, self._start)
+        self._written = 0
+        await self.aclose()  # staged: the staging file goes with the writer
+
+    async def aclose(self) -> None:
+        self._close()
+        await trio.lowlevel.checkpoint()
+
+    def _close(self) -> None:
+        """Close the descriptor and, staged, remove the staging file: the one place that
+        does either, once (a writer's later close must not remove the staging file of
+        the upload's next writer)."""
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self._fd)
         if self._staged:
             try:
                 os.unlink(self._data_path + ".part")
             except FileNotFoundError:
                 pass
-        else:
-            os.ftruncate(self._fd, self._start)
-        self._written = 0
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            os.close(self._fd)
-            if self._staged:
-                try:
-                    os.unlink(self._data_path + ".part")
-                except FileNotFoundError:
-                    pass
-        await trio.lowlevel.checkpoint()
