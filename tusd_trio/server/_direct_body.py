@@ -14,6 +14,7 @@ import trio
 
 from ..protocol import errors
 from ._exchange import Sink
+from ._splice import splice_body, splice_target
 from ._state import ServerState
 from ._streams import DirectReader
 
@@ -39,7 +40,9 @@ async def pump_direct_body(
     sink: Sink,
     limit: int | None,
 ) -> bool | None:
-    """Read the rest of a Content-Length body with ``recv_into`` and feed ``sink``.
+    """Read the rest of a Content-Length body with ``recv_into`` and feed ``sink``
+    (or, when only the upload's file needs the bytes, have the kernel move them:
+    ``_splice``).
 
     ``progress.received`` is kept up to date as bytes arrive, ``progress.remaining``
     when the pump stops (whatever stops it).  Returns True when the body went
@@ -53,6 +56,22 @@ async def pump_direct_body(
     total = progress.received
     try:
         with trio.CancelScope() as deadline_scope:
+            target = splice_target(sock, sink)
+            # Up to the limit: a byte past it is read by the copying loop, as ever.
+            count = remaining if limit is None else min(remaining, limit - total)
+            if target is not None and count > 0:
+                try:
+                    await splice_body(
+                        *target,
+                        count,
+                        counter=progress,
+                        deadline_scope=deadline_scope,
+                        read_timeout=read_timeout,
+                    )
+                finally:
+                    moved = progress.received - total
+                    total += moved
+                    remaining -= moved
             while remaining > 0:
                 deadline_scope.deadline = trio.current_time() + read_timeout
                 try:
