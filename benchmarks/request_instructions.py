@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/request_instructions.py --kind head --requests 400
     .venv/bin/python benchmarks/request_instructions.py --repo ../other-checkout --kind create
+    .venv/bin/python benchmarks/request_instructions.py --kind create --http1-parser h11
 
 CPU time per request moves by 1.5x on a shared machine; the count of instructions the
 server's process executes for a fixed number of requests moves by about 1 %, whatever
@@ -127,6 +128,8 @@ def measure(args: argparse.Namespace) -> float:
         "-upload-dir",
         upload_dir,
     ]
+    if args.http1_parser:
+        cmd += ["-http1-parser", args.http1_parser]
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
             cmd, cwd=repo, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -189,9 +192,15 @@ def main() -> int:
         metavar="DIR",
         help="copy callgrind's output files to DIR as KIND.callgrind.out* (for callgrind_annotate)",
     )
+    parser.add_argument(
+        "--http1-parser",
+        choices=("auto", "httptools", "h11"),
+        help="the server's -http1-parser (not given: the server's default)",
+    )
     args = parser.parse_args()
     per_op = measure(args)
-    print(f"{args.kind}: {per_op:,.0f} instructions per operation ({args.repo})")
+    parser_note = f", -http1-parser {args.http1_parser}" if args.http1_parser else ""
+    print(f"{args.kind}: {per_op:,.0f} instructions per operation ({args.repo}{parser_note})")
     return 0
 
 

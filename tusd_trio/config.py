@@ -34,6 +34,7 @@ from .stores.config import AzureConfig, FileStoreConfig, GCSConfig, S3Config, St
 TLS_MODES = ("tls12", "tls12-strong", "tls13")
 #: -log-format values.
 LOG_FORMATS = ("text", "json")
+HTTP1_PARSERS = ("auto", "httptools", "h11")
 #: -locker values.
 LOCKERS = ("file", "memory", "redis")
 _GRPC_TLS_FILES = (
@@ -92,6 +93,8 @@ class Config:
     shutdown_timeout: float = 10.0
     # HTTP limits
     max_header_size: int = 64 * 1024
+    #: Which parser reads HTTP/1.1 requests (-http1-parser): auto | httptools | h11
+    http1_parser: str = "auto"
     max_connections: int = 0
     # Expiration janitor
     expiration_interval: float = 0.0  # 0 = automatic
@@ -192,6 +195,10 @@ class Config:
             raise ConfigError("invalid value for flag -log-format: must be text or json")
         if self.network_timeout <= 0:
             raise ConfigError("invalid value for flag -network-timeout: must be positive")
+        if self.http1_parser not in HTTP1_PARSERS:
+            raise ConfigError(
+                "invalid value for flag -http1-parser: must be auto, httptools or h11"
+            )
 
     def _check_locks(self) -> None:
         if self.locker not in LOCKERS:

@@ -39,6 +39,11 @@ STOP_TIMEOUT = 30.0
 #: stdout lines kept per start (the first ones: start-up lines and the banner come first).
 MAX_LINES = 100_000
 
+#: The HTTP/1.1 parser of every test server, in process (tests/_support/server.py) or
+#: a daemon (-http1-parser): scripts/test runs the HTTP/1.1 suites once with the
+#: default (auto: httptools) and once more with ``TUSD_TRIO_TEST_HTTP1_PARSER=h11``.
+TEST_HTTP1_PARSER = os.environ.get("TUSD_TRIO_TEST_HTTP1_PARSER", "auto")
+
 T = TypeVar("T")
 
 
@@ -110,6 +115,9 @@ class Daemon:
             argv += ["-port", str(self.port_arg)]
         if self._upload_dir is not None:
             argv += ["-upload-dir", str(self._upload_dir)]
+        if self.command == daemon_command() and TEST_HTTP1_PARSER != "auto":
+            # Our daemon (not tusd, nor another command given): the suite's parser.
+            argv += ["-http1-parser", TEST_HTTP1_PARSER]
         return argv + list(self.args)
 
     @property

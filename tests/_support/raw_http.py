@@ -12,11 +12,16 @@ from urllib.parse import urlsplit
 import trio
 
 
-async def raw_request(port: int, data: bytes, *, read_timeout: float = 10.0) -> bytes:
-    """Send raw bytes, return everything the server sends until it closes."""
+async def raw_request(
+    port: int, data: bytes, *, read_timeout: float = 10.0, half_close: bool = False
+) -> bytes:
+    """Send raw bytes, return everything the server sends until it closes
+    (``half_close``: send EOF after the bytes, so a keep-alive server ends too)."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(data)
+        if half_close:
+            await stream.send_eof()
         chunks = []
         with trio.move_on_after(read_timeout):
             while True:

@@ -30,15 +30,17 @@ from tusd_trio.protocol.config import ProtocolConfig
 from tusd_trio.server import Server
 from tusd_trio.stores.base import Store
 
+from .daemon import TEST_HTTP1_PARSER
 from .tus import OCTET, TUS
 
 #: Settings of every test server unless a test says otherwise: loopback, a free port,
-#: quiet logs.
+#: quiet logs, the parser above.
 TEST_SETTINGS: dict[str, Any] = {
     "host": "127.0.0.1",
     "port": 0,
     "verbose": False,
     "show_startup_logs": False,
+    "http1_parser": TEST_HTTP1_PARSER,
 }
 
 

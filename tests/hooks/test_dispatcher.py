@@ -22,6 +22,7 @@ from tusd_trio.hooks import (
     HTTPHookBackend,
     HTTPResponse,
     PluginHookBackend,
+    build_request,
     parse_enabled_events,
 )
 
@@ -196,6 +197,7 @@ async def test_unexpected_backend_exception_becomes_hook_error() -> None:
             payload: dict[str, object],
             *,
             forward_headers: dict[str, list[str]] | None = None,
+            once: bool = False,
         ) -> HookResponse:
             raise KeyError("boom")
 
@@ -215,3 +217,36 @@ async def test_event_without_request(tmp_path: Path) -> None:
     await dispatcher.invoke(make_event("post-terminate", request=False))
     doc = json.loads((tmp_path / "seen.jsonl").read_text())
     assert doc["Event"]["HTTPRequest"] == {"Method": "", "URI": "", "RemoteAddr": "", "Header": {}}
+
+
+async def test_send_tells_each_backend_outcome_and_stops_at_the_first_failure(
+    tmp_path: Path, hook_server: HookServer
+) -> None:
+    """The one round over the backends (also the outbox's): each outcome reported, the
+    failing backend's own exception raised, the backends after it not called."""
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    write_hook(tmp_path, "post-finish", RECORD_STDIN)
+    dispatcher = HookDispatcher(
+        [
+            FileHookBackend(tmp_path),
+            HTTPHookBackend(f"http://127.0.0.1:{port}/", retry=1),
+            HTTPHookBackend(hook_server.url),
+        ],
+        DEFAULT_ENABLED,
+    )
+    outcomes: list[tuple[str, Exception | None]] = []
+    payload = build_request(make_event("post-finish"), idempotency_key="k")
+    try:
+        with pytest.raises(HookError, match="failed to reach hook endpoint") as info:
+            await dispatcher.send(
+                "post-finish", payload, observe=lambda name, error: outcomes.append((name, error))
+            )
+    finally:
+        await dispatcher.aclose()
+    assert outcomes == [("file", None), ("http", info.value)]
+    assert hook_server.requests == []
+    assert (tmp_path / "seen.jsonl").exists()
+    # Not an invoke(): the dispatcher's per-type counts are the caller's business.
+    assert dispatcher.invocations == {} and dispatcher.errors == {}

@@ -133,6 +133,22 @@ async def test_redis_down_fails_after_the_attempts_and_logs_them(
     ]
 
 
+async def test_once_makes_one_attempt_for_a_caller_that_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The outbox retries its events itself: its call is one XADD, not ``retry`` of them."""
+    caplog.set_level(logging.WARNING, logger="tusd_trio.hooks")
+    port = free_port()  # nothing listens here
+    backend = RedisStreamHookBackend(
+        f"redis://127.0.0.1:{port}/0", "s", retry=3, backoff=30.0, timeout=0.5
+    )
+    async with running(backend):
+        with trio.fail_after(10), pytest.raises(HookError, match=r"after 1 attempt\(s\)"):
+            await backend.invoke("post-create", payload("post-create"), once=True)
+    assert backend.failed == 1
+    assert not [r for r in caplog.records if "attempt" in r.getMessage()]
+
+
 async def test_an_event_is_delivered_when_redis_returns_within_the_attempts(
     redis_servers: RedisServers, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -41,7 +41,9 @@ async def test_failing_post_create_holds_back_its_post_finish_only(
     hook_server.respond = respond
     srv: Running = await make_server(
         hooks_http=hook_server.url,
-        hooks_http_retry=1,
+        # Not used for outbox events: the outbox alone retries them, one request an attempt.
+        hooks_http_retry=3,
+        hooks_http_backoff=0.01,
         hooks_enabled_events=("post-create", "post-finish"),
         hooks_outbox_max_backoff=0.2,
         protocol={"metrics_path": "/metrics"},

@@ -371,6 +371,28 @@ async def test_enospc_in_staged_commit_keeps_upload_consistent(small_fs: str) ->
     assert sorted(os.listdir(small_fs)) == ["s", "s.info"]
 
 
+async def test_a_failed_staged_writer_closed_late_leaves_the_next_ones_chunk(
+    small_fs: str,
+) -> None:
+    """The staging file is removed once, by the writer that made it: closing a writer
+    whose commit failed does not remove the staging file a later writer made since."""
+    store = FileStore(small_fs)
+    info = await store.create(new_info("s", 4 * 1024 * 1024))
+    await write_chunk(store, info, b"a" * (400 * 1024))
+    failed = await store.open_writer(info, staged=True)
+    await failed.write(b"b" * (400 * 1024))
+    with pytest.raises(InsufficientStorageError):
+        await failed.commit()
+    following = await store.open_writer(await store.get("s"), staged=True)
+    await following.write(b"xyz")
+    await failed.aclose()
+    await following.commit()
+    got = await store.get("s")
+    assert got.offset == 400 * 1024 + 3
+    assert await read_all(store, got, got.offset - 4, got.offset) == b"axyz"
+    assert sorted(os.listdir(small_fs)) == ["s", "s.info"]
+
+
 async def test_create_on_a_full_disk_is_507_and_leaves_nothing(small_fs: str) -> None:
     store = FileStore(small_fs)
     fill(Path(small_fs) / "filler")

@@ -114,6 +114,7 @@ def _config(values: Mapping[str, Any]) -> Config:
         request_completion_timeout=values["request-completion-timeout"],
         shutdown_timeout=values["shutdown-timeout"],
         max_header_size=values["max-header-size"],
+        http1_parser=values["http1-parser"],
         max_connections=values["max-connections"],
         expiration_interval=values["expiration-interval"],
         orphan_age=values["orphan-age"],

@@ -122,6 +122,13 @@ FLAGS: tuple[Flag, ...] = (
             65536,
             "Largest request line plus header block in bytes (431 beyond)",
         ),
+        Flag(
+            "http1-parser",
+            "str",
+            "auto",
+            "HTTP/1.1 request parser: httptools (llhttp, faster), h11 (pure Python), "
+            "or auto (httptools when installed)",
+        ),
     ),
     *_group(
         "Upload protocol",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import trio
@@ -15,14 +15,30 @@ from .model import (
     HookEventLike,
     HookResponse,
     build_request,
+    client_headers,
     merge_responses,
 )
 
-__all__ = ["BackgroundHookBackend", "CheckedHookBackend", "HookBackend", "HookDispatcher"]
+__all__ = [
+    "BackendObserver",
+    "BackgroundHookBackend",
+    "CheckedHookBackend",
+    "HookBackend",
+    "HookDispatcher",
+]
+
+#: Told of each backend's outcome in :meth:`HookDispatcher.send`: the backend's name and
+#: ``None`` when it took the event, else what it raised.
+BackendObserver = Callable[[str, "Exception | None"], None]
 
 
 class HookBackend(Protocol):
-    """A hook transport: file, HTTP, gRPC, plugin or Redis stream."""
+    """A hook transport: file, HTTP, gRPC, plugin or Redis stream.
+
+    ``invoke`` sends one event.  A backend with retries of its own (HTTP, gRPC, Redis
+    stream) makes them unless ``once`` is set: then it makes one attempt and the caller
+    retries (the outbox does, so that only one layer retries an event).
+    """
 
     name: str
 
@@ -32,6 +48,7 @@ class HookBackend(Protocol):
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse: ...
 
     async def aclose(self) -> None: ...
@@ -107,12 +124,10 @@ class HookDispatcher:
         hook_type = event.type
         self.invocations[hook_type] += 1
         payload = build_request(event, idempotency_key=str(uuid.uuid4()))
-        if forward_headers is None:
-            forward_headers = payload["Event"]["HTTPRequest"]["Header"]
         timeout = self.blocking_timeout if hook_type in BLOCKING else float("inf")
         try:
             with trio.move_on_after(timeout):
-                return await self._run(hook_type, payload, forward_headers)
+                return await self.send(hook_type, payload, forward_headers)
             raise HookError(f"hook {hook_type} timed out after {self.blocking_timeout:g}s")
         except HookError:
             self.errors[hook_type] += 1
@@ -121,15 +136,37 @@ class HookDispatcher:
             self.errors[hook_type] += 1
             raise HookError(f"hook {hook_type} failed: {exc!r}") from exc
 
-    async def _run(
+    async def send(
         self,
         hook_type: str,
         payload: dict[str, Any],
-        forward_headers: dict[str, list[str]] | None,
+        forward_headers: dict[str, list[str]] | None = None,
+        *,
+        observe: BackendObserver | None = None,
+        once: bool = False,
     ) -> HookResponse:
+        """Send a built hook request to every backend, in order, and merge the answers:
+        the one way an event reaches the backends (:meth:`invoke`, the outbox's sender).
+
+        The first backend that fails stops the round (later ones are not called) and
+        its exception is raised as it is.  ``forward_headers``: as for :meth:`invoke`;
+        by default the request's own headers.  ``once``: each backend makes one attempt,
+        without its own retries (see :class:`HookBackend`).
+        """
+        if forward_headers is None:
+            forward_headers = client_headers(payload)
         merged = HookResponse()
         for backend in self.backends:
-            answer = await backend.invoke(hook_type, payload, forward_headers=forward_headers)
+            try:
+                answer = await backend.invoke(
+                    hook_type, payload, forward_headers=forward_headers, once=once
+                )
+            except Exception as exc:
+                if observe is not None:
+                    observe(backend.name, exc)
+                raise
+            if observe is not None:
+                observe(backend.name, None)
             merged = merge_responses(merged, answer)
         return merged
 

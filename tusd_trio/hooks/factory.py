@@ -119,7 +119,7 @@ def build_outbox(
         return None
     return HookOutbox(
         store,
-        hooks.backends,
+        hooks,
         max_age=config.hooks_outbox_max_age,
         max_backoff=config.hooks_outbox_max_backoff,
         # As long as a notification of the upload is waited for without the outbox.

@@ -54,6 +54,7 @@ class FileHookBackend:
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse:
         path = os.path.join(self.hooks_dir, hook_type)
         state = await trio.to_thread.run_sync(_hook_file_state, path)

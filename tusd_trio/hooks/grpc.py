@@ -16,11 +16,13 @@ import grpc
 import trio
 
 from .model import (
+    NOT_FORWARDED,
     USER_AGENT,
     FileInfoChanges,
     HookError,
     HookResponse,
     HTTPResponse,
+    client_headers,
     validate_upload_id,
 )
 from .proto import hook_pb2
@@ -43,22 +45,7 @@ RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
 )
 
 # Metadata keys gRPC or HTTP/2 set themselves, or that we set: never forwarded.
-_NOT_FORWARDED = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "transfer-encoding",
-        "host",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-connection",
-        "user-agent",
-        "idempotency-key",
-    }
-)
+_NOT_FORWARDED = NOT_FORWARDED | {"user-agent", "idempotency-key"}
 _METADATA_KEY = re.compile(r"[0-9a-z_.\-]+")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
@@ -333,20 +320,21 @@ class GRPCHookBackend:
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse:
         if self._closed:
             raise HookError("gRPC hook backend is closed")
         request = payload_to_proto(hook_type, payload)
         if forward_headers is None:
-            http_request = payload.get("Event", {}).get("HTTPRequest", {})
-            forward_headers = http_request.get("Header") or {}
+            forward_headers = client_headers(payload)
         metadata = self._metadata(payload, forward_headers)
-        for attempt in range(1, self.attempts + 1):
+        attempts = 1 if once else self.attempts
+        for attempt in range(1, attempts + 1):
             try:
                 answer = await self._call(request, metadata)
             except grpc.RpcError as exc:
                 code = _code_of(exc)
-                if code not in RETRYABLE_CODES or attempt == self.attempts:
+                if code not in RETRYABLE_CODES or attempt == attempts:
                     raise HookError(
                         f"gRPC hook call to {self.target} failed: {code.name}: {_details_of(exc)}"
                     ) from None

@@ -9,26 +9,16 @@ from typing import Any
 import httpx
 import trio
 
-from .model import USER_AGENT, HookError, HookResponse, parse_response
+from .model import (
+    NOT_FORWARDED,
+    USER_AGENT,
+    HookError,
+    HookResponse,
+    client_headers,
+    parse_response,
+)
 
 __all__ = ["HTTPHookBackend"]
-
-# Headers the hook request sets itself (or that describe one connection only);
-# forwarding them from the client would corrupt the hook request.
-_NOT_FORWARDED = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "transfer-encoding",
-        "host",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-connection",
-    }
-)
 
 
 def _media_type(content_type: str) -> str:
@@ -45,7 +35,8 @@ class HTTPHookBackend:
 
     ``retry`` is the number of attempts, as tusd's HTTP client counts them (at
     least one); an attempt that fails to connect or gets a 5xx is repeated after
-    ``backoff`` seconds (tusd's "linear" backoff is a fixed wait).  ``timeout``
+    ``backoff`` seconds (tusd's "linear" backoff is a fixed wait); one attempt only
+    when the caller retries (``invoke(..., once=True)``: the outbox).  ``timeout``
     bounds the whole call, retries included, as tusd's request context does.
 
     The answer must then have a 2xx status, a body of at most ``size_limit``
@@ -89,7 +80,7 @@ class HTTPHookBackend:
         if forward and self.forward_headers:
             lowered = {name.lower(): values for name, values in forward.items()}
             for name in self.forward_headers:
-                if name.lower() in _NOT_FORWARDED:
+                if name.lower() in NOT_FORWARDED:
                     continue
                 headers.extend((name, value) for value in lowered.get(name.lower(), ()))
         headers.append(("Content-Type", "application/json"))
@@ -124,24 +115,25 @@ class HTTPHookBackend:
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         if forward_headers is None:
-            http_request = payload.get("Event", {}).get("HTTPRequest", {})
-            forward_headers = http_request.get("Header") or {}
+            forward_headers = client_headers(payload)
         headers = self._headers(hook_type, payload, forward_headers)
         status = 0
         content_type: str | None = None
         data = b""
+        attempts = 1 if once else self.attempts
         with trio.move_on_after(self.timeout) as scope:
-            for attempt in range(1, self.attempts + 1):
+            for attempt in range(1, attempts + 1):
                 try:
                     status, content_type, data = await self._attempt(body, headers)
                 except httpx.TransportError as exc:
-                    if attempt == self.attempts:
+                    if attempt == attempts:
                         raise HookError(f"failed to reach hook endpoint: {exc!r}") from None
                 else:
-                    if status < 500 or attempt == self.attempts:
+                    if status < 500 or attempt == attempts:
                         break
                 await trio.sleep(self.backoff)
         if scope.cancelled_caught:

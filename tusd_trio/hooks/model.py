@@ -24,6 +24,7 @@ __all__ = [
     "BLOCKING",
     "DEFAULT_ENABLED",
     "HOOK_TYPES",
+    "NOT_FORWARDED",
     "TUSD_HOOK_TYPES",
     "FileInfoChanges",
     "HTTPResponse",
@@ -33,6 +34,7 @@ __all__ = [
     "HookResponse",
     "build_request",
     "canonical_header_name",
+    "client_headers",
     "merge_http_response",
     "merge_responses",
     "parse_enabled_events",
@@ -42,6 +44,23 @@ __all__ = [
 
 #: The ``User-Agent`` of requests to hook endpoints.
 USER_AGENT = f"tusd-trio/{__version__}"
+
+#: Client headers no backend forwards to a hook: the hook request sets them itself, or
+#: they describe one connection only, so forwarding them would corrupt the hook request.
+NOT_FORWARDED = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+    }
+)
 
 #: tusd's seven hook types, then ours.
 HOOK_TYPES: tuple[str, ...] = (
@@ -201,6 +220,14 @@ def _header_lists(headers: Mapping[str, str]) -> dict[str, list[str]]:
             text = value
         result.setdefault(canonical_header_name(name), []).append(text)
     return result
+
+
+def client_headers(payload: dict[str, Any]) -> dict[str, list[str]]:
+    """The client's headers as a hook request document holds them (``Event.HTTPRequest
+    .Header``): what a backend forwards from unless it is given others."""
+    request: dict[str, Any] = payload.get("Event", {}).get("HTTPRequest", {})
+    headers: dict[str, list[str]] | None = request.get("Header")
+    return headers or {}
 
 
 def build_request(event: HookEventLike, *, idempotency_key: str) -> dict[str, Any]:

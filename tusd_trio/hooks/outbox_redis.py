@@ -16,20 +16,27 @@ An instance sends an upload's oldest event only while it holds the upload's leas
 checks the event is still pending in the same script, so two instances never send an
 event at the same time and an event delivered by one is not sent again by another.
 A lease whose holder died runs out after ``lease_ttl`` seconds.
+
+A pass of the sender lists the ids of the oldest pending events (a sorted-set range)
+but reads a stored event (``HMGET``) only the first time it sees its id: an event
+never changes once written, so a backlog costs its ids per pass, not its bodies.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import trio
 from coredis.commands.script import Script
+from coredis.response.types import ScoredMember
 
 from .._logging import error_event
-from ..lockers.redis_client import RENEW, Client, open_client
+from ..lockers.redis_client import RENEW, Client, keep_client
 from ..lockers.redis_url import parse_redis_url
 from .outbox import OutboxEntry
 
@@ -125,6 +132,9 @@ class RedisOutboxStore:
         self.timeout = timeout
         self._client: Client | None = None
         self._scripts: dict[str, Script[bytes]] = {}
+        #: The events :meth:`pending` has read, by id, with their places in the queue:
+        #: each is read from Redis once, not on every pass of the sender.
+        self._read: dict[str, tuple[float, OutboxEntry]] = {}
         #: Leases held now: upload id -> token.
         self._held: dict[str, str] = {}
         self._instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -139,38 +149,24 @@ class RedisOutboxStore:
         """Keep a client open (reconnecting after a failure) and renew the held leases,
         until :meth:`stop`: shielded, so the deliveries can still give their leases
         back while the outbox shuts down."""
-        started = False
-        backoff = 0.1
-        closing = self._closing
         with trio.CancelScope(shield=True):
-            while not closing.is_set():
-                try:
-                    async with open_client(self.target, self.timeout) as client:
-                        self._scripts = {
-                            name: client.register_script(text) for name, text in _SCRIPTS
-                        }
-                        self._client = client
-                        if not started:
-                            task_status.started()
-                            started = True
-                        backoff = 0.1
-                        try:
-                            async with trio.open_nursery() as nursery:
-                                nursery.start_soon(self._renew_leases)
-                                await closing.wait()
-                                nursery.cancel_scope.cancel()
-                        finally:
-                            self._client = None
-                except Exception as exc:
-                    error_event(
-                        "HookOutboxRedisError", redis=self.target.describe(), error=repr(exc)
-                    )
-                if not started:
-                    task_status.started()
-                    started = True
-                with trio.move_on_after(backoff):
-                    await closing.wait()
-                backoff = min(backoff * 2, 2.0)
+            await keep_client(self, self._closing, task_status=task_status)
+
+    async def use_client(self, client: Client, ready: Callable[[], None]) -> None:
+        """(For :func:`keep_client`.)  Serve the outbox and renew leases until :meth:`stop`."""
+        self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS}
+        self._client = client
+        try:
+            ready()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._renew_leases)
+                await self._closing.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._client = None
+
+    def client_failed(self, exc: Exception) -> None:
+        error_event("HookOutboxRedisError", redis=self.target.describe(), error=repr(exc))
 
     def stop(self) -> None:
         self._closing.set()
@@ -194,11 +190,15 @@ class RedisOutboxStore:
             self._reporting = taken == 1
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        self._connected()
+        with trio.fail_after(self.timeout):
+            return await self._scripts[name](keys=keys, args=args)
+
+    def _connected(self) -> Client:
         client = self._client
         if client is None:
             raise ConnectionError(f"no connection to Redis at {self.target.describe()}")
-        with trio.fail_after(self.timeout):
-            return await self._scripts[name](keys=keys, args=args)
+        return client
 
     def new_id(self) -> str:
         return f"{time.time_ns():020d}-{uuid.uuid4().hex}"
@@ -211,16 +211,29 @@ class RedisOutboxStore:
         )
 
     async def pending(self, limit: int) -> list[OutboxEntry]:
-        client = self._client
-        if client is None:
-            raise ConnectionError(f"no connection to Redis at {self.target.describe()}")
+        """The oldest ``limit`` events: their ids and places are read every time, the
+        stored event only for ids not read before (an event never changes)."""
+        client = self._connected()
+        read = self._read
         with trio.fail_after(self.timeout):
-            ids = await client.zrange(self.queue_key, 0, limit - 1)
-            if not ids:
-                return []
-            values = await client.hmget(self.events_key, list(ids))
-        # None: delivered between the two reads.
-        return [OutboxEntry.from_json(value) for value in values if value is not None]
+            listed = await client.zrange(self.queue_key, 0, limit - 1, withscores=True)
+            places: dict[str, float] = {}
+            for item in listed:
+                assert isinstance(item, ScoredMember)  # what withscores answers
+                member = item.member
+                places[member.decode() if isinstance(member, bytes) else member] = item.score
+            unread = [event_id for event_id in places if event_id not in read]
+            values = await client.hmget(self.events_key, unread) if unread else ()
+        # Forget the events gone from the part of the queue just listed; those after it
+        # (listed by an earlier, longer look) are still pending.
+        covered = max(places.values(), default=math.inf) if len(places) == limit else math.inf
+        for event_id in [i for i, (place, _) in read.items() if place <= covered]:
+            if event_id not in places:
+                del read[event_id]
+        for event_id, value in zip(unread, values, strict=True):
+            if value is not None:  # None: delivered between the two reads
+                read[event_id] = (places[event_id], OutboxEntry.from_json(value))
+        return [read[event_id][1] for event_id in places if event_id in read]
 
     async def claim(self, entry: OutboxEntry) -> bool:
         token = f"{self._instance}-{uuid.uuid4().hex[:8]}"
@@ -241,6 +254,10 @@ class RedisOutboxStore:
 
     async def complete(self, entry: OutboxEntry) -> None:
         await self._script("complete", [self.queue_key, self.events_key], [entry.id])
+        self._forget(entry.id)
+
+    def _forget(self, event_id: str) -> None:
+        self._read.pop(event_id, None)
 
     async def bury(self, entry: OutboxEntry, reason: str) -> bool:
         moved = await self._script(
@@ -248,12 +265,11 @@ class RedisOutboxStore:
             [self.queue_key, self.events_key, self.dead_key, self.dead_reason_key],
             [entry.id, reason],
         )
+        self._forget(entry.id)
         return bool(moved == 1)
 
     async def dead_count(self) -> int:
-        client = self._client
-        if client is None:
-            raise ConnectionError(f"no connection to Redis at {self.target.describe()}")
+        client = self._connected()
         with trio.fail_after(self.timeout):
             return int(await client.hlen(self.dead_key))
 

@@ -74,6 +74,7 @@ class PluginHookBackend:
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse:
         method = getattr(self.plugin, hook_type.replace("-", "_"), None)
         if method is None or not callable(method):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -35,7 +36,7 @@ import trio
 from coredis.exceptions import RedisError
 from coredis.tokens import PureToken
 
-from ..lockers.redis_client import Client, open_client
+from ..lockers.redis_client import Client, keep_client
 from ..lockers.redis_url import parse_redis_url
 from .model import BLOCKING, HookError, HookResponse
 
@@ -74,7 +75,8 @@ class RedisStreamHookBackend:
     it may keep somewhat more); 0 leaves it unbounded.  An ``XADD`` that cannot reach
     Redis (or that Redis answers with an error: a replica made read-only by a
     failover, a key of another type) is tried ``retry`` times in all, ``backoff``
-    seconds apart; ``timeout`` bounds connecting and each command.  Every failure raises
+    seconds apart, or once when the caller retries (``invoke(..., once=True)``: the
+    outbox); ``timeout`` bounds connecting and each command.  Every failure raises
     :class:`HookError`, which the server logs and counts; a notification never fails
     the request that caused it.
 
@@ -114,45 +116,38 @@ class RedisStreamHookBackend:
         self.failed = 0
         self._client: Client | None = None
         self._run_scope: trio.CancelScope | None = None
+        #: Never set: the backend ends by cancellation (nothing uses the client after).
+        self._closing = trio.Event()
         self._stopped: trio.Event | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the client until cancelled (or :meth:`aclose`); reopen it when opening
-        fails (a sentinel or cluster that cannot be reached at start-up)."""
+        fails (a sentinel or cluster that cannot be reached at start-up).  Until Redis
+        can be reached, events fail (and are logged)."""
         if self._stopped is not None:
             raise RuntimeError("RedisStreamHookBackend.run() can only be started once")
         self._stopped = trio.Event()
-        started = False
-        wait = 0.1
         try:
             with trio.CancelScope() as scope:
                 self._run_scope = scope
-                while True:
-                    try:
-                        async with open_client(self.target, self.timeout) as client:
-                            self._client = client
-                            wait = 0.1
-                            if not started:
-                                task_status.started()
-                                started = True
-                            await trio.sleep_forever()
-                    except Exception as exc:
-                        log.warning(
-                            "cannot connect to Redis at %s for the hook stream: %s",
-                            self.target.describe(),
-                            exc,
-                        )
-                    finally:
-                        self._client = None
-                    if not started:
-                        # Events fail (and are logged) until Redis is reachable.
-                        task_status.started()
-                        started = True
-                    await trio.sleep(wait)
-                    wait = min(wait * 2, 2.0)
+                await keep_client(self, self._closing, task_status=task_status)
         finally:
             self._client = None
             self._stopped.set()
+
+    async def use_client(self, client: Client, ready: Callable[[], None]) -> None:
+        """(For :func:`keep_client`.)  Send events through ``client`` until cancelled."""
+        self._client = client
+        try:
+            ready()
+            await self._closing.wait()
+        finally:
+            self._client = None
+
+    def client_failed(self, exc: Exception) -> None:
+        log.warning(
+            "cannot connect to Redis at %s for the hook stream: %s", self.target.describe(), exc
+        )
 
     async def invoke(
         self,
@@ -160,25 +155,27 @@ class RedisStreamHookBackend:
         payload: dict[str, Any],
         *,
         forward_headers: dict[str, list[str]] | None = None,
+        once: bool = False,
     ) -> HookResponse:
         if hook_type in BLOCKING:
             # Nobody could answer through a stream; the other backends decide.
             await trio.lowlevel.checkpoint()
             return HookResponse()
         fields = entry_fields(hook_type, payload)
+        attempts = 1 if once else self.attempts
         problem = ""
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 await self._add(fields)
             except (RedisError, *_UNREACHABLE) as exc:
                 problem = str(exc) or type(exc).__name__
-                if attempt < self.attempts:
+                if attempt < attempts:
                     log.warning(
                         "cannot add %s event to Redis stream %r (attempt %d of %d): %s",
                         hook_type,
                         self.stream,
                         attempt,
-                        self.attempts,
+                        attempts,
                         problem,
                     )
                     await trio.sleep(self.backoff)
@@ -188,7 +185,7 @@ class RedisStreamHookBackend:
         self.failed += 1
         raise HookError(
             f"cannot add the event to Redis stream {self.stream!r} at "
-            f"{self.target.describe()} after {self.attempts} attempt(s): {problem}"
+            f"{self.target.describe()} after {attempts} attempt(s): {problem}"
         )
 
     async def check(self) -> None:

@@ -55,7 +55,7 @@ from .redis_client import (
     Client,
     Connection,
     as_int,
-    open_client,
+    keep_client,
     register_scripts,
     run_command,
 )
@@ -565,35 +565,27 @@ class RedisLocker(LockContext):
         order (listener first, then the leases are given back, then the pool
         closes), since coredis' pub/sub clean-up fails on a closing pool.
         """
+        assert self._closing is not None
+        with trio.CancelScope(shield=True):
+            await keep_client(self, self._closing, task_status=task_status)
+
+    async def use_client(self, client: Client, ready: Callable[[], None]) -> None:
+        """(For :func:`keep_client`.)  Listen and serve commands until closing."""
         closing = self._closing
         assert closing is not None
-        started = False
-        backoff = 0.1
-        with trio.CancelScope(shield=True):
-            while not closing.is_set():
-                try:
-                    async with open_client(self.target, self.timeout) as client:
-                        self._conn = register_scripts(client)
-                        try:
-                            async with trio.open_nursery() as inner:
-                                await inner.start(self._listen, client)
-                                if not started:
-                                    task_status.started()
-                                    started = True
-                                backoff = 0.1
-                                await closing.wait()
-                                inner.cancel_scope.cancel()
-                        finally:
-                            await self._release_all()
-                            self._conn = None
-                except Exception as exc:
-                    log.warning("cannot connect to Redis at %s: %s", self.target.describe(), exc)
-                if not started:
-                    task_status.started()
-                    started = True
-                with trio.move_on_after(backoff):
-                    await closing.wait()
-                backoff = min(backoff * 2, 2.0)
+        self._conn = register_scripts(client)
+        try:
+            async with trio.open_nursery() as inner:
+                await inner.start(self._listen, client)
+                ready()
+                await closing.wait()
+                inner.cancel_scope.cancel()
+        finally:
+            await self._release_all()
+            self._conn = None
+
+    def client_failed(self, exc: Exception) -> None:
+        log.warning("cannot connect to Redis at %s: %s", self.target.describe(), exc)
 
     async def call(self, command: Callable[[Connection], Awaitable[T]]) -> T:
         """Run one Redis operation (also the quota ledger's); unreachable Redis: a 503."""

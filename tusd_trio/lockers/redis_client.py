@@ -1,6 +1,7 @@
-"""The Redis locker's connection: opening a client for a :class:`~.redis_url.RedisTarget`
-(also the Redis stream hook backend's, so both read ``-redis-url`` alike) and the Lua
-scripts the locker runs on it."""
+"""The Redis connection of everything that talks to Redis (the locker, the hook outbox's
+Redis store, the Redis stream hook backend): opening a client for a
+:class:`~.redis_url.RedisTarget`, so all read ``-redis-url`` alike; keeping one open
+(:func:`keep_client`); and the Lua scripts the locker runs on it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import anyio
 import trio
@@ -26,6 +27,10 @@ log = logging.getLogger("tusd_trio.redislocker")
 
 Client: TypeAlias = "Redis[bytes] | RedisCluster[bytes]"
 T = TypeVar("T")
+
+#: Waits between two attempts to open a client: the first, and the longest.
+FIRST_RECONNECT = 0.1
+MAX_RECONNECT = 2.0
 
 # KEYS[1] lock key; ARGV[1] token, ARGV[2] ttl in ms.
 # Returns -3 when the lock was taken, else the remaining TTL (ms) of the holder.
@@ -127,6 +132,66 @@ async def open_client(target: RedisTarget, command_timeout: float) -> AsyncItera
             client = sentinel.primary_for(target.service_name)
         await stack.enter_async_context(client)
         yield client
+
+
+class ClientOwner(Protocol):
+    """What :func:`keep_client` keeps a client open for."""
+
+    #: Where to connect.
+    target: RedisTarget
+    #: Bounds connecting and every command (as for :func:`open_client`).
+    timeout: float
+
+    async def use_client(self, client: Client, ready: Callable[[], None]) -> None:
+        """Serve with ``client``: call ``ready()`` once it serves, return once the owner
+        closes, raise when the client fails."""
+
+    def client_failed(self, exc: Exception) -> None:
+        """Report that a client could not be opened or failed."""
+
+
+async def keep_client(
+    owner: ClientOwner,
+    closing: trio.Event,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep a client of ``owner.target`` open and run ``owner.use_client`` on it, until
+    ``closing`` is set.
+
+    A client that cannot be opened, or that fails, is reported to ``owner.client_failed``
+    and replaced after a wait that doubles from :data:`FIRST_RECONNECT` to
+    :data:`MAX_RECONNECT` (back to the first once a client served).  Started once the
+    first client serves, or after the first failure: the owner then runs (with Redis
+    errors) until Redis can be reached.
+
+    The client's connection pool lives in this task, so it closes only after
+    ``use_client`` returned: the owner can still use the client in its ``finally``.
+    Outside cancellation ends it like any trio call; an owner that must clean up first
+    shields this call and sets ``closing`` instead.
+    """
+    started = False
+    backoff = FIRST_RECONNECT
+
+    def ready() -> None:
+        nonlocal started, backoff
+        backoff = FIRST_RECONNECT
+        if not started:
+            started = True
+            task_status.started()
+
+    while not closing.is_set():
+        try:
+            async with open_client(owner.target, owner.timeout) as client:
+                await owner.use_client(client, ready)
+        except Exception as exc:
+            owner.client_failed(exc)
+        if not started:
+            started = True
+            task_status.started()
+        with trio.move_on_after(backoff):
+            await closing.wait()
+        backoff = min(backoff * 2, MAX_RECONNECT)
 
 
 async def run_command(

@@ -79,6 +79,7 @@ class Server:
             events=runtime.events,
             enable_h2c=config.enable_h2c,
             events_path=config.events_path if config.expose_events else None,
+            http1_parser=config.http1_parser,
         )
         self.connections: set[Connection] = set()
         self.listeners: list[trio.SocketListener] = []

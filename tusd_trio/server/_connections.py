@@ -6,6 +6,11 @@ opens with the HTTP/2 preface is HTTP/2 (prior knowledge), and an HTTP/1.1 reque
 asking ``Upgrade: h2c`` turns its connection into HTTP/2.  With ``-expose-events``
 an HTTP/1.1 ``GET <events path>`` asking for a WebSocket becomes an event stream.
 The HTTP/1.1 connection learns of the last two only through its ``takeover``.
+
+HTTP/1.1 requests are read by httptools (``_httptools``) when it is installed and
+``-http1-parser`` allows, else by h11 (``_h11``); the httptools connection hands
+upgrades, like everything out of the ordinary, to an h11 connection, so a
+``takeover`` always gets an h11 request.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import logging
 import h11
 import trio
 
+from ..config import ConfigError
 from ..protocol.messages import Headers, Request
 from ._events import EventStream, is_websocket_upgrade
 from ._exchange import Handler, TransportSettings
 from ._h2 import PREFACE, H2Connection, is_h2c_upgrade, sniff_preface
 from ._h11 import HTTPConnection, Takeover
+from ._httptools import HTTPTOOLS_AVAILABLE, HttpToolsConnection
 from ._state import ServerState
 from ._streams import ReplayStream, close_gracefully
 from ._tls import handshake
@@ -27,7 +34,17 @@ from ._tls_stream import BatchingTLSStream
 
 log = logging.getLogger("tusd_trio.http")
 
-Connection = HTTPConnection | H2Connection
+Connection = HTTPConnection | HttpToolsConnection | H2Connection
+
+
+def use_httptools(choice: str) -> bool:
+    """Whether ``-http1-parser choice`` reads HTTP/1.1 with httptools."""
+    if choice == "httptools" and not HTTPTOOLS_AVAILABLE:
+        raise ConfigError(
+            "-http1-parser httptools: the httptools package cannot be imported "
+            "(use -http1-parser h11 or auto)"
+        )
+    return choice == "httptools" or (choice == "auto" and HTTPTOOLS_AVAILABLE)
 
 
 class ConnectionDispatcher:
@@ -40,6 +57,7 @@ class ConnectionDispatcher:
         events: EventStream,
         enable_h2c: bool,
         events_path: str | None,
+        http1_parser: str = "auto",
     ) -> None:
         self._settings = settings
         self._state = state
@@ -48,8 +66,11 @@ class ConnectionDispatcher:
         self._enable_h2c = enable_h2c
         #: The event stream's path (None: not exposed).
         self._events_path = events_path
+        self._httptools = use_httptools(http1_parser)
 
-    def operator_connection(self, stream: trio.abc.Stream, remote_addr: str) -> HTTPConnection:
+    def operator_connection(
+        self, stream: trio.abc.Stream, remote_addr: str
+    ) -> HTTPConnection | HttpToolsConnection:
         """Plain HTTP/1.1 (what Prometheus and probes speak): no upgrade, no events."""
         return self._http1(stream, remote_addr, takeover=None)
 
@@ -78,8 +99,9 @@ class ConnectionDispatcher:
 
     def _http1(
         self, stream: trio.abc.Stream, remote_addr: str, *, takeover: Takeover | None
-    ) -> HTTPConnection:
-        return HTTPConnection(
+    ) -> HTTPConnection | HttpToolsConnection:
+        parser = HttpToolsConnection if self._httptools else HTTPConnection
+        return parser(
             stream,
             settings=self._settings,
             state=self._state,

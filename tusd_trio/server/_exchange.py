@@ -14,11 +14,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import trio
+
+from ..protocol import errors
 from ..protocol.messages import Request, Response
 from ._framing import RawHeaders, encode_headers, frame_response
 
 #: Where body chunks go: the store writer (and hashers); async when ``sink_is_async``.
 Sink = Callable[[Any], object]
+#: A transport's body loop: (sink, limit, deadline scope for an async sink) -> over limit.
+BodyLoop = Callable[[Sink, "int | None", "trio.CancelScope | None"], Awaitable[bool]]
 
 
 class Exchange(Protocol):
@@ -111,6 +116,33 @@ async def send_stream(
     await exchange.end_response()
 
 
+async def feed(sink: Sink, data: Any, *, sink_is_async: bool) -> None:
+    """Give ``data`` to ``sink`` (awaited when the sink is async)."""
+    if sink_is_async:
+        await sink(data)  # type: ignore[misc]
+    else:
+        sink(data)
+
+
+async def pump_with_deadline(
+    exchange: Exchange, body_loop: BodyLoop, sink: Sink, limit: int | None, *, sink_is_async: bool
+) -> bool:
+    """Run an HTTP/1.1 body loop (unless the body was read already: then False).
+    The read timeout runs from the start of each read.
+    With an async sink it also bounds the sink's call until the next read (one
+    scope around the loop, whose deadline the loop moves before every read); a
+    synchronous sink cannot be interrupted anyway, so then the loop opens a scope
+    only when a read has to wait (a body that came with its head opens none)."""
+    if exchange.body_done:
+        return False
+    if not sink_is_async:
+        return await body_loop(sink, limit, None)
+    with trio.CancelScope() as deadline_scope:
+        return await body_loop(sink, limit, deadline_scope)
+    # Only the deadline scope ends the loop this way.
+    raise errors.ReadTimeoutError()
+
+
 async def pump_chunks(
     exchange: Exchange, sink: Sink, limit: int | None, *, sink_is_async: bool = False
 ) -> bool:
@@ -126,13 +158,6 @@ async def pump_chunks(
             exchange.received = before
             if keep > 0:
                 exchange.received += keep
-                data = data[:keep]
-                if sink_is_async:
-                    await sink(data)  # type: ignore[misc]
-                else:
-                    sink(data)
+                await feed(sink, data[:keep], sink_is_async=sink_is_async)
             return True
-        if sink_is_async:
-            await sink(data)  # type: ignore[misc]
-        else:
-            sink(data)
+        await feed(sink, data, sink_is_async=sink_is_async)

@@ -19,25 +19,18 @@ import trio
 
 from ..protocol import errors
 from ..protocol.messages import Headers, Request
-from ._exchange import Handler, Sink, TransportSettings
+from ._exchange import Handler, Sink, TransportSettings, feed, pump_with_deadline
 from ._framing import (
     RawHeaders,
     encode_headers,
-    http_date,
     malformed_request,
     raw_refusal,
     reason_phrase,
 )
 from ._h11_fast import direct_body_possible, prepared_headers, pump_direct, unread_body_length
+from ._http1_io import Http1IO, end_of_head
 from ._state import ServerState
-from ._streams import (
-    DRAIN_LIMIT,
-    RECEIVE_SIZE,
-    ConnectionClosedError,
-    close_gracefully,
-    direct_reader,
-    plain_socket,
-)
+from ._streams import DRAIN_LIMIT, ConnectionClosedError, close_gracefully
 
 log = logging.getLogger("tusd_trio.http")
 
@@ -100,19 +93,8 @@ class H11Exchange:
         write) is called without any await between reading and writing a chunk;
         the bulk of a Content-Length body is read past h11 (``_h11_fast``).
 
-        The read timeout runs from the start of each read.  With an async sink it
-        also bounds the sink's call until the next read (one scope around the loop,
-        its deadline moved before every read); a synchronous sink cannot be
-        interrupted anyway, so then a scope is opened only when a read has to wait
-        (a body that came with its head opens none)."""
-        if self.body_done:
-            return False
-        if not sink_is_async:
-            return await self._pump(sink, limit, None)
-        with trio.CancelScope() as deadline_scope:
-            return await self._pump(sink, limit, deadline_scope)
-        # Only the deadline scope ends the loop this way.
-        raise errors.ReadTimeoutError()
+        Timeouts as ``_exchange.pump_with_deadline`` says."""
+        return await pump_with_deadline(self, self._pump, sink, limit, sink_is_async=sink_is_async)
 
     async def _pump(
         self, sink: Sink, limit: int | None, deadline_scope: trio.CancelScope | None
@@ -138,18 +120,11 @@ class H11Exchange:
                     if limit is not None and received + size > limit:
                         keep = limit - received
                         if keep > 0:
-                            part = data[:keep]
                             received += keep
-                            if sink_is_async:
-                                await sink(part)  # type: ignore[misc]
-                            else:
-                                sink(part)
+                            await feed(sink, data[:keep], sink_is_async=sink_is_async)
                         return True
                     received += size
-                    if sink_is_async:
-                        await sink(data)  # type: ignore[misc]
-                    else:
-                        sink(data)
+                    await feed(sink, data, sink_is_async=sink_is_async)
                     self.received = received
                     continue
                 if event is need_data:
@@ -226,15 +201,7 @@ class H11Exchange:
         self, status: int, headers: RawHeaders, body: bytes = b"", *, end: bool
     ) -> None:
         connection = self._connection
-        # A body that was not (fully) read: the connection cannot be reused
-        # unless what is left is small enough to drain afterwards.
-        if not self.body_done and not connection.can_drain():
-            self.close_after = True
-        if self.close_after and not self.body_done:
-            connection.linger = True
-        if self.close_after or connection.state.shutting_down:
-            headers.append((b"Connection", b"close"))
-        headers.append((b"Date", http_date()))
+        end_of_head(self, connection, headers, can_drain=connection.can_drain())
         self.response_started = True
         conn = connection.conn
         data = conn.send(
@@ -260,7 +227,9 @@ class H11Exchange:
         await self._connection.send_event(h11.EndOfMessage())
 
 
-class HTTPConnection:
+class HTTPConnection(Http1IO):
+    """An HTTP/1.1 connection parsed by h11 (the reference parser)."""
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -269,117 +238,20 @@ class HTTPConnection:
         state: ServerState,
         remote_addr: str,
         takeover: Takeover | None = None,
+        initial: bytes = b"",
     ) -> None:
-        self.stream = stream
-        self.settings = settings
-        self.state = state
-        self.remote_addr = remote_addr
+        super().__init__(stream, settings=settings, state=state, remote_addr=remote_addr)
         self.takeover = takeover
-        #: What direct body reads read from (the socket; the TLS stream under TLS).
-        self.socket = direct_reader(stream, settings.network_timeout)
-        #: The plain socket for calls tried before trio waits (None: use ``stream``).
-        self._plain = plain_socket(stream)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_size)
-        self._body_buffer: bytearray | None = None
-        #: Close gracefully (half-close, then drain) because the peer may still be
-        #: sending: closing with unread input would reset the connection and could
-        #: destroy the answer we just sent.
-        self.linger = False
+        if initial:
+            # Bytes another parser read from this connection (its current request on).
+            self.conn.receive_data(initial)
         self.idle = True
-        self.cancel_scope: trio.CancelScope | None = None
-
-    # --- low level -------------------------------------------------------------
-
-    def body_buffer(self) -> bytearray:
-        """The connection's one receive buffer for direct body reads (64 KiB)."""
-        if self._body_buffer is None:
-            self._body_buffer = bytearray(RECEIVE_SIZE)
-        return self._body_buffer
-
-    def try_receive(self) -> bytes | None:
-        """What the kernel has for us right now (b"" at EOF), without trio; None
-        when it has nothing yet, or under TLS (then :meth:`receive_waiting`)."""
-        sock = self._plain
-        if sock is None:
-            return None
-        try:
-            return sock.recv(RECEIVE_SIZE)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            raise ConnectionClosedError(reset=True) from exc
-
-    async def receive_waiting(self) -> bytes:
-        """Wait for the next bytes (the caller bounds the wait with a scope)."""
-        sock = self._plain
-        if sock is None:
-            try:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionClosedError(reset=True) from exc
-            return data if type(data) is bytes else bytes(data)
-        while True:
-            try:
-                await trio.lowlevel.wait_readable(sock)
-                return sock.recv(RECEIVE_SIZE)
-            except BlockingIOError:
-                continue
-            except (trio.ClosedResourceError, OSError) as exc:
-                raise ConnectionClosedError(reset=True) from exc
-
-    async def _receive(self, limit: float) -> bytes:
-        """The next bytes, within ``limit`` seconds (else TimeoutError).
-
-        The read is tried first: a deadline scope is opened only when the kernel
-        has nothing yet.  Bytes that were there at once still pass one checkpoint,
-        so a client that keeps sending cannot starve the other connections.
-        """
-        data = self.try_receive()
-        if data is not None:
-            await trio.lowlevel.checkpoint()
-            return data
-        with trio.move_on_after(limit):
-            return await self.receive_waiting()
-        raise TimeoutError
 
     async def send_event(self, event: h11.Event) -> None:
         data = self.conn.send(event)
         if data:
             await self.send_all(data)
-
-    async def send_all(self, data: bytes) -> None:
-        """Send ``data`` within the write timeout.  The kernel usually takes a small
-        response at once: only what it does not take waits, in a deadline scope."""
-        sock = self._plain
-        if sock is None:
-            with trio.move_on_after(self.settings.write_timeout) as scope:
-                try:
-                    await self.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    raise ConnectionClosedError(reset=True) from exc
-            if scope.cancelled_caught:
-                raise ConnectionClosedError(reset=True)
-            return
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise ConnectionClosedError(reset=True) from exc
-        if sent == len(data):
-            return
-        rest = memoryview(data)[sent:]
-        with trio.move_on_after(self.settings.write_timeout):
-            while rest:
-                try:
-                    await trio.lowlevel.wait_writable(sock)
-                    rest = rest[sock.send(rest) :]
-                except BlockingIOError:
-                    continue
-                except (trio.ClosedResourceError, OSError) as exc:
-                    raise ConnectionClosedError(reset=True) from exc
-            return
-        raise ConnectionClosedError(reset=True)
 
     async def next_body_event(self) -> h11.Event:
         timeout = self.settings.network_timeout
@@ -392,7 +264,7 @@ class HTTPConnection:
                 if self.conn.they_are_waiting_for_100_continue:
                     await self.send_event(h11.InformationalResponse(status_code=100, headers=[]))
                 try:
-                    data = await self._receive(timeout)
+                    data = await self.receive(timeout)
                 except TimeoutError:
                     raise errors.ReadTimeoutError() from None
                 except ConnectionClosedError:
@@ -495,7 +367,7 @@ class HTTPConnection:
                     head_started = True
                     deadline = trio.current_time() + settings.network_timeout
                 try:
-                    data = await self._receive(max(0.0, deadline - trio.current_time()))
+                    data = await self.receive(max(0.0, deadline - trio.current_time()))
                 except TimeoutError:
                     if self.conn.their_state is h11.IDLE and not self._has_partial_head():
                         return None

@@ -3,7 +3,7 @@
 h11 copies every body byte twice (into its receive buffer, then out as a ``Data``
 event) and checks every response header with regular expressions.  For the bulk of
 a large upload with a Content-Length we read straight from the socket into one
-reused buffer (``recv_into``) and hand the store a view of it, then tell h11 how
+reused buffer (``_direct_body``) and hand the store a view of it, then tell h11 how
 much of the body is left; and our response headers, which ``_framing`` already made
 safe, skip h11's per-header checks.
 
@@ -23,9 +23,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import h11
-import trio
 
-from ..protocol import errors
+from ._direct_body import pump_direct_body
 from ._exchange import Sink
 from ._framing import RawHeaders
 from ._state import ServerState
@@ -47,10 +46,6 @@ class BodyCounter(Protocol):
     """Where the bytes read so far are counted (read meanwhile by progress events)."""
 
     received: int
-
-
-#: The buffer a fast upload grows to (its budget is ServerState.take_big_buffer).
-BIG_RECEIVE_SIZE = 256 * 1024
 
 
 def prepared_headers(headers: RawHeaders) -> Any:
@@ -81,6 +76,33 @@ def direct_body_possible(conn: h11.Connection) -> bool:
     )
 
 
+class _ReaderProgress:
+    """:class:`~._direct_body.BodyProgress` over h11's body reader and our counter."""
+
+    __slots__ = ("_counter", "_reader")
+
+    def __init__(self, reader: Any, counter: BodyCounter) -> None:
+        self._reader = reader
+        self._counter = counter
+
+    @property
+    def received(self) -> int:
+        return self._counter.received
+
+    @received.setter
+    def received(self, value: int) -> None:
+        self._counter.received = value
+
+    @property
+    def remaining(self) -> int:
+        remaining: int = self._reader._remaining
+        return remaining
+
+    @remaining.setter
+    def remaining(self, value: int) -> None:
+        self._reader._remaining = value
+
+
 async def pump_direct(
     conn: h11.Connection,
     sock: DirectReader,
@@ -92,54 +114,20 @@ async def pump_direct(
     limit: int | None,
     counter: BodyCounter,
 ) -> bool | None:
-    """Read the rest of a Content-Length body with ``recv_into`` and feed ``sink``.
+    """Read the rest of a Content-Length body past h11 (``_direct_body``).
 
     ``counter.received`` is kept up to date as bytes arrive.  Returns True when
     the body went beyond ``limit``, None once the whole body was read (h11 then
     yields ``EndOfMessage``).
     """
     reader: Any = conn._reader
-    view = memoryview(buffer)
-    size = len(view)
-    full_reads = 0
-    big = False
-    remaining: int = reader._remaining
-    total = counter.received
-    try:
-        with trio.CancelScope() as deadline_scope:
-            while remaining > 0:
-                deadline_scope.deadline = trio.current_time() + read_timeout
-                try:
-                    n = await sock.recv_into(view, min(size, remaining))
-                except (trio.BrokenResourceError, OSError):
-                    raise errors.ConnectionResetError_() from None
-                if n == 0:
-                    raise errors.UnexpectedEOFError()
-                remaining -= n
-                if limit is not None and total + n > limit:
-                    keep = limit - total
-                    if keep > 0:
-                        total += keep
-                        sink(view[:keep])
-                    return True
-                total += n
-                sink(view[:n])
-                counter.received = total
-                if n == size and not big:
-                    # A sender that keeps the buffer full gets a larger one:
-                    # fewer trips through the event loop per byte.
-                    full_reads += 1
-                    if full_reads >= 4 and state.take_big_buffer():
-                        big = True
-                        view.release()
-                        view = memoryview(bytearray(BIG_RECEIVE_SIZE))
-                        size = BIG_RECEIVE_SIZE
-            reader._remaining = 0
-            return None
-    finally:
-        reader._remaining = remaining
-        counter.received = total
-        view.release()
-        if big:
-            state.return_big_buffer()
-    raise errors.ReadTimeoutError()
+    progress = _ReaderProgress(reader, counter)
+    return await pump_direct_body(
+        sock,
+        buffer,
+        progress,
+        state=state,
+        read_timeout=read_timeout,
+        sink=sink,
+        limit=limit,
+    )

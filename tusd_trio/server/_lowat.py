@@ -46,6 +46,28 @@ class LowWaterSocket:
         self._short = n < nbytes
         return n
 
+    def fileno(self) -> int:
+        return self._fd
+
+    def note_read(self, n: int, nbytes: int) -> None:
+        """A read made past :meth:`recv_into` (a splice) returned ``n`` of ``nbytes``."""
+        self._short = n < nbytes
+
+    async def wait_readable(self, nbytes: int) -> None:
+        """Wait until the socket has bytes for a read of ``nbytes`` made past
+        :meth:`recv_into`: with a slow sender, until ``nbytes`` are queued or
+        ``patience`` has passed."""
+        sock = self._sock
+        if nbytes >= MIN_MARK and self._short:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+            try:
+                with trio.move_on_after(self._patience):
+                    await trio.lowlevel.wait_readable(sock)
+                    return
+            finally:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        await trio.lowlevel.wait_readable(sock)
+
     async def _recv_marked(self, buffer: memoryview, nbytes: int) -> int:
         sock = self._sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)

@@ -109,16 +109,16 @@ class Supervisor:
         started = time.monotonic()
         upload_id = event.upload.id
         debug_event("HookInvocationStart", type=event.type, id=upload_id)
+        error: str | None = None
         try:
             answer = await hooks.invoke(event)
             debug_event("HookInvocationFinish", type=event.type, id=upload_id)
             return answer
         except HookError as exc:
-            self.metrics.hook_errors_total[event.type] += 1
-            error_event("HookInvocationError", type=event.type, id=upload_id, error=str(exc))
+            error = str(exc)
             raise
         finally:
-            histograms.observe_hook(event.type, time.monotonic() - started)
+            self._hook_ended(event.type, upload_id, time.monotonic() - started, error)
 
     async def notify(self, event: HookEvent) -> None:
         """Fire a non-blocking hook; its outcome never affects the request.
@@ -164,13 +164,21 @@ class Supervisor:
         except HookError:
             pass  # counted and logged by run_blocking_hook
 
-    def observe_outbox_attempt(self, hook_type: str, seconds: float, error: str | None) -> None:
+    def observe_outbox_attempt(
+        self, hook_type: str, upload_id: str, seconds: float, error: str | None
+    ) -> None:
         """Count and log one delivery attempt of the outbox, as a hook call is."""
         self.metrics.hook_invocations_total[hook_type] += 1
+        self._hook_ended(hook_type, upload_id, seconds, error)
+
+    def _hook_ended(
+        self, hook_type: str, upload_id: str, seconds: float, error: str | None
+    ) -> None:
+        """Account for a hook call (counted when it started) that took ``seconds``."""
         histograms.observe_hook(hook_type, seconds)
         if error is not None:
             self.metrics.hook_errors_total[hook_type] += 1
-            error_event("HookInvocationError", type=hook_type, error=error)
+            error_event("HookInvocationError", type=hook_type, id=upload_id, error=error)
 
     async def run_hook_in_order(self, event: HookEvent) -> HookResponse | None:
         """Run a hook after the upload's notifications sent before it were answered."""

@@ -36,6 +36,8 @@ import trio
 #: (per event loop; it is filled and emptied without an await), made on first use so
 #: that a server without TLS does not hold it.
 _RAW_SIZE = 256 * 1024
+#: The largest batch ``receive_some`` returns (the HTTP/2 reader asks for this much).
+_PLAIN_SIZE = 256 * 1024
 _per_thread = threading.local()
 
 
@@ -43,6 +45,15 @@ def _raw_view() -> memoryview:
     view: memoryview | None = getattr(_per_thread, "view", None)
     if view is None:
         view = _per_thread.view = memoryview(bytearray(_RAW_SIZE))
+    return view
+
+
+def _plain_view(size: int) -> memoryview:
+    """Where ``receive_some`` decrypts a batch: one per thread like :func:`_raw_view`
+    (filled and copied out without an await), as large as the largest batch yet."""
+    view: memoryview | None = getattr(_per_thread, "plain", None)
+    if view is None or len(view) < size:
+        view = _per_thread.plain = memoryview(bytearray(size))
     return view
 
 
@@ -67,24 +78,18 @@ class BatchingTLSStream(trio.abc.Stream):
         if self._error is not None:
             await self._raise_pending_error()
         first = await self.tls.receive_some(max_bytes)
-        if not first or max_bytes is None or self._object is None:
+        got = len(first)
+        if not got or max_bytes is None or self._object is None or got >= max_bytes:
             return bytes(first)
-        parts = [bytes(first)]
-        total = len(first)
-        while total < max_bytes:
-            try:
-                data = self._object.read(max_bytes - total)
-            except ssl.SSLWantReadError:
-                if self._pull():
-                    continue
-                break
-            except ssl.SSLError:
-                break
-            if not data:
-                break
-            parts.append(data)
-            total += len(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        # The further records are decrypted behind where the first one goes, which is
+        # copied there only when there were any (mostly there are none).
+        limit = min(max_bytes, _PLAIN_SIZE)
+        plain = _plain_view(limit)
+        total = self._decrypt_ready(plain, got, limit)
+        if total == got:
+            return bytes(first)
+        plain[:got] = first
+        return bytes(plain[:total])
 
     async def recv_into(self, view: memoryview, nbytes: int, /) -> int:
         """Like a socket's ``recv_into``: decrypted bytes into ``view[:nbytes]``, as
@@ -95,14 +100,19 @@ class BatchingTLSStream(trio.abc.Stream):
         first = await self.tls.receive_some(nbytes)
         got = len(first)
         view[:got] = first
-        # SSLObject.read(len, buffer) decrypts into any writable buffer and
-        # returns a count (typeshed knows only bytearray and bytes).
-        obj: Any = self._object
-        if not got or obj is None:
+        if not got or self._object is None:
             return got
-        while got < nbytes:
+        return self._decrypt_ready(view, got, nbytes)
+
+    def _decrypt_ready(self, view: memoryview, got: int, limit: int) -> int:
+        """Decrypt into ``view[got:limit]`` every complete record already here (in the
+        TLS object or waiting in the kernel), without waiting; the new end of the data."""
+        # SSLObject.read(len, buffer) decrypts into any writable buffer and returns a
+        # count (typeshed knows only bytearray and bytes).
+        obj: Any = self._object
+        while got < limit:
             try:
-                n: int = obj.read(nbytes - got, view[got:nbytes])
+                n: int = obj.read(limit - got, view[got:limit])
             except ssl.SSLWantReadError:
                 if self._pull():
                     continue

@@ -4,6 +4,7 @@ an upload's data file (or stages a chunk beside it), and the file-system helpers
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 
 import trio
@@ -12,6 +13,8 @@ from ..protocol.errors import InsufficientStorageError, StoreError, UploadNotFou
 from ..protocol.info import UploadInfo
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+#: A file system (or kernel) that cannot splice into a file answers one of these.
+_NO_SPLICE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
 def store_error(exc: OSError, what: str) -> StoreError:
@@ -109,6 +112,55 @@ class FileWriter:
         except OSError as exc:
             raise store_error(exc, "writing the upload") from exc
 
+    # --- splice (server/_splice.py): a body moved from the socket by the kernel -------
+    # Linux refuses to splice into an O_APPEND descriptor, so while a body is spliced
+    # the descriptor drops O_APPEND and each chunk goes to an explicit offset: the end
+    # of the file as this writer knows it (the upload's lock keeps others out).
+
+    def start_pipe_writes(self) -> None:
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_APPEND)
+
+    def end_pipe_writes(self) -> None:
+        if not self._closed:
+            flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | os.O_APPEND)
+
+    def write_from_pipe(self, pipe: int, count: int) -> bool:
+        """Move the ``count`` bytes in ``pipe`` to the end of the file.  False when this
+        kernel or file system cannot splice into it: the bytes were copied instead."""
+        fd = self._fd
+        try:
+            while count > 0:
+                offset = self._start + self._written
+                try:
+                    n = os.splice(pipe, fd, count, offset_dst=offset)
+                except OSError as exc:
+                    if exc.errno not in _NO_SPLICE:
+                        raise
+                    self._copy_from_pipe(pipe, count)
+                    return False
+                if n <= 0:
+                    raise OSError(errno.EIO, "the pipe held fewer bytes than were put in")
+                self._written += n
+                count -= n
+        except OSError as exc:
+            raise store_error(exc, "writing the upload") from exc
+        return True
+
+    def _copy_from_pipe(self, pipe: int, count: int) -> None:
+        while count > 0:
+            data = os.read(pipe, min(count, 1024 * 1024))
+            if not data:
+                raise OSError(errno.EIO, "the pipe held fewer bytes than were put in")
+            count -= len(data)
+            with memoryview(data) as view:
+                done = 0
+                while done < len(data):
+                    step = os.pwrite(self._fd, view[done:], self._start + self._written)
+                    done += step
+                    self._written += step
+
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         self.write_nowait(data)
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -141,29 +193,29 @@ class FileWriter:
             self._written = 0
             raise store_error(exc, "committing the chunk") from exc
         finally:
-            try:
-                os.unlink(part_path)
-            except FileNotFoundError:
-                pass
+            # Here, in the worker thread: unlinking a large staging file can take a while.
+            self._close()
 
     async def discard(self) -> None:
+        if not self._staged:
+            os.ftruncate(self._fd, self._start)
+        self._written = 0
+        await self.aclose()  # staged: the staging file goes with the writer
+
+    async def aclose(self) -> None:
+        self._close()
+        await trio.lowlevel.checkpoint()
+
+    def _close(self) -> None:
+        """Close the descriptor and, staged, remove the staging file: the one place that
+        does either, once (a writer's later close must not remove the staging file of
+        the upload's next writer)."""
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self._fd)
         if self._staged:
             try:
                 os.unlink(self._data_path + ".part")
             except FileNotFoundError:
                 pass
-        else:
-            os.ftruncate(self._fd, self._start)
-        self._written = 0
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            os.close(self._fd)
-            if self._staged:
-                try:
-                    os.unlink(self._data_path + ".part")
-                except FileNotFoundError:
-                    pass
-        await trio.lowlevel.checkpoint()
