@@ -11,6 +11,8 @@ import time
 import traceback
 from dataclasses import replace
 
+import trio
+
 from .._logging import RequestLog
 from ..auth import Authenticator, AuthError
 from ..hooks import HookError, HTTPResponse
@@ -131,6 +133,12 @@ class TusHandler:
                     body=body.decode("utf-8", "replace"),
                     duration_ms=duration_ms,
                 )
+        # One turn of the scheduler per request, once it is answered.  The store and
+        # the lockers only check for cancellation (a yield each cost as much as their
+        # work), and a transport yields when it reads the socket, but not for pipelined
+        # requests already in its buffer: without this, a client sending many small
+        # requests at once would hold the event loop until all were answered.
+        await trio.lowlevel.checkpoint()
 
     async def _send_error(
         self, ctx: RequestContext, routed: Routed, exc: errors.TusError
