@@ -72,9 +72,9 @@ class MemoryLocker(LockContext):
         entry = self._entries.get(upload_id)
         if entry is None:
             # A cancellation point that does not yield: taking a free lock is a dict
-            # insert, and a scheduler round trip would cost far more.  Requests yield
-            # where their transport reads them; a loop taking many locks (the
-            # janitor) yields per upload itself.  Checked before taking the lock, so
+            # insert, and a scheduler round trip would cost far more.  The handler
+            # yields once per request; a loop taking many locks (the janitor) yields
+            # per upload itself.  Checked before taking the lock, so
             # a cancelled caller leaves nothing behind.
             await trio.lowlevel.checkpoint_if_cancelled()
             self._entries[upload_id] = _Entry(_Waiter(on_release_requested, None))

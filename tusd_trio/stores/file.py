@@ -197,10 +197,9 @@ class FileStore:
         # The inline paths below (create, get, open_writer, finish) are cancellation
         # points but do not yield: a scheduler round trip costs about as much as the
         # work itself (~18k instructions, 1 % of a creation).  Fairness does not need
-        # them: every request yields at least once where its transport reads it (the
-        # HTTP/1.1 connection passes a checkpoint even for bytes already at hand,
-        # HTTP/2 and ASGI receive through trio), and loops over many uploads (the
-        # janitor, the quota rebuild) yield per upload themselves.
+        # them: the handler yields once per request, after answering it (a pipelined
+        # request already in the transport's buffer passes no other checkpoint), and
+        # loops over many uploads (the janitor, the quota rebuild) yield per upload.
         await trio.lowlevel.checkpoint_if_cancelled()
         data_path = self._default_data_path(info.id)
         chosen = (info.storage or {}).get("Path")
