@@ -54,6 +54,22 @@ class HandlerParts:
             return HookEvent(kind, info, None)
         return HookEvent(kind, info, ctx.request, ctx.remote_addr)
 
+    async def blocking_hook(
+        self, kind: str, info: UploadInfo, ctx: RequestContext | None
+    ) -> HookResponse | None:
+        """A blocking hook's answer (None when nothing wants the event: no event is
+        made then, which is most requests' case and an object less per hook type)."""
+        supervisor = self.supervisor
+        if not supervisor.hook_enabled(kind):
+            return None
+        return await supervisor.run_blocking_hook(self.event(kind, info, ctx))
+
+    async def notify(self, kind: str, info: UploadInfo, ctx: RequestContext | None) -> None:
+        """A non-blocking hook's event, made only when something wants it."""
+        supervisor = self.supervisor
+        if supervisor.hook_enabled(kind):
+            await supervisor.notify(self.event(kind, info, ctx))
+
     def timed(self, operation: str) -> _StoreTimer:
         """Feed tusd_trio_store_operation_seconds (a block; two or three per request)."""
         return _StoreTimer(self.store.name, operation)
@@ -93,7 +109,7 @@ async def finish(
         with parts.timed("finish"):
             await parts.store.finish(info)
     await parts.quotas.finished(info)
-    answer = await parts.supervisor.run_blocking_hook(parts.event("pre-finish", info, ctx))
+    answer = await parts.blocking_hook("pre-finish", info, ctx)
     if answer is not None and answer.http_response is not None and ctx is not None:
         ctx.hook_response = _merge_hook_http(ctx.hook_response, answer)
     parts.metrics.uploads_finished += 1
@@ -101,7 +117,7 @@ async def finish(
         ctx.log.info("UploadFinished", size=info.size)
     else:
         info_event("UploadFinished", id=info.id, size=info.size)
-    await parts.supervisor.notify(parts.event("post-finish", info, ctx))
+    await parts.notify("post-finish", info, ctx)
 
 
 async def concat(

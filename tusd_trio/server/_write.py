@@ -234,7 +234,7 @@ async def _terminate_stopped(parts: HandlerParts, ctx: RequestContext, info: Upl
     await parts.quotas.removed(info)
     parts.metrics.uploads_terminated += 1
     ctx.log.info("UploadTerminated", reason="stopped by hook")
-    await parts.supervisor.notify(parts.event("post-terminate", info, ctx))
+    await parts.notify("post-terminate", info, ctx)
 
 
 async def _settle(
