@@ -70,6 +70,8 @@ def _quote(value: Any) -> str:
     """A value as slog's text handler writes it."""
     kind = type(value)
     if kind is str:
+        if not value:
+            return '""'  # requestId, path and body are often empty
         return value if _bare(value) else _go_quoted(value)
     if kind is int or kind is float:
         return str(value)
@@ -261,10 +263,14 @@ class _EventLog:
             _second(now)
         # _stamp(), inline: this runs for every request log line.  ``%06d`` truncates
         # the float as int() does, without the int object and the format-spec call.
-        handler.append(
-            "%s.%06d level=%s event=%s %s\n"  # noqa: UP031 (cheaper than an f-string here)
-            % (_stamp_cache[1], (now % 1) * 1_000_000, level, event, rest)
+        line = "%s.%06d level=%s event=%s %s\n" % (  # noqa: UP031 (cheaper than an f-string)
+            _stamp_cache[1],
+            (now % 1) * 1_000_000,
+            level,
+            event,
+            rest,
         )
+        handler.append(line)
 
     @staticmethod
     def write_json(
