@@ -96,6 +96,24 @@ def test_request_context_on_every_line_and_our_fields_after_tusds(
     ]
 
 
+def test_an_upload_id_set_after_a_line_ends_the_context_as_one_set_before(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _logging.setup_logging("text", verbose=True)
+    later = RequestLog("HEAD", "a b", "r")
+    later.info("RequestIncoming")
+    later.set_upload_id("a b")
+    later.info("X")
+    later.set_upload_id("c")  # a second ID replaces the first, not appended
+    later.info("Y")
+    first = RequestLog("HEAD", "a b", "r")
+    first.set_upload_id("a b")
+    first.info("X")
+    lines = _text_lines(capsys)
+    assert lines[1] == lines[3] == 'level=INFO event=X method=HEAD path="a b" requestId=r id="a b"'
+    assert lines[2] == 'level=INFO event=Y method=HEAD path="a b" requestId=r id=c'
+
+
 def test_a_parser_keyed_on_tusds_fields_reads_our_lines(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -379,3 +379,25 @@ def test_check_upload_id_refuses_a_segment_the_file_system_cannot_name() -> None
     with pytest.raises(errors.InvalidUploadIDError):
         check_upload_id("a" * 201)
     assert check_upload_id("a" * 200) == "a" * 200
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        UploadInfo(id="a"),
+        UploadInfo(
+            id="b/c",
+            size=7,
+            offset=3,
+            metadata={"name": 'é "q" \\ \n', "empty": ""},
+            partial_uploads=("p1", "p2"),
+            storage={"Type": "filestore", "Path": "/x/b/c"},
+            created=1765000000.123456,
+        ),
+    ],
+    ids=["bare", "full"],
+)
+def test_info_json_is_what_json_dumps_writes(info: UploadInfo) -> None:
+    # The .info is written by a cached encoder: byte for byte json.dumps's output.
+    expected = json.dumps(info.to_json_dict(), separators=(",", ":")).encode("utf-8")
+    assert info.to_json() == expected

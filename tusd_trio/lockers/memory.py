@@ -36,7 +36,8 @@ class _Entry:
 
     def __init__(self, holder: _Waiter) -> None:
         self.holder = holder
-        self.waiters: deque[_Waiter] = deque()
+        #: Made by the first request that queues: most locks are never contended.
+        self.waiters: deque[_Waiter] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class MemoryLocker(LockContext):
     def statistics(self) -> LockStatistics:
         return LockStatistics(
             held=len(self._entries),
-            waiting=sum(len(e.waiters) for e in self._entries.values()),
+            waiting=sum(len(e.waiters or ()) for e in self._entries.values()),
             max_wait=self._max_wait,
         )
 
@@ -81,7 +82,10 @@ class MemoryLocker(LockContext):
             return
         event = trio.Event()
         me = _Waiter(on_release_requested, event)
-        entry.waiters.append(me)
+        waiters = entry.waiters
+        if waiters is None:
+            waiters = entry.waiters = deque()
+        waiters.append(me)
         holder_callback = entry.holder.on_release_requested
         if holder_callback is not None:
             try:
@@ -92,7 +96,7 @@ class MemoryLocker(LockContext):
                 if me.granted:
                     self.release(upload_id)
                 else:
-                    entry.waiters.remove(me)
+                    waiters.remove(me)
                 raise
         started = trio.current_time()
         try:
@@ -104,27 +108,28 @@ class MemoryLocker(LockContext):
             if me.granted:
                 self.release(upload_id)
             else:
-                entry.waiters.remove(me)
+                waiters.remove(me)
             raise
         self._max_wait = max(self._max_wait, trio.current_time() - started)
         if me.granted:
             return
-        entry.waiters.remove(me)
+        waiters.remove(me)
         raise LockTimeoutError()
 
     def release(self, upload_id: str) -> None:
         entry = self._entries.get(upload_id)
         if entry is None:
             return
-        if entry.waiters:
-            nxt = entry.waiters.popleft()
+        waiters = entry.waiters
+        if waiters:
+            nxt = waiters.popleft()
             nxt.granted = True
             entry.holder = nxt
             assert nxt.event is not None  # every queued request has one
             nxt.event.set()
             # The new holder's predecessor queue may still contain waiters that
             # want this lock: ask the new holder to be quick too, if it writes.
-            if entry.waiters and nxt.on_release_requested is not None:
+            if waiters and nxt.on_release_requested is not None:
                 nxt.on_release_requested()
         else:
             del self._entries[upload_id]

@@ -26,6 +26,10 @@ class CreationPlan:
     partial_ids: tuple[str, ...] = ()
 
 
+#: No Upload-Concat header (most creations): one shared value, it is immutable.
+_NO_CONCAT = Concat()
+
+
 def plan_creation(request: Request, config: ProtocolConfig, now: float) -> CreationPlan:
     """Check a POST and work out the upload to create.  Raises :class:`TusError`.
 
@@ -36,7 +40,7 @@ def plan_creation(request: Request, config: ProtocolConfig, now: float) -> Creat
     # tusd reads the first field of each header (Go's Header.Get); so do we.
     has_body = is_offset_stream(headers.first("content-type"))
     concat_header = headers.first("upload-concat")
-    concat = Concat()
+    concat = _NO_CONCAT
     if concat_header is not None and concat_header.strip():
         if not config.concatenation_enabled:
             raise errors.ConcatUnsupportedError()

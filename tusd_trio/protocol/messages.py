@@ -21,21 +21,26 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_counts", "_data", "_first", "raw")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._data: dict[str, str] = {}
-        self._counts: dict[str, int] = {}
-        self._first: dict[str, str] = {}
-        #: The header lines as received (lower-case names), repeated ones apart.
-        self.raw: list[tuple[str, str]] = []
+        # Built in locals (one lower() per line): every request makes one.
+        data: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        first: dict[str, str] = {}
+        raw: list[tuple[str, str]] = []
         for name, value in items:
-            self.raw.append((name.lower(), value))
             key = name.lower()
-            if key in self._data:
-                self._data[key] = f"{self._data[key]}, {value}"
-                self._counts[key] += 1
+            raw.append((key, value))
+            if key in data:
+                data[key] = f"{data[key]}, {value}"
+                counts[key] += 1
             else:
-                self._data[key] = value
-                self._first[key] = value
-                self._counts[key] = 1
+                data[key] = value
+                first[key] = value
+                counts[key] = 1
+        self._data = data
+        self._counts = counts
+        self._first = first
+        #: The header lines as received (lower-case names), repeated ones apart.
+        self.raw = raw
 
     def __getitem__(self, name: str) -> str:
         return self._data[name.lower()]

@@ -47,6 +47,13 @@ class Routed:
 
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"})
+#: What a method on an upload's URL asks for (GET and DELETE only when enabled).
+_UPLOAD_ACTIONS = {
+    "GET": Action.GET,
+    "HEAD": Action.HEAD,
+    "PATCH": Action.PATCH,
+    "DELETE": Action.DELETE,
+}
 
 
 def request_path(target: str) -> str:
@@ -126,7 +133,8 @@ def route(
         return routed
     # From here on the request is the tus handler's, which logs it (tusd logs nothing
     # for the greeting, the metrics or other paths).
-    routed.log_path = path[len(base) :] if path.startswith(base) else ""
+    relative = path[len(base) :] if path.startswith(base) else ""
+    routed.log_path = relative
 
     if interop is None:
         common.append(("Tus-Resumable", TUS_VERSION))
@@ -164,8 +172,7 @@ def route(
         routed.error = errors.UnsupportedVersionError()
         return routed
 
-    upload_part = path[len(base) :] if path.startswith(base) else ""
-    upload_part = upload_part.strip("/")
+    upload_part = relative.strip("/")
     if not upload_part:
         if method == "POST":
             routed.action = Action.CREATE
@@ -173,12 +180,17 @@ def route(
             routed.error = errors.MethodNotAllowedError("POST")
         return routed
 
-    allowed_methods = ["HEAD", "PATCH"]
-    if not config.disable_download:
-        allowed_methods.insert(0, "GET")
-    if config.termination_enabled:
-        allowed_methods.append("DELETE")
-    if method not in allowed_methods:
+    action = _UPLOAD_ACTIONS.get(method)
+    if (
+        action is None
+        or (action is Action.GET and config.disable_download)
+        or (action is Action.DELETE and not config.termination_enabled)
+    ):
+        allowed_methods = ["HEAD", "PATCH"]
+        if not config.disable_download:
+            allowed_methods.insert(0, "GET")
+        if config.termination_enabled:
+            allowed_methods.append("DELETE")
         routed.error = errors.MethodNotAllowedError(", ".join(allowed_methods))
         return routed
     try:
@@ -186,10 +198,5 @@ def route(
     except errors.TusError as exc:
         routed.error = exc
         return routed
-    routed.action = {
-        "GET": Action.GET,
-        "HEAD": Action.HEAD,
-        "PATCH": Action.PATCH,
-        "DELETE": Action.DELETE,
-    }[method]
+    routed.action = action
     return routed

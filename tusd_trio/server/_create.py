@@ -40,14 +40,15 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
     auth = parts.auth
     # Also with access control off: the reserved owner key never comes from a client,
     # or that client would own the upload once access control is turned on.
-    info = info.with_changes(
-        metadata=auth.creation_metadata(
-            ctx.principal,
-            info.metadata,
-            None if info.size_is_deferred else info.size,
-        ),
+    metadata = auth.creation_metadata(
+        ctx.principal,
+        info.metadata,
+        None if info.size_is_deferred else info.size,
     )
-    answer = await parts.supervisor.run_blocking_hook(parts.event("pre-create", info, ctx))
+    answer = None
+    if parts.supervisor.hook_enabled("pre-create"):
+        info = info.with_changes(metadata=metadata)
+        answer = await parts.supervisor.run_blocking_hook(parts.event("pre-create", info, ctx))
     new_id = new_upload_id()
     if answer is not None:
         if answer.reject_upload:
@@ -70,10 +71,10 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
                         metadata,
                         None if info.size_is_deferred else info.size,
                     )
-                info = info.with_changes(metadata=metadata)
             if changes.storage is not None:
                 info = info.with_changes(storage=dict(changes.storage))
-    info = info.with_changes(id=new_id)
+    # The ID and the metadata in one copy: without a pre-create hook, the only one.
+    info = info.with_changes(id=new_id, metadata=metadata)
     # Before any byte moves: the quota (if any) must hold the new upload.
     reservation = await parts.quotas.reserve_creation(ctx.principal, info)
     try:
@@ -89,7 +90,7 @@ async def create(parts: HandlerParts, ctx: RequestContext, routed: Routed) -> Re
     location = urls.upload_url(request, parts.protocol, info.id)
     ctx.log.set_upload_id(info.id)
     ctx.log.info("UploadCreated", size=info.size, url=redact_url(location))
-    await parts.supervisor.notify(parts.event("post-create", info, ctx))
+    await parts.notify("post-create", info, ctx)
     grant = auth.location_query(ctx.principal, info.id, time.time())
     if grant:
         location += "?" + grant

@@ -18,6 +18,12 @@ class _Histograms:
         self.store: Any = None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._tallies: dict[int, list[_Tally]] = {}
+        # Per histogram, its tallies by the caller's own values (the status as an int):
+        # one flat lookup per observation, the label strings made on a miss only.
+        self._by_request: dict[tuple[str, int], Any] = {}
+        self._by_hook: dict[str, Any] = {}
+        self._by_lock_wait: dict[tuple[str, str], Any] = {}
+        self._by_store: dict[tuple[str, str], Any] = {}
         self._hand_over_lock = threading.Lock()
         try:
             from prometheus_client import Histogram
@@ -102,20 +108,39 @@ class _Histograms:
         metric.collect = collect_tallied
 
     def observe_lock_wait(self, locker: str, outcome: str, seconds: float) -> None:
-        if self.lock_wait is not None:
-            self._child(self.lock_wait, locker, outcome).observe(seconds)
+        key = (locker, outcome)
+        tally = self._by_lock_wait.get(key)
+        if tally is None:
+            if self.lock_wait is None:
+                return
+            tally = self._by_lock_wait[key] = self._child(self.lock_wait, locker, outcome)
+        tally.observe(seconds)
 
     def observe_store(self, store: str, operation: str, seconds: float) -> None:
-        if self.store is not None:
-            self._child(self.store, store, operation).observe(seconds)
+        key = (store, operation)
+        tally = self._by_store.get(key)
+        if tally is None:
+            if self.store is None:
+                return
+            tally = self._by_store[key] = self._child(self.store, store, operation)
+        tally.observe(seconds)
 
     def observe_request(self, method: str, status: int, seconds: float) -> None:
-        if self.request is not None:
-            self._child(self.request, method, str(status)).observe(seconds)
+        key = (method, status)
+        tally = self._by_request.get(key)
+        if tally is None:
+            if self.request is None:
+                return
+            tally = self._by_request[key] = self._child(self.request, method, str(status))
+        tally.observe(seconds)
 
     def observe_hook(self, hook_type: str, seconds: float) -> None:
-        if self.hook is not None:
-            self._child(self.hook, hook_type).observe(seconds)
+        tally = self._by_hook.get(hook_type)
+        if tally is None:
+            if self.hook is None:
+                return
+            tally = self._by_hook[hook_type] = self._child(self.hook, hook_type)
+        tally.observe(seconds)
 
 
 class _Tally:

@@ -58,7 +58,7 @@ async def delete(
         ietf.check_state_fields(ctx.request, routed.interop)
     async with parts.locker.lock(upload_id, max_wait=parts.lock_timeout):
         info = await parts.store.get(upload_id)
-        answer = await parts.supervisor.run_blocking_hook(parts.event("pre-terminate", info, ctx))
+        answer = await parts.blocking_hook("pre-terminate", info, ctx)
         if answer is not None:
             if answer.reject_termination:
                 raise errors.TerminationRejectedError(hook_response=answer.http_response)
@@ -68,5 +68,5 @@ async def delete(
         await parts.quotas.removed(info)
     parts.metrics.uploads_terminated += 1
     ctx.log.info("UploadTerminated")
-    await parts.supervisor.notify(parts.event("post-terminate", info, ctx))
+    await parts.notify("post-terminate", info, ctx)
     return responses.delete_response(routed.common)

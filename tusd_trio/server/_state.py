@@ -9,8 +9,7 @@ big receive buffer from a fixed budget.  Nothing outside edits these sets.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Protocol
 
 import trio
@@ -83,19 +82,10 @@ class ServerState:
 
     # --- body reads -------------------------------------------------------------------
 
-    @contextmanager
-    def track_body(self, interrupter: Interrupter, body: BodyProgress) -> Iterator[None]:
+    def track_body(self, interrupter: Interrupter, body: BodyProgress) -> _TrackedBody:
         """Register a body read for the duration of the block (the active-uploads and
         bytes-in-flight gauges, and the shutdown's interruption)."""
-        self._interrupters.add(interrupter)
-        self._bodies.add(body)
-        if self._shutting_down:
-            interrupter.interrupt(errors.ServerShutdownError())
-        try:
-            yield
-        finally:
-            self._interrupters.discard(interrupter)
-            self._bodies.discard(body)
+        return _TrackedBody(self, interrupter, body)
 
     def interrupt_all(self, reason: type[errors.BodyInterruptedError]) -> None:
         for interrupter in list(self._interrupters):
@@ -111,19 +101,11 @@ class ServerState:
 
     # --- settling ---------------------------------------------------------------------
 
-    @contextmanager
-    def settling(self, *, bounded: bool) -> Iterator[trio.CancelScope]:
+    def settling(self, *, bounded: bool) -> _Settling:
         """A shielded scope to save a request's bytes in.  While the client waits,
         the store takes the time it needs; once the request is over (``bounded``) or
         the server shuts down, it gets -request-completion-timeout."""
-        with trio.CancelScope(shield=True) as scope:
-            if bounded or self._shutting_down:
-                scope.deadline = trio.current_time() + self.request_completion_timeout
-            self._settling.add(scope)
-            try:
-                yield scope
-            finally:
-                self._settling.discard(scope)
+        return _Settling(self, bounded)
 
     def bound_settling(self) -> None:
         latest = trio.current_time() + self.request_completion_timeout
@@ -140,3 +122,53 @@ class ServerState:
 
     def return_big_buffer(self) -> None:
         self._big_buffers -= 1
+
+
+# The blocks above as plain classes: each body read enters both, and a generator-based
+# context manager costs a generator and two more frames per use.
+
+
+class _TrackedBody:
+    __slots__ = ("_body", "_interrupter", "_state")
+
+    def __init__(self, state: ServerState, interrupter: Interrupter, body: BodyProgress) -> None:
+        self._state = state
+        self._interrupter = interrupter
+        self._body = body
+
+    def __enter__(self) -> None:
+        state = self._state
+        state._interrupters.add(self._interrupter)
+        state._bodies.add(self._body)
+        if state._shutting_down:
+            self._interrupter.interrupt(errors.ServerShutdownError())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._state._interrupters.discard(self._interrupter)
+        self._state._bodies.discard(self._body)
+
+
+class _Settling:
+    __slots__ = ("_bounded", "_scope", "_state")
+
+    def __init__(self, state: ServerState, bounded: bool) -> None:
+        self._state = state
+        self._bounded = bounded
+        self._scope = trio.CancelScope(shield=True)
+
+    def __enter__(self) -> trio.CancelScope:
+        state = self._state
+        scope = self._scope.__enter__()
+        if self._bounded or state._shutting_down:
+            scope.deadline = trio.current_time() + state.request_completion_timeout
+        state._settling.add(scope)
+        return scope
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        self._state._settling.discard(self._scope)
+        return self._scope.__exit__(exc_type, exc, traceback)

@@ -9,8 +9,6 @@ server state and the counters.  The method groups (``_create``, ``_write``,
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from .._logging import info_event
@@ -54,25 +52,30 @@ class HandlerParts:
             return HookEvent(kind, info, None)
         return HookEvent(kind, info, ctx.request, ctx.remote_addr)
 
+    async def blocking_hook(
+        self, kind: str, info: UploadInfo, ctx: RequestContext | None
+    ) -> HookResponse | None:
+        """A blocking hook's answer (None when nothing wants the event: no event is
+        made then, which is most requests' case and an object less per hook type)."""
+        supervisor = self.supervisor
+        if not supervisor.hook_enabled(kind):
+            return None
+        return await supervisor.run_blocking_hook(self.event(kind, info, ctx))
+
+    async def notify(self, kind: str, info: UploadInfo, ctx: RequestContext | None) -> None:
+        """A non-blocking hook's event, made only when something wants it."""
+        supervisor = self.supervisor
+        if supervisor.hook_enabled(kind):
+            await supervisor.notify(self.event(kind, info, ctx))
+
     def timed(self, operation: str) -> _StoreTimer:
         """Feed tusd_trio_store_operation_seconds (a block; two or three per request)."""
         return _StoreTimer(self.store.name, operation)
 
-    @asynccontextmanager
-    async def writing(
-        self, upload_id: str, ctx: RequestContext, *, access: str = "write"
-    ) -> AsyncIterator[Interrupter]:
+    def writing(self, upload_id: str, ctx: RequestContext, *, access: str = "write") -> _Writing:
         """The upload's lock, held to write its body: another request asking for the
         lock, or the lease being lost, interrupts the body read (the interrupter)."""
-        interrupter = Interrupter(ctx.log)
-        async with self.locker.lock(
-            upload_id,
-            max_wait=self.lock_timeout,
-            on_release_requested=interrupter.release_requested,
-            on_lost=interrupter.lock_lost,
-            access=access,
-        ):
-            yield interrupter
+        return _Writing(self.locker, upload_id, self.lock_timeout, access, Interrupter(ctx.log))
 
 
 async def check_access(parts: HandlerParts, ctx: RequestContext, info: UploadInfo) -> None:
@@ -93,7 +96,7 @@ async def finish(
         with parts.timed("finish"):
             await parts.store.finish(info)
     await parts.quotas.finished(info)
-    answer = await parts.supervisor.run_blocking_hook(parts.event("pre-finish", info, ctx))
+    answer = await parts.blocking_hook("pre-finish", info, ctx)
     if answer is not None and answer.http_response is not None and ctx is not None:
         ctx.hook_response = _merge_hook_http(ctx.hook_response, answer)
     parts.metrics.uploads_finished += 1
@@ -101,7 +104,7 @@ async def finish(
         ctx.log.info("UploadFinished", size=info.size)
     else:
         info_event("UploadFinished", id=info.id, size=info.size)
-    await parts.supervisor.notify(parts.event("post-finish", info, ctx))
+    await parts.notify("post-finish", info, ctx)
 
 
 async def concat(
@@ -188,6 +191,37 @@ def _merge_hook_http(current: HTTPResponse | None, answer: HookResponse) -> HTTP
         body=new.body or current.body,
         headers={**current.headers, **new.headers},
     )
+
+
+class _Writing:
+    """:meth:`HandlerParts.writing`'s block: ``acquire`` on entry, ``release`` on exit
+    whatever happens, as ``locker.lock()`` (a class: a generator-based context manager
+    costs a generator and two more frames on every body)."""
+
+    __slots__ = ("_access", "_interrupter", "_locker", "_max_wait", "_upload_id")
+
+    def __init__(
+        self, locker: Locker, upload_id: str, max_wait: float, access: str, interrupter: Interrupter
+    ) -> None:
+        self._locker = locker
+        self._upload_id = upload_id
+        self._max_wait = max_wait
+        self._access = access
+        self._interrupter = interrupter
+
+    async def __aenter__(self) -> Interrupter:
+        interrupter = self._interrupter
+        await self._locker.acquire(
+            self._upload_id,
+            max_wait=self._max_wait,
+            on_release_requested=interrupter.release_requested,
+            access=self._access,
+            on_lost=interrupter.lock_lost,
+        )
+        return interrupter
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._locker.release(self._upload_id)
 
 
 class _StoreTimer:

@@ -234,7 +234,7 @@ async def _terminate_stopped(parts: HandlerParts, ctx: RequestContext, info: Upl
     await parts.quotas.removed(info)
     parts.metrics.uploads_terminated += 1
     ctx.log.info("UploadTerminated", reason="stopped by hook")
-    await parts.supervisor.notify(parts.event("post-terminate", info, ctx))
+    await parts.notify("post-terminate", info, ctx)
 
 
 async def _settle(
@@ -280,8 +280,12 @@ async def _settle(
             with parts.timed("commit"):
                 await writer.commit()
         else:
-            if error is None and any(
-                name.lower() == "upload-checksum" for name, _ in ctx.exchange.trailers
+            trailers = ctx.exchange.trailers
+            # Most bodies have no trailers: no generator is started for them.
+            if (
+                error is None
+                and trailers
+                and any(name.lower() == "upload-checksum" for name, _ in trailers)
             ):
                 await writer.discard()
                 return info, errors.InvalidChecksumError(

@@ -53,6 +53,9 @@ class FileStore:
         self.fsync = fsync
         makedirs(self.directory, dir_perms)
         self._info_cache: dict[str, tuple[tuple[int, int, int], UploadInfo]] = {}
+        #: The last answer of ``get`` per upload, with the parsed info it came from and
+        #: the data file's size and mtime: the same three give the same answer.
+        self._got: dict[str, tuple[UploadInfo, int, int, UploadInfo]] = {}
         #: The data file the last creation made, still open for appending: the writer
         #: of a creation-with-upload takes it instead of opening the file again.
         self._fresh: tuple[str, int] | None = None
@@ -311,7 +314,19 @@ class FileStore:
             raise UploadNotFoundError() from None
         except OSError as exc:
             raise store_error(exc, "reading the upload") from exc
-        return info.with_changes(offset=st.st_size, modified=st.st_mtime)
+        size = st.st_size
+        mtime_ns = st.st_mtime_ns
+        got = self._got.get(upload_id)
+        # The answer depends only on the parsed info (the cached object while the
+        # .info is unchanged) and the data file's size and mtime: a HEAD of an upload
+        # nobody wrote to since gets the last copy again instead of a new one.
+        if got is not None and got[0] is info and got[1] == size and got[2] == mtime_ns:
+            return got[3]
+        answer = info.with_changes(offset=size, modified=st.st_mtime)
+        if len(self._got) >= _INFO_CACHE_SIZE:
+            self._got.pop(next(iter(self._got)))
+        self._got[upload_id] = (info, size, mtime_ns, answer)
+        return answer
 
     async def open_writer(self, info: UploadInfo, *, staged: bool) -> FileWriter:
         await trio.lowlevel.checkpoint_if_cancelled()  # no yield: see create
@@ -342,6 +357,7 @@ class FileStore:
 
     async def terminate(self, info: UploadInfo) -> None:
         self._info_cache.pop(self.info_path(info.id), None)
+        self._got.pop(info.id, None)
         data_path = self.data_path(info)
         if self._fresh is not None and self._fresh[0] == data_path:
             self._drop_fresh()
