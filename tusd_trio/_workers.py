@@ -48,15 +48,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from ._listening import LISTENING_MESSAGE, remove_stale_socket, tls_enabled
+from ._snapshots import retire_snapshot, snapshot_path
 from ._startup import startup_lines
 from .config import Config
-from .server import (
-    LISTENING_MESSAGE,
-    remove_stale_socket,
-    retire_snapshot,
-    snapshot_path,
-    tls_enabled,
-)
 
 log = logging.getLogger("tusd_trio")
 

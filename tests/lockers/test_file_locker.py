@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from tests._support.daemon import Daemon
-from tusd_trio.lockers import FileLocker
+from tusd_trio.lockers.file import FileLocker
 from tusd_trio.protocol.errors import LockTimeoutError, UploadNotFoundError
 
 ForeignHolder = Callable[[Path], "subprocess.Popen[str]"]

@@ -4,6 +4,7 @@ Credentials of the object stores come from the environment, as in tusd."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 MiB = 1024 * 1024
@@ -94,3 +95,21 @@ class AzureConfig:
 
 #: The settings of one store; their type says which store.
 StoreConfig = FileStoreConfig | S3Config | GCSConfig | AzureConfig
+
+
+def store_description(settings: StoreConfig) -> str:
+    """The start-up line naming the store, worded as tusd's."""
+    if isinstance(settings, S3Config):
+        where = f"s3://{settings.bucket}/{settings.object_prefix}"
+        line = f"Using '{where}' as S3 bucket for storage."
+        if settings.endpoint:
+            line += f" Endpoint: {settings.endpoint}"
+        return line
+    if isinstance(settings, GCSConfig):
+        where = f"gcs://{settings.bucket}/{settings.object_prefix}"
+        return f"Using '{where}' as GCS bucket for storage."
+    if isinstance(settings, AzureConfig):
+        account = settings.account
+        endpoint = settings.endpoint or f"https://{account}.blob.core.windows.net"
+        return f"Using Azure endpoint {endpoint} (container {settings.container!r}) for storage."
+    return f"Using '{os.path.abspath(settings.directory)}' as directory storage."
