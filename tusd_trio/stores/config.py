@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..protocol.config import StoreCapabilities
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 TiB = 1024 * GiB
@@ -95,6 +97,25 @@ class AzureConfig:
 
 #: The settings of one store; their type says which store.
 StoreConfig = FileStoreConfig | S3Config | GCSConfig | AzureConfig
+
+# What each store can do, declared with its settings so that the -workers parent can
+# print the advertised extensions without importing the store (and its SDK).
+FILE_CAPABILITIES = StoreCapabilities()
+GCS_CAPABILITIES = StoreCapabilities()
+#: S3 and Azure cannot read what an unfinished upload holds so far.
+S3_CAPABILITIES = StoreCapabilities(serve_incomplete=False)
+AZURE_CAPABILITIES = StoreCapabilities(serve_incomplete=False)
+
+
+def store_capabilities(settings: StoreConfig) -> StoreCapabilities:
+    """The capabilities of the store these settings choose."""
+    if isinstance(settings, S3Config):
+        return S3_CAPABILITIES
+    if isinstance(settings, GCSConfig):
+        return GCS_CAPABILITIES
+    if isinstance(settings, AzureConfig):
+        return AZURE_CAPABILITIES
+    return FILE_CAPABILITIES
 
 
 def store_description(settings: StoreConfig) -> str:
