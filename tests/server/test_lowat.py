@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from tusd_trio.server._direct_body import pump_direct_body
 from tusd_trio.server._lowat import LowWaterSocket
+from tusd_trio.server._state import ServerState
 from tusd_trio.server._streams import direct_reader
 
 KIB = 1024
@@ -97,3 +99,44 @@ async def test_small_reads_and_plain_sockets() -> None:
             await client.send_all(b"abc")
             assert await reader.recv_into(view, 8 * KIB) == 3  # below the mark's minimum
             assert bytes(view[:3]) == b"abc"
+
+
+class _Progress:
+    def __init__(self, remaining: int) -> None:
+        self.received = 0
+        self.remaining = remaining
+
+
+async def test_a_stopped_body_pump_stores_what_the_kernel_holds() -> None:
+    """A pump cancelled from outside (another request took the upload over) while its
+    read waits for a fuller buffer still hands the sink every byte already queued."""
+    async with tcp_pair() as (server, client):
+        reader = LowWaterSocket(server.socket, patience=30)
+        got = bytearray()
+        progress = _Progress(remaining=1024 * KIB)
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                stop = trio.CancelScope()
+
+                async def pump() -> None:
+                    with stop:
+                        await pump_direct_body(
+                            reader,
+                            bytearray(64 * KIB),
+                            progress,
+                            state=ServerState(request_completion_timeout=1),
+                            read_timeout=30,
+                            sink=got.extend,
+                            limit=None,
+                        )
+
+                nursery.start_soon(pump)
+                await client.send_all(b"a" * 1000)
+                while len(got) < 1000:  # a short read: the next one waits for the mark
+                    await trio.sleep(0.01)
+                await client.send_all(b"b" * 3000)
+                await trio.sleep(0.1)
+                assert len(got) == 1000  # still waiting for 64 KiB
+                stop.cancel()
+        assert bytes(got) == b"a" * 1000 + b"b" * 3000
+        assert (progress.received, progress.remaining) == (4000, 1024 * KIB - 4000)

@@ -14,6 +14,7 @@ import trio
 
 from ..protocol import errors
 from ._exchange import Sink
+from ._lowat import LowWaterSocket
 from ._splice import splice_body, splice_target
 from ._state import ServerState
 from ._streams import DirectReader
@@ -100,6 +101,15 @@ async def pump_direct_body(
                         view = memoryview(bytearray(BIG_RECEIVE_SIZE))
                         size = BIG_RECEIVE_SIZE
             return None
+    except trio.Cancelled:
+        # Stopped from outside: another request took the upload over, a hook stopped
+        # it, or the server shuts down.  What the client sent before that and the
+        # kernel already holds (a read may have been waiting for a fuller buffer,
+        # ``_lowat``) is stored too, so the next request resumes after every byte
+        # that reached us.  Only what is queued now: no waiting under cancellation.
+        if isinstance(sock, LowWaterSocket):
+            total, remaining = _store_queued(sock, view, sink, total, remaining, limit)
+        raise
     finally:
         progress.remaining = remaining
         progress.received = total
@@ -107,3 +117,32 @@ async def pump_direct_body(
         if big:
             state.return_big_buffer()
     raise errors.ReadTimeoutError()
+
+
+def _store_queued(
+    sock: LowWaterSocket,
+    view: memoryview,
+    sink: Sink,
+    total: int,
+    remaining: int,
+    limit: int | None,
+) -> tuple[int, int]:
+    """Feed ``sink`` the body bytes queued on ``sock`` (within ``limit``); the new
+    ``(total, remaining)``.  A store that fails here keeps what it wrote before: the
+    request is ending anyway, with the reason it was stopped for."""
+    while remaining > 0:
+        want = min(len(view), remaining)
+        if limit is not None:
+            want = min(want, limit - total)
+        if want <= 0:
+            break
+        n = sock.recv_queued(view, want)
+        if n == 0:
+            break
+        try:
+            sink(view[:n])
+        except (OSError, errors.TusError):
+            break
+        total += n
+        remaining -= n
+    return total, remaining

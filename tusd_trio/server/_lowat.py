@@ -49,6 +49,15 @@ class LowWaterSocket:
     def fileno(self) -> int:
         return self._fd
 
+    def recv_queued(self, buffer: memoryview, nbytes: int) -> int:
+        """Up to ``nbytes`` of what the kernel holds now, without waiting (0: none)."""
+        try:
+            return os.readv(self._fd, [buffer[:nbytes]])
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:  # reset: nothing more to take
+            return 0
+
     def note_read(self, n: int, nbytes: int) -> None:
         """A read made past :meth:`recv_into` (a splice) returned ``n`` of ``nbytes``."""
         self._short = n < nbytes

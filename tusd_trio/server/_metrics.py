@@ -257,11 +257,13 @@ def local_families(source: MetricsSource) -> list[Family]:
     return _tusd_families(source) + _histogram_families()
 
 
-def _snapshot(source: MetricsSource) -> dict[str, Any]:
+def _snapshot(source: MetricsSource, families: list[Family] | None = None) -> dict[str, Any]:
+    if families is None:
+        families = local_families(source)
     return {
         "pid": os.getpid(),
         "id": _worker_id,
-        "families": [fam.to_json() for fam in local_families(source)],
+        "families": [fam.to_json() for fam in families],
     }
 
 
@@ -294,6 +296,14 @@ def _requests_served(families: Iterable[Family]) -> float:
 def _render_shared(source: MetricsSource) -> str:
     own_pid = os.getpid()
     own = local_families(source)
+    # What a scrape reports is published first: a worker killed right after answering
+    # (SIGKILL, OOM) would otherwise take back counts its last periodic snapshot did not
+    # have yet, and the next scrape, answered by another worker, would see a counter go
+    # down.  A few KiB, once per scrape, like the final snapshot at shutdown.
+    try:
+        write_json_atomically(snapshot_path(source.metrics_dir, own_pid), _snapshot(source, own))
+    except OSError as exc:
+        log.warning("cannot write the metrics snapshot before a scrape: %s", exc)
     live, retired = read_shared(source.metrics_dir, own_pid)
     merged: dict[str, Family] = {}
     merge_families(merged, own)
