@@ -21,8 +21,7 @@ from tests._support.services import (
 )
 from tusd_trio.cli.build import build_config
 from tusd_trio.cli.flags import UsageError, parse_args
-from tusd_trio.stores.config import MiB
-from tusd_trio.stores.factory import store_description
+from tusd_trio.stores.config import MiB, store_description
 
 
 def config_for(argv: list[str]):  # type: ignore[no-untyped-def]

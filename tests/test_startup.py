@@ -6,7 +6,7 @@ import os
 
 from tusd_trio._startup import startup_lines
 from tusd_trio.config import Config
-from tusd_trio.hooks import parse_enabled_events
+from tusd_trio.hooks.model import parse_enabled_events
 from tusd_trio.protocol.config import ProtocolConfig
 
 

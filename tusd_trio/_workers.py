@@ -48,15 +48,11 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from ._listening import LISTENING_MESSAGE, remove_stale_socket, tls_enabled
+from ._snapshots import retire_snapshot, snapshot_path
 from ._startup import startup_lines
 from .config import Config
-from .server import (
-    LISTENING_MESSAGE,
-    remove_stale_socket,
-    retire_snapshot,
-    snapshot_path,
-    tls_enabled,
-)
+from .stores.config import store_capabilities
 
 log = logging.getLogger("tusd_trio")
 
@@ -150,19 +146,10 @@ def _bind(config: Config) -> tuple[socket.socket, str]:
 
 
 def _extensions(config: Config) -> str:
-    """The Tus-Extension list the workers advertise (from the store's class)."""
-    try:
-        if config.s3 is not None:
-            from .stores.s3 import S3Store as StoreClass
-        elif config.gcs is not None:
-            from .stores.gcs import GCSStore as StoreClass  # type: ignore[assignment]
-        elif config.azure is not None:
-            from .stores.azure import AzureStore as StoreClass  # type: ignore[assignment]
-        else:
-            from .stores.file import FileStore as StoreClass  # type: ignore[assignment]
-    except ImportError:
-        return ""
-    return ",".join(config.served_protocol(StoreClass.capabilities).extensions())
+    """The Tus-Extension list the workers advertise (from the store's capabilities)."""
+    return ",".join(
+        config.served_protocol(store_capabilities(config.store_settings())).extensions()
+    )
 
 
 def _describe_exit(code: int) -> str:

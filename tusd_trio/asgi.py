@@ -51,7 +51,7 @@ import trio
 from .cli.build import build_config
 from .cli.flags import parse_args
 from .config import Config
-from .hooks import HookDispatcher
+from .hooks.dispatcher import HookDispatcher
 from .lockers.base import Locker
 from .protocol import errors
 from .protocol.messages import Headers, Request

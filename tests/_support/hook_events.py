@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tusd_trio.hooks import HookEvent
+from tusd_trio.hooks.model import HookEvent
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.protocol.messages import Headers, Request
 

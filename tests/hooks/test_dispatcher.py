@@ -12,19 +12,19 @@ import trio
 
 from tests._support.hook_events import make_event
 from tests._support.hookserver import Answer, HookServer
-from tusd_trio.hooks import (
+from tusd_trio.hooks.dispatcher import HookDispatcher
+from tusd_trio.hooks.file import FileHookBackend
+from tusd_trio.hooks.http import HTTPHookBackend
+from tusd_trio.hooks.model import (
     DEFAULT_ENABLED,
     HOOK_TYPES,
-    FileHookBackend,
-    HookDispatcher,
     HookError,
     HookResponse,
-    HTTPHookBackend,
     HTTPResponse,
-    PluginHookBackend,
     build_request,
     parse_enabled_events,
 )
+from tusd_trio.hooks.plugin import PluginHookBackend
 
 RECORD_STDIN = f"""#!{sys.executable}
 import json, sys

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests._support.hook_events import UPLOAD_ID, make_event
-from tusd_trio.hooks import FileHookBackend, HookError, HookResponse, HTTPResponse, build_request
+from tusd_trio.hooks.file import FileHookBackend
+from tusd_trio.hooks.model import HookError, HookResponse, HTTPResponse, build_request
 
 RECORDER = f"""#!{sys.executable}
 import json, os, sys

@@ -23,15 +23,15 @@ from cryptography.x509.oid import NameOID
 
 from tests._support.hook_events import UPLOAD_ID, make_event
 from tusd_trio._version import __version__
-from tusd_trio.hooks import (
+from tusd_trio.hooks.dispatcher import HookDispatcher
+from tusd_trio.hooks.grpc import GRPCHookBackend, payload_to_proto
+from tusd_trio.hooks.model import (
     FileInfoChanges,
-    HookDispatcher,
     HookError,
     HookResponse,
     HTTPResponse,
     build_request,
 )
-from tusd_trio.hooks.grpc import GRPCHookBackend, payload_to_proto
 from tusd_trio.hooks.proto import hook_pb2, hook_pb2_grpc
 from tusd_trio.protocol.info import UploadInfo
 

@@ -11,7 +11,8 @@ import pytest
 from tests._support.hook_events import make_event
 from tests._support.hookserver import Answer, HookServer
 from tusd_trio._version import __version__
-from tusd_trio.hooks import HookError, HookResponse, HTTPHookBackend, HTTPResponse, build_request
+from tusd_trio.hooks.http import HTTPHookBackend
+from tusd_trio.hooks.model import HookError, HookResponse, HTTPResponse, build_request
 
 MakeBackend = Callable[..., HTTPHookBackend]
 
@@ -213,15 +214,6 @@ async def test_retry_zero_still_tries_once(
     backend = make_backend(hook_server.url, retry=0)
     await backend.invoke("post-create", build_request(make_event(), idempotency_key="k"))
     assert len(hook_server.requests) == 1
-
-
-async def test_lazy_import() -> None:
-    import tusd_trio.hooks as hooks
-    from tusd_trio.hooks.http import HTTPHookBackend as Direct
-
-    assert hooks.HTTPHookBackend is Direct
-    with pytest.raises(AttributeError):
-        _ = hooks.NoSuchThing
 
 
 @pytest.mark.parametrize("url", ["localhost:8000/hook", "ftp://x/", "/hook"])

@@ -6,7 +6,7 @@ import pytest
 
 from tests._support.hook_events import UPLOAD_ID, make_event
 from tests._support.tus import TUSD_INFO_KEYS
-from tusd_trio.hooks import (
+from tusd_trio.hooks.model import (
     BLOCKING,
     DEFAULT_ENABLED,
     HOOK_TYPES,

@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests._support.hook_events import make_event
-from tusd_trio.hooks import (
-    HookError,
-    HookResponse,
-    HTTPResponse,
-    PluginHookBackend,
-    build_request,
-    load_plugin,
-)
+from tusd_trio.hooks.model import HookError, HookResponse, HTTPResponse, build_request
+from tusd_trio.hooks.plugin import PluginHookBackend, load_plugin
 
 PLUGIN = """
 import threading

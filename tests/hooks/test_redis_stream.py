@@ -22,7 +22,8 @@ from tests._support.redis_stream import (
     redis_client,
 )
 from tests._support.services import free_port
-from tusd_trio.hooks import HookDispatcher, HookError, HookResponse, build_request
+from tusd_trio.hooks.dispatcher import HookDispatcher
+from tusd_trio.hooks.model import HookError, HookResponse, build_request
 from tusd_trio.hooks.redis_stream import RedisStreamHookBackend, entry_fields
 
 MakeBackend = Callable[..., RedisStreamHookBackend]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tusd_trio.lockers import FileLocker, MemoryLocker
+from tusd_trio.lockers.file import FileLocker
+from tusd_trio.lockers.memory import MemoryLocker
 
 
 @pytest.fixture(params=["memory", "file"])

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from tests._support.daemon import Daemon
-from tusd_trio.lockers import FileLocker
+from tusd_trio.lockers.file import FileLocker
 from tusd_trio.protocol.errors import LockTimeoutError, UploadNotFoundError
 
 ForeignHolder = Callable[[Path], "subprocess.Popen[str]"]
@@ -234,7 +234,7 @@ async def test_watch_stop_requests_calls_the_holder(tmp_path: Path) -> None:
 CHILD = textwrap.dedent(
     """
     import sys, trio
-    from tusd_trio.lockers import FileLocker
+    from tusd_trio.lockers.file import FileLocker
 
     async def main():
         locker = FileLocker(sys.argv[1], holder_poll_interval=0.01, acquirer_poll_interval=0.02)
@@ -305,7 +305,7 @@ async def test_stop_request_that_cannot_be_written_still_times_out(
 UNPRIVILEGED_CHILD = textwrap.dedent(
     """
     import os, sys, trio
-    from tusd_trio.lockers import FileLocker
+    from tusd_trio.lockers.file import FileLocker
     from tusd_trio.protocol.errors import LockTimeoutError
 
     import encodings.ascii  # imported lazily otherwise, and nobody cannot read /work
@@ -362,7 +362,7 @@ async def test_lock_of_a_process_we_may_not_signal_counts_as_alive(
 HOLD_AND_WAIT = textwrap.dedent(
     """
     import sys, trio
-    from tusd_trio.lockers import FileLocker
+    from tusd_trio.lockers.file import FileLocker
 
     async def main():
         locker = FileLocker(sys.argv[1])

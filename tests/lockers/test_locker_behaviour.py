@@ -6,7 +6,8 @@ import pytest
 import trio
 import trio.testing
 
-from tusd_trio.lockers import FileLocker, MemoryLocker
+from tusd_trio.lockers.file import FileLocker
+from tusd_trio.lockers.memory import MemoryLocker
 from tusd_trio.protocol.errors import LockTimeoutError
 
 AnyLocker = MemoryLocker | FileLocker

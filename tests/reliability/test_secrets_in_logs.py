@@ -21,7 +21,7 @@ import trio_websocket
 from tests._support.daemon import DaemonFactory
 from tests._support.hookserver import Answer, HookServer
 from tusd_trio.auth import hash_api_key, sign_upload_url
-from tusd_trio.hooks import HOOK_TYPES
+from tusd_trio.hooks.model import HOOK_TYPES
 
 SIGNING_SECRET = "signing-secret-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"

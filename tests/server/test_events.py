@@ -10,7 +10,7 @@ import trio_websocket
 
 from tests._support.server import Running
 from tests._support.tus import TUS
-from tusd_trio.hooks import HookEvent
+from tusd_trio.hooks.model import HookEvent
 from tusd_trio.protocol.info import UploadInfo
 from tusd_trio.server._events import QUEUE_SIZE, _Subscriber
 

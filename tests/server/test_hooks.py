@@ -11,13 +11,9 @@ import trio
 from tests._support.raw_http import raw_request
 from tests._support.server import Running
 from tests._support.tus import OCTET, TUS
-from tusd_trio.hooks import (
-    HOOK_TYPES,
-    TUSD_HOOK_TYPES,
-    HookDispatcher,
-    PluginHookBackend,
-    parse_enabled_events,
-)
+from tusd_trio.hooks.dispatcher import HookDispatcher
+from tusd_trio.hooks.model import HOOK_TYPES, TUSD_HOOK_TYPES, parse_enabled_events
+from tusd_trio.hooks.plugin import PluginHookBackend
 
 
 class Recorder:

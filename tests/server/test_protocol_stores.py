@@ -21,8 +21,9 @@ import trio
 from tests._support.server import Running, ServerFactory
 from tests._support.services import everything_stored
 from tests._support.tus import OCTET, TUS
-from tusd_trio.stores import FileStore, MemoryStore
 from tusd_trio.stores.base import Store
+from tusd_trio.stores.file import FileStore
+from tusd_trio.stores.memory import MemoryStore
 
 MiB = 1024 * 1024
 

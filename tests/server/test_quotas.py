@@ -17,12 +17,13 @@ from tests._support.server import Running, ServerFactory
 from tests._support.tus import OCTET, TUS
 from tusd_trio.auth import AuthConfig
 from tusd_trio.config import Config, ConfigError
-from tusd_trio.hooks import HookDispatcher, PluginHookBackend
+from tusd_trio.hooks.dispatcher import HookDispatcher
+from tusd_trio.hooks.plugin import PluginHookBackend
 from tusd_trio.lockers.redis import RedisLocker
 from tusd_trio.protocol.errors import StoreError
 from tusd_trio.protocol.interop import VERSIONS
-from tusd_trio.quotas import QuotaConfig
-from tusd_trio.stores import FileStore
+from tusd_trio.quotas.policy import QuotaConfig
+from tusd_trio.stores.file import FileStore
 
 SECRET = "q" * 40
 AUTH = AuthConfig(jwt_secret=SECRET)

@@ -14,7 +14,7 @@ from tests._support.redis import SHARED_REDIS as REDIS, redis_cli
 from tests._support.server import ServerFactory
 from tests._support.tus import TUS
 from tusd_trio.lockers.redis import RedisLocker
-from tusd_trio.stores import FileStore
+from tusd_trio.stores.file import FileStore
 
 
 async def test_lease_lost_mid_patch_stops_the_write(

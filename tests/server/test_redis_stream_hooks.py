@@ -28,7 +28,7 @@ from tusd_trio.cli.build import build_config
 from tusd_trio.cli.flags import UsageError, parse_args
 from tusd_trio.cli.main import main
 from tusd_trio.config import Config, ConfigError
-from tusd_trio.hooks import HOOK_TYPES
+from tusd_trio.hooks.model import HOOK_TYPES
 from tusd_trio.hooks.redis_stream import RedisStreamHookBackend
 
 

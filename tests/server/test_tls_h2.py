@@ -22,15 +22,11 @@ import trio
 from tests._support.server import ServerFactory
 from tests._support.tls import client_ssl_context, write_self_signed_cert
 from tests._support.tus import OCTET, TUS
+from tusd_trio._listening import tls_enabled
 from tusd_trio.server import Server
 from tusd_trio.server._exchange import Exchange
 from tusd_trio.server._h2_exchange import H2Exchange
-from tusd_trio.server._tls import (
-    TLSConfigError,
-    create_ssl_context,
-    tls_enabled,
-    wrap_listeners,
-)
+from tusd_trio.server._tls import TLSConfigError, create_ssl_context, wrap_listeners
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tusd_trio.stores import FileStore, MemoryStore
 from tusd_trio.stores.base import Store
+from tusd_trio.stores.file import FileStore
+from tusd_trio.stores.memory import MemoryStore
 
 
 @pytest.fixture(params=["memory", "file", "s3", "gcs", "azure"])

@@ -13,7 +13,7 @@ import pytest
 
 from tests._support.tus import TUSD_INFO_KEYS
 from tusd_trio.protocol.errors import InsufficientStorageError, StoreError, UploadNotFoundError
-from tusd_trio.stores import FileStore
+from tusd_trio.stores.file import FileStore
 
 from ._helpers import new_info, read_all, write_chunk
 

@@ -14,11 +14,11 @@ import trio
 import trio.testing
 
 from tusd_trio.protocol.errors import StoreError, TusError, UploadNotFoundError
-from tusd_trio.stores import MemoryStore
 from tusd_trio.stores._ordered_uploads import OrderedUploads
 from tusd_trio.stores._sdk_calls import SDKCalls
 from tusd_trio.stores._spool import SpooledWriter
 from tusd_trio.stores.base import ChunkWriter
+from tusd_trio.stores.memory import MemoryStore
 
 from ._helpers import new_info, read_all
 

@@ -11,8 +11,9 @@ from hypothesis import given, strategies as st
 
 from tests._support.services import everything_stored
 from tusd_trio.protocol.errors import UploadNotFoundError
-from tusd_trio.stores import FileStore, MemoryStore
 from tusd_trio.stores.base import Store
+from tusd_trio.stores.file import FileStore
+from tusd_trio.stores.memory import MemoryStore
 
 from ._helpers import new_info, read_all, readable, write_chunk
 

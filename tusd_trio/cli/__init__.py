@@ -4,5 +4,6 @@
 - :mod:`.build`: the parsed flags (and the environment tusd reads) as a
   :class:`~tusd_trio.config.Config`;
 - :mod:`.main`: the entry point (``tusd-trio``, ``python -m tusd_trio``): subcommands,
-  worker processes, running the server until a signal.
+  worker processes; it loads no server code unless this process serves;
+- :mod:`.serve`: running the server until a signal.
 """

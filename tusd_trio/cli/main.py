@@ -1,23 +1,18 @@
-"""The ``tusd-trio`` entry point: subcommands, worker processes, and the server run
-until SIGINT/SIGTERM (a second signal exits at once)."""
+"""The ``tusd-trio`` entry point: subcommands, flags, worker processes; serving itself is
+:mod:`.serve`, imported only by a process that serves (see :func:`main`)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
-
-import trio
+from collections.abc import Sequence
 
 from .._logging import setup_logging
 from .._version import __version__
 from .._workers import run_workers, setup_worker, worker_config
 from ..auth import main_hash_key, main_sign
-from ..config import Config, ConfigError
-from ..server import Server
-from ..stores.factory import StoreConfigError, store_description
+from ..stores.config import store_description
 from .build import build_config
 from .flags import HelpRequestedError, UsageError, parse_args, usage
 
@@ -63,40 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif config.workers > 1:
         return run_workers(config, args)
     # --- end of worker processes ---
-    try:
-        trio.run(_run, config)
-    except (OSError, BaseExceptionGroup) as exc:
-        failure = _find_os_error(exc)
-        if failure is None:
-            raise
-        where = (
-            f"-unix-sock {config.unix_sock}"
-            if config.unix_sock
-            else f"-host {config.host} -port {config.port}"
-        )
-        sys.stderr.write(f"tusd-trio: cannot listen on {where}: {failure}\n")
-        return 1
-    except StoreConfigError as exc:
-        sys.stderr.write(f"tusd-trio: cannot use the configured store: {exc}\n")
-        return 1
-    except ConfigError as exc:  # settings found unusable while starting (TLS files, ...)
-        sys.stderr.write(f"tusd-trio: {exc}\n")
-        return 1
-    except KeyboardInterrupt:  # pragma: no cover - signals are handled in _run
-        return 130
-    return 0
+    # Only a process that serves loads the server (Trio, the HTTP stacks, the stores):
+    # -version, -help and the -workers parent above stay small and start fast.
+    from .serve import serve_until_signal
 
-
-def _find_os_error(exc: BaseException) -> OSError | None:
-    """The OSError (binding a socket, ...) inside what trio.run raised, if any."""
-    if isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find_os_error(inner)
-            if found is not None:
-                return found
-    return None
+    return serve_until_signal(config)
 
 
 def _raise_file_limit() -> None:
@@ -111,26 +77,3 @@ def _raise_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ImportError, ValueError, OSError):  # pragma: no cover - platform limits
         pass
-
-
-async def _run(config: Config, *, on_started: Callable[[object], None] | None = None) -> None:
-    server = Server(config)
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-
-            async def watch_signals() -> None:
-                count = 0
-                async for _signum in signals:
-                    count += 1
-                    if count == 1:
-                        server.request_shutdown()
-                    else:
-                        log.warning("Second signal received: exiting at once.")
-                        os._exit(1)
-
-            nursery.start_soon(watch_signals)
-            await nursery.start(server.serve)
-            if on_started is not None:
-                on_started(server)
-            await server.wait_stopped()
-            nursery.cancel_scope.cancel()

@@ -1,7 +1,4 @@
-"""Lockers: ``memory`` (one process) and ``file`` (processes on one host)."""
-
-from .base import Locker as Locker
-from .file import FileLocker as FileLocker
-from .memory import MemoryLocker as MemoryLocker
-
-__all__ = ["FileLocker", "Locker", "MemoryLocker"]
+"""Lockers: ``memory`` (one process), ``file`` (processes on one host) and ``redis``.
+Everything is imported from the module it lives in (:mod:`.base`, :mod:`.file`,
+:mod:`.memory`, :mod:`.config`, ...): this package imports nothing, so reading the
+settings does not load Trio and the lockers."""

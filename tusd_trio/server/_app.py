@@ -11,16 +11,16 @@ import logging
 import os
 import socket
 import ssl
-import stat
 from dataclasses import replace
 from typing import Any
 
 import trio
 
+from .._listening import LISTENING_MESSAGE, remove_stale_socket, tls_enabled
 from .._startup import startup_lines
 from .._values import parse_listen_address
 from ..config import Config
-from ..hooks import HookDispatcher
+from ..hooks.dispatcher import HookDispatcher
 from ..lockers.base import Locker
 from ..protocol.errors import ServerShutdownError, TooManyConnectionsError
 from ..stores.base import Store
@@ -28,10 +28,9 @@ from ._connections import Connection, ConnectionDispatcher
 from ._exchange import TransportSettings
 from ._framing import raw_refusal
 from ._metrics import share_metrics
-from ._operator import LISTENING_MESSAGE
 from ._runtime import Runtime, build_runtime
 from ._streams import close_gracefully
-from ._tls import TLSConfigError, context_from_config, tls_enabled, wrap_stream
+from ._tls import TLSConfigError, context_from_config, wrap_stream
 
 log = logging.getLogger("tusd_trio")
 
@@ -292,17 +291,6 @@ async def _refuse(stream: trio.SocketStream) -> None:
             pass
     with trio.CancelScope(shield=True):
         await close_gracefully(stream, linger=True)
-
-
-def remove_stale_socket(path: str) -> None:
-    """Remove a UNIX socket file left by an earlier run; refuse any other file."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-    os.unlink(path)
 
 
 async def _operator_listener(config: Config) -> trio.SocketListener:

@@ -7,7 +7,7 @@ import time
 import trio
 
 from ..auth import redact_url
-from ..hooks import HookError
+from ..hooks.model import HookError
 from ..protocol import creation, errors, ietf, interop, urls, writes
 from ..protocol.info import UploadInfo, check_upload_id, new_upload_id
 from ..protocol.messages import Response

@@ -15,11 +15,11 @@ import trio
 
 from .._logging import RequestLog
 from ..auth import Authenticator, AuthError
-from ..hooks import HookError, HTTPResponse
+from ..hooks.model import HookError, HTTPResponse
 from ..protocol import errors, ietf, responses
 from ..protocol.messages import Response
 from ..protocol.routing import Action, Routed
-from ..quotas import QUOTA_HEADER
+from ..quotas.policy import QUOTA_HEADER
 from ._create import create
 from ._exchange import Exchange, send_response
 from ._histograms import histograms

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..hooks import HookEvent
+from ..hooks.model import HookEvent
 from ..lockers.base import Locker
 from ..protocol import config, errors, expiration
-from ..quotas import Quotas
+from ..quotas.service import Quotas
 from ..stores.base import Store
 from ._metrics import Metrics
 

@@ -30,7 +30,8 @@ import trio
 
 from ..auth import Authenticator, AuthError, forbidden, load_metrics_token
 from ..config import Config
-from ..hooks import CheckedHookBackend, HookDispatcher, HookError
+from ..hooks.dispatcher import CheckedHookBackend, HookDispatcher
+from ..hooks.model import HookError
 from ..hooks.outbox import HookOutbox
 from ..lockers.base import CheckedLocker, Locker
 from ..protocol import errors
@@ -43,9 +44,6 @@ from ._metrics import METRICS_CONTENT_TYPE, MetricsSource, render_metrics
 from ._pprof import PprofEndpoints
 
 log = logging.getLogger("tusd_trio")
-
-#: The start-up line naming the operator listener (the daemon's, or the worker parent's).
-LISTENING_MESSAGE = "Serving metrics and health at http://%s without credentials"
 
 
 class OperatorAccess:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .._logging import RequestLog
 from ..auth import Principal
-from ..hooks import HTTPResponse
+from ..hooks.model import HTTPResponse
 from ..protocol.messages import Request
 from ._exchange import Exchange
 

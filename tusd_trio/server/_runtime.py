@@ -15,14 +15,14 @@ import trio
 
 from ..auth import Authenticator
 from ..config import Config
-from ..hooks import HookDispatcher
+from ..hooks.dispatcher import HookDispatcher
 from ..hooks.factory import build_hooks, build_outbox
 from ..hooks.outbox import HookOutbox
 from ..lockers.base import Locker
 from ..lockers.factory import build_locker
 from ..protocol.config import ProtocolConfig
 from ..protocol.cors import cors_origin_warning
-from ..quotas import Quotas, build_ledger
+from ..quotas.service import Quotas, build_ledger
 from ..stores.base import ConsistencyCheckingStore, Store
 from ..stores.factory import build_store
 from ..stores.file import FileStore

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import trio
 
 from .._logging import debug_event, error_event, flush_logs
-from ..hooks import HookDispatcher, HookError, HookEvent, HookResponse
+from ..hooks.dispatcher import HookDispatcher
+from ..hooks.model import HookError, HookEvent, HookResponse
 from ..hooks.outbox import DURABLE_TYPES, HookOutbox
 from ..lockers.base import BackgroundLocker, Locker, StopRequestWatcher
 from ._events import EventStream

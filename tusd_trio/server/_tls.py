@@ -41,11 +41,6 @@ class TLSConfigError(ConfigError):
     """A TLS setting that cannot work; its message is one line for the operator."""
 
 
-def tls_enabled(certificate: str, key: str) -> bool:
-    """HTTPS is used only if both a certificate and a key are set (as in tusd)."""
-    return bool(certificate) and bool(key)
-
-
 def h2_available() -> bool:
     """Whether the ``h2`` package (needed for HTTP/2) is installed."""
     try:

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 
 from .._logging import info_event
 from ..auth import Authenticator
-from ..hooks import HookError, HookEvent, HookResponse, HTTPResponse, merge_http_response
+from ..hooks.model import HookError, HookEvent, HookResponse, HTTPResponse, merge_http_response
 from ..lockers.base import Locker
 from ..protocol import creation, errors, ietf
 from ..protocol.config import ProtocolConfig
 from ..protocol.info import UploadInfo
 from ..protocol.messages import Response
-from ..quotas import Quotas
+from ..quotas.service import Quotas
 from ..stores.base import Store
 from ._histograms import histograms
 from ._metrics import Metrics

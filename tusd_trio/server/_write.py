@@ -11,14 +11,14 @@ from typing import Any
 import trio
 
 from .._logging import info_event
-from ..hooks import HookError
+from ..hooks.model import HookError
 from ..protocol import errors, ietf, interop, writes
 from ..protocol.headers import CHECKSUM_ALGORITHMS, MAX_INT64, Checksum
 from ..protocol.info import UploadInfo
 from ..protocol.messages import Response
 from ..protocol.routing import Routed
 from ..protocol.writes import WritePlan
-from ..quotas import BodyGrant
+from ..quotas.service import BodyGrant
 from ..stores.base import ChunkWriter, DurableOnWrite
 from ._request import RequestContext
 from ._state import Interrupter

@@ -4,7 +4,10 @@ Credentials of the object stores come from the environment, as in tusd."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from ..protocol.config import StoreCapabilities
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -94,3 +97,40 @@ class AzureConfig:
 
 #: The settings of one store; their type says which store.
 StoreConfig = FileStoreConfig | S3Config | GCSConfig | AzureConfig
+
+# What each store can do, declared with its settings so that the -workers parent can
+# print the advertised extensions without importing the store (and its SDK).
+FILE_CAPABILITIES = StoreCapabilities()
+GCS_CAPABILITIES = StoreCapabilities()
+#: S3 and Azure cannot read what an unfinished upload holds so far.
+S3_CAPABILITIES = StoreCapabilities(serve_incomplete=False)
+AZURE_CAPABILITIES = StoreCapabilities(serve_incomplete=False)
+
+
+def store_capabilities(settings: StoreConfig) -> StoreCapabilities:
+    """The capabilities of the store these settings choose."""
+    if isinstance(settings, S3Config):
+        return S3_CAPABILITIES
+    if isinstance(settings, GCSConfig):
+        return GCS_CAPABILITIES
+    if isinstance(settings, AzureConfig):
+        return AZURE_CAPABILITIES
+    return FILE_CAPABILITIES
+
+
+def store_description(settings: StoreConfig) -> str:
+    """The start-up line naming the store, worded as tusd's."""
+    if isinstance(settings, S3Config):
+        where = f"s3://{settings.bucket}/{settings.object_prefix}"
+        line = f"Using '{where}' as S3 bucket for storage."
+        if settings.endpoint:
+            line += f" Endpoint: {settings.endpoint}"
+        return line
+    if isinstance(settings, GCSConfig):
+        where = f"gcs://{settings.bucket}/{settings.object_prefix}"
+        return f"Using '{where}' as GCS bucket for storage."
+    if isinstance(settings, AzureConfig):
+        account = settings.account
+        endpoint = settings.endpoint or f"https://{account}.blob.core.windows.net"
+        return f"Using Azure endpoint {endpoint} (container {settings.container!r}) for storage."
+    return f"Using '{os.path.abspath(settings.directory)}' as directory storage."

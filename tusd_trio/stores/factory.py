@@ -4,10 +4,8 @@ needed only by those who use them."""
 
 from __future__ import annotations
 
-import os
-
 from .base import Store
-from .config import AzureConfig, FileStoreConfig, GCSConfig, S3Config, StoreConfig
+from .config import FileStoreConfig, GCSConfig, S3Config, StoreConfig
 from .file import FileStore
 
 
@@ -58,21 +56,3 @@ def build_store(settings: StoreConfig) -> Store:
         ) from None
     except ValueError as exc:
         raise StoreConfigError(str(exc)) from None
-
-
-def store_description(settings: StoreConfig) -> str:
-    """The start-up line naming the store, worded as tusd's."""
-    if isinstance(settings, S3Config):
-        where = f"s3://{settings.bucket}/{settings.object_prefix}"
-        line = f"Using '{where}' as S3 bucket for storage."
-        if settings.endpoint:
-            line += f" Endpoint: {settings.endpoint}"
-        return line
-    if isinstance(settings, GCSConfig):
-        where = f"gcs://{settings.bucket}/{settings.object_prefix}"
-        return f"Using '{where}' as GCS bucket for storage."
-    if isinstance(settings, AzureConfig):
-        account = settings.account
-        endpoint = settings.endpoint or f"https://{account}.blob.core.windows.net"
-        return f"Using Azure endpoint {endpoint} (container {settings.container!r}) for storage."
-    return f"Using '{os.path.abspath(settings.directory)}' as directory storage."

@@ -22,11 +22,11 @@ from dataclasses import replace
 import trio
 
 from .._fs import fsync_directory
-from ..protocol.config import StoreCapabilities
 from ..protocol.errors import StoreError, UploadNotFoundError
 from ..protocol.info import SIDE_FILE_SUFFIXES, UploadInfo
 from ._file_repair import repair_leftovers
 from ._file_writer import FileWriter, copy_range, makedirs, store_error
+from .config import FILE_CAPABILITIES
 
 log = logging.getLogger("tusd_trio.filestore")
 
@@ -37,7 +37,7 @@ _INFO_CACHE_SIZE = 4096
 
 class FileStore:
     name = "filestore"
-    capabilities = StoreCapabilities()
+    capabilities = FILE_CAPABILITIES
 
     def __init__(
         self,

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ...protocol.config import StoreCapabilities
 from ...protocol.errors import MaxSizeExceededError, StoreError, TusError
 from ...protocol.info import UploadInfo
 from .._spool import SpooledWriter
-from ..config import AzureConfig, MiB
+from ..config import AZURE_CAPABILITIES, AzureConfig, MiB
 from .adapter import STORE_NAME, AzureAdapter
 from .blocks import (
     DATA_BLOCK_BUDGET,
@@ -48,7 +47,7 @@ class AzureStore(AzureAdapter):
 
     name = STORE_NAME
     # Everything but GET of an unfinished upload (uncommitted blocks cannot be read).
-    capabilities = StoreCapabilities(serve_incomplete=False)
+    capabilities = AZURE_CAPABILITIES
 
     def __init__(
         self,

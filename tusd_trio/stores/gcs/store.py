@@ -11,11 +11,10 @@ from functools import partial
 
 import trio
 
-from ...protocol.config import StoreCapabilities
 from ...protocol.errors import StoreError, UploadNotFoundError
 from ...protocol.info import UploadInfo
 from .._sdk_calls import BackgroundCall
-from ..config import GCSConfig, MiB
+from ..config import GCS_CAPABILITIES, GCSConfig, MiB
 from .adapter import STORE_NAME, GCSAdapter
 from .layout import ID_ENDING_IN_INDEX, STAGE_MARK, StoredObject, UploadLayout, read_pieces
 from .session import ALIGN
@@ -32,7 +31,7 @@ _PARALLEL = 16
 class GCSStore(GCSAdapter):
     name = STORE_NAME
     # Everything, also GET of an unfinished upload (its chunk objects, in order).
-    capabilities = StoreCapabilities()
+    capabilities = GCS_CAPABILITIES
 
     def __init__(self, config: GCSConfig, *, piece_size: int = 4 * MiB) -> None:
         if piece_size < ALIGN or piece_size % ALIGN:

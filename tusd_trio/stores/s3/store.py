@@ -13,12 +13,11 @@ from typing import Any
 import trio
 
 from ...protocol import errors
-from ...protocol.config import StoreCapabilities
 from ...protocol.errors import StoreError
 from ...protocol.info import UploadInfo
 from ...protocol.parts import PartPlanError, check_size
 from .._spool import SpooledWriter
-from ..config import S3Config
+from ..config import S3_CAPABILITIES, S3Config
 from .adapter import STORE_NAME, S3Adapter
 from .layout import StoredPart, UploadState, contiguous, split_upload_id, upload_state
 from .writer import PartWriter
@@ -59,7 +58,7 @@ class S3Store(S3Adapter):
 
     name = STORE_NAME
     # Everything but GET of an unfinished upload (S3 cannot read parts before completion).
-    capabilities = StoreCapabilities(serve_incomplete=False)
+    capabilities = S3_CAPABILITIES
 
     def __init__(self, config: S3Config) -> None:
         super().__init__(config)
