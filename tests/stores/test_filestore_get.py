@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from tusd_trio.stores import FileStore
+from tusd_trio.stores.file import FileStore
 
 from ._helpers import new_info, write_chunk
 
